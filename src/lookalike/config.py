@@ -1,0 +1,43 @@
+"""One typed configuration, read from ``LOOKALIKE_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Each field is ``LOOKALIKE_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOKALIKE_", extra="ignore")
+
+    # Server
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("data")
+
+    # Models
+    model: str = "sscd"
+    threads: int = Field(0, description="onnxruntime intra-op threads; 0 = all cores")
+    batch_size: int = 16
+    providers: str = Field("auto", description="'auto' uses CUDA when onnxruntime-gpu is installed, else CPU")
+
+    # Image input
+    max_image_bytes: int = 5 * 1024 * 1024
+    max_image_side: int = 4096
+    max_image_pixels: int = 4096 * 4096
+    fetch_timeout_s: float = 10.0
+    fetch_max_redirects: int = 3
+    allow_private_urls: bool = Field(False, description="allow loopback/private/link-local URL targets")
+    s3_endpoint_url: str | None = None
+
+    # Request limits
+    max_batch_images: int = 64
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

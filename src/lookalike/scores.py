@@ -1,0 +1,72 @@
+"""Every score lookalike reports comes from the cosine of two unit vectors, through one calibration.
+
+The anchors below were fitted on ../shared/eval (see docs/benchmarks.md, "Calibration", and
+bench/calibrate.py): ``MATCH_COSINE`` separates photos of the same object or scene from
+unrelated photos; ``COPY_COSINE`` separates copies (re-encoded, resized, cropped, flipped,
+edited) from other photos. The calibrated 0..100 scale maps them to 60 and 80, so that PAI's
+contract holds ("100 is the same image, below 80 is not the same image") and Tencent's default
+MatchThreshold is 60.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+
+import numpy as np
+
+MATCH_COSINE = 0.25
+COPY_COSINE = 0.35
+SAME_IMAGE_COSINE = 0.90
+
+MATCH_SCORE = 60.0
+COPY_SCORE = 80.0
+SAME_IMAGE_SCORE = 97.0
+
+_ANCHORS_X = (-1.0, 0.0, MATCH_COSINE, COPY_COSINE, SAME_IMAGE_COSINE, 1.0)
+_ANCHORS_Y = (0.0, 0.0, MATCH_SCORE, COPY_SCORE, SAME_IMAGE_SCORE, 100.0)
+
+DEFAULT_MATCH_THRESHOLD = int(MATCH_SCORE)
+"""Tencent's MatchThreshold when the caller sends 0: the calibrated same-object boundary."""
+
+
+class Verdict(StrEnum):
+    SAME_IMAGE = "same image"
+    NEAR_COPY = "near copy"
+    SAME_OBJECT = "same object or scene"
+    DIFFERENT = "different"
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.clip(np.dot(a, b), -1.0, 1.0))
+
+
+def aws_similarity(cos: float) -> float:
+    """AWS AI Solution Kit's scale: 0.5 + 0.5 * cosine, in [0, 1]."""
+    return min(1.0, max(0.0, 0.5 + 0.5 * cos))
+
+
+def l2_distance(cos: float) -> float:
+    """Euclidean distance between two unit vectors with this cosine."""
+    return math.sqrt(max(0.0, 2.0 - 2.0 * cos))
+
+
+def calibrated_score(cos: float | np.ndarray) -> float | np.ndarray:
+    """The 0..100 scale shared by PAI's similarity and Tencent's Score."""
+    out = np.interp(cos, _ANCHORS_X, _ANCHORS_Y)
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def cosine_for_score(score: float) -> float:
+    """Inverse of :func:`calibrated_score`, for turning a score threshold into a cosine one."""
+    return float(np.interp(score, _ANCHORS_Y[1:], _ANCHORS_X[1:]))
+
+
+def verdict(cos: float) -> Verdict:
+    if cos >= SAME_IMAGE_COSINE:
+        return Verdict.SAME_IMAGE
+    if cos >= COPY_COSINE:
+        return Verdict.NEAR_COPY
+    if cos >= MATCH_COSINE:
+        return Verdict.SAME_OBJECT
+    return Verdict.DIFFERENT
