@@ -36,6 +36,7 @@ class Settings(BaseSettings):
 
     # Request limits
     max_batch_images: int = 64
+    max_request_bytes: int = 32 * 1024 * 1024
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,151 @@
+"""The FastAPI application: every dialect mounted over one engine."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from contextlib import asynccontextmanager
+from importlib import resources
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic.json_schema import models_json_schema
+
+import lookalike
+from lookalike.api import aws, health, native, pai, schemas
+from lookalike.api.metrics import Metrics
+from lookalike.config import Settings, get_settings
+from lookalike.engine import Engine
+from lookalike.errors import LookalikeError
+
+log = logging.getLogger("lookalike")
+
+REQUEST_ID_HEADER = "X-Request-Id"
+
+
+def _openapi(app: FastAPI) -> dict:
+    """FastAPI's schema, plus the models of bodies that routes parse themselves (JSON or multipart)."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        _, defs = models_json_schema(
+            [(m, "validation") for m in (schemas.EmbedRequest, schemas.CompareRequest)],
+            ref_template="#/components/schemas/{model}",
+        )
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(defs.get("$defs", {}))
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def _mount_docs(app: FastAPI) -> None:
+    """Swagger UI and ReDoc from the installed package: an air-gapped browser renders them."""
+    static = resources.files("fastapi_offline") / "static"
+    app.mount("/_docs", StaticFiles(directory=str(static)), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger():
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="lookalike API",
+            swagger_js_url="/_docs/swagger-ui-bundle.js",
+            swagger_css_url="/_docs/swagger-ui.css",
+            swagger_favicon_url="/_docs/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc():
+        return get_redoc_html(
+            openapi_url="/openapi.json", title="lookalike API", redoc_js_url="/_docs/redoc.standalone.js", with_google_fonts=False
+        )
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    engine = engine or Engine(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # Load the default model off the event loop: /healthz answers at once, /readyz when loaded.
+        async def warm() -> None:
+            try:
+                await asyncio.to_thread(engine.embedder)
+            except LookalikeError as exc:
+                app.state.startup_error = f"{exc.code}: {exc.message}"
+                log.error("model not loaded: %s", exc.message)
+
+        task = asyncio.create_task(warm())
+        for hook in app.state.startup_hooks:
+            await hook(app)
+        yield
+        task.cancel()
+        for hook in app.state.shutdown_hooks:
+            await hook(app)
+
+    app = FastAPI(
+        title="lookalike",
+        version=lookalike.__version__,
+        description="Self-hosted image similarity and image search. Native API under /v1; "
+        "AWS (/image_similarity), PAI EAS (/api/predict/{service}) and Tencent (POST / with X-TC-Action) dialects.",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.metrics = Metrics()
+    app.state.startup_error = None
+    app.state.startup_hooks = []
+    app.state.shutdown_hooks = []
+
+    @app.middleware("http")
+    async def request_context(request: Request, call_next):
+        rid = request.headers.get(REQUEST_ID_HEADER) or str(uuid.uuid4())
+        request.state.request_id = rid[:128]
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics: Metrics = request.app.state.metrics
+        metrics.requests.labels(path, request.method, str(response.status_code)).inc()
+        metrics.latency.labels(path).observe(time.perf_counter() - start)
+        response.headers[REQUEST_ID_HEADER] = request.state.request_id
+        return response
+
+    @app.exception_handler(LookalikeError)
+    async def domain_error(request: Request, exc: LookalikeError):
+        request.app.state.metrics.errors.labels(exc.code).inc()
+        return native.error_response(exc, getattr(request.state, "request_id", ""))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first.get("loc", ())) or "request"
+        err = LookalikeError(f"{where}: {first.get('msg')}", code="InvalidParameter", status=400)
+        return native.error_response(err, getattr(request.state, "request_id", ""))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        log.exception("unexpected error")
+        err = LookalikeError("internal error; see the server log", code="InternalError", status=500)
+        return native.error_response(err, getattr(request.state, "request_id", ""))
+
+    for router in (health.router, native.router, aws.router, pai.router):
+        app.include_router(router)
+    _mount_gallery(app, settings, engine)
+    _mount_docs(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _mount_gallery(app: FastAPI, settings: Settings, engine: Engine) -> None:
+    """Galleries (Tencent dialect and /v1/groups) when the gallery package is present."""
+    try:
+        from lookalike.api import gallery_routes
+    except ImportError:
+        return
+    gallery_routes.mount(app, settings, engine)

@@ -1,0 +1,69 @@
+"""AWS AI Solution Kit image-similarity dialect.
+
+One image (``url`` or ``img``) -> ``{"result": [512 floats]}``; two (``url_1``/``img_1`` and
+``url_2``/``img_2``) -> ``{"similarity": 0.5 + 0.5 * cosine}``. Errors: HTTP 400 with
+``{"Code", "Message", "RequestId"}``.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from lookalike.api.common import engine_of, in_thread, load_image_field, read_json_object, request_id
+from lookalike.errors import InvalidParameter, LookalikeError
+
+router = APIRouter(tags=["AWS AI Solution Kit"])
+
+_SINGLE = {"url", "img"}
+_PAIR = {"url_1", "img_1", "url_2", "img_2"}
+
+
+def error_response(exc: LookalikeError, rid: str) -> JSONResponse:
+    status = exc.status if exc.status < 500 else 500
+    return JSONResponse({"Code": exc.code, "Message": exc.message, "RequestId": rid}, status_code=status)
+
+
+def _parse(body: dict) -> tuple[str, dict]:
+    keys = set(body)
+    unknown = keys - _SINGLE - _PAIR
+    if unknown:
+        raise InvalidParameter(f"unknown keys: {', '.join(sorted(unknown))}")
+    if keys & _SINGLE and keys & _PAIR:
+        raise InvalidParameter("send either url/img (one image) or url_1/img_1 and url_2/img_2 (two images)")
+    if keys & _PAIR:
+        return "pair", body
+    if keys & _SINGLE:
+        return "single", body
+    raise InvalidParameter("missing image: send url or img, or url_1/img_1 and url_2/img_2")
+
+
+async def _handle(request: Request) -> dict:
+    body = await read_json_object(request)
+    kind, fields = _parse(body)
+    engine = engine_of(request)
+    settings = engine.settings
+
+    def work() -> dict:
+        if kind == "single":
+            data = load_image_field(settings, b64=fields.get("img"), url=fields.get("url"), name="img/url")
+            return {"result": engine.embed_one(data).tolist()}
+        first = load_image_field(settings, b64=fields.get("img_1"), url=fields.get("url_1"), name="img_1/url_1")
+        second = load_image_field(settings, b64=fields.get("img_2"), url=fields.get("url_2"), name="img_2/url_2")
+        return {"similarity": engine.compare(first, second).aws_similarity}
+
+    return await in_thread(work)
+
+
+@router.post("/image_similarity", summary="Embed one image or compare two (AWS AI Solution Kit)")
+async def image_similarity(request: Request):
+    try:
+        return await _handle(request)
+    except LookalikeError as exc:
+        return error_response(exc, request_id(request))
+
+
+@router.post("/text_similarity", include_in_schema=False)
+async def text_similarity(request: Request):
+    """The path AWS's own documentation shows for this solution."""
+    return await image_similarity(request)

@@ -1,0 +1,78 @@
+"""Plumbing every dialect shares: reading bodies safely and resolving image fields."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from lookalike.config import Settings
+from lookalike.engine import Engine
+from lookalike.errors import ImageSizeExceed, InvalidParameter, LookalikeError
+from lookalike.images import decode_base64, fetch_url
+
+
+def request_id(request: Request) -> str:
+    return getattr(request.state, "request_id", "")
+
+
+def engine_of(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+def settings_of(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+async def read_body(request: Request) -> bytes:
+    """The raw body, refused past ``max_request_bytes`` without buffering the rest."""
+    limit = settings_of(request).max_request_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ImageSizeExceed(f"the request body is {declared} bytes; the limit is {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ImageSizeExceed(f"the request body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json_object(request: Request) -> dict[str, Any]:
+    body = await read_body(request)
+    if not body.strip():
+        raise InvalidParameter("the request body is empty; send a JSON object")
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidParameter(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidParameter("the request body must be a JSON object")
+    return data
+
+
+def load_image_field(settings: Settings, *, b64: Any = None, url: Any = None, name: str = "image") -> bytes:
+    """Exactly one of base64 text or URL -> bytes. Blocking (may fetch): call in a thread."""
+    if b64 is not None and url is not None:
+        raise InvalidParameter(f"{name}: give either a URL or base64 data, not both")
+    if b64 is None and url is None:
+        raise InvalidParameter(f"{name}: missing; give a URL or base64 data")
+    if url is not None:
+        if not isinstance(url, str):
+            raise InvalidParameter(f"{name}: the URL must be a string")
+        return fetch_url(url, settings)
+    if not isinstance(b64, str):
+        raise InvalidParameter(f"{name}: base64 data must be a string")
+    return decode_base64(b64, max_bytes=settings.max_image_bytes)
+
+
+async def in_thread(fn, *args, **kwargs):
+    """CPU and network work leaves the event loop."""
+    return await run_in_threadpool(fn, *args, **kwargs)
+
+
+def error_payload(exc: LookalikeError) -> dict[str, str]:
+    return {"code": exc.code, "message": exc.message}

@@ -1,0 +1,52 @@
+"""Alibaba PAI EAS image-similarity dialect, where the ``eas-prediction`` client posts.
+
+``{"imagea": b64, "imageb": b64}`` -> ``{"similarity": [0..100], "l2_distance": [d],
+"request_id", "success": true}``. PAI's scale: 100 is the same image, below 80 is not the same
+image; lookalike's calibrated score (:mod:`lookalike.scores`) keeps that contract.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from lookalike.api.common import engine_of, in_thread, load_image_field, read_json_object, request_id
+from lookalike.errors import InvalidParameter, LookalikeError
+
+router = APIRouter(tags=["Alibaba PAI EAS"])
+
+_FIELDS = {"imagea", "imageb"}
+
+
+def _failure(exc: LookalikeError, rid: str) -> JSONResponse:
+    body = {"success": False, "error_code": exc.code, "error_msg": exc.message, "request_id": rid}
+    return JSONResponse(body, status_code=exc.status if exc.status < 500 else 500)
+
+
+@router.post("/api/predict/{service_name}", summary="Compare two images (PAI EAS)")
+async def predict(service_name: str, request: Request):
+    rid = request_id(request)
+    try:
+        body = await read_json_object(request)
+        unknown = set(body) - _FIELDS
+        if unknown:
+            raise InvalidParameter(f"unknown keys: {', '.join(sorted(unknown))}; send imagea and imageb")
+        for name in sorted(_FIELDS):
+            if name not in body:
+                raise InvalidParameter(f"missing {name} (base64 image)")
+        engine = engine_of(request)
+
+        def work():
+            a = load_image_field(engine.settings, b64=body["imagea"], name="imagea")
+            b = load_image_field(engine.settings, b64=body["imageb"], name="imageb")
+            return engine.compare(a, b)
+
+        result = await in_thread(work)
+    except LookalikeError as exc:
+        return _failure(exc, rid)
+    return {
+        "similarity": [round(result.score, 4)],
+        "l2_distance": [round(result.l2_distance, 6)],
+        "request_id": rid,
+        "success": True,
+    }

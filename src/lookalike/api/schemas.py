@@ -1,0 +1,84 @@
+"""Pydantic models of the native API: the contract in /openapi.json and the validation of bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from lookalike.errors import InvalidParameter
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ImageRef(Strict):
+    """One image: exactly one of ``url`` (http, https, s3) or ``base64`` (plain or data: URL)."""
+
+    url: str | None = None
+    base64: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "ImageRef":
+        if (self.url is None) == (self.base64 is None):
+            raise ValueError("give exactly one of url or base64")
+        return self
+
+
+class EmbedRequest(Strict):
+    images: list[ImageRef] = Field(min_length=1)
+    model: str | None = None
+
+
+class EmbedResponse(BaseModel):
+    model: str
+    dim: int
+    vectors: list[list[float]]
+    request_id: str
+
+
+class CompareRequest(Strict):
+    a: ImageRef
+    b: ImageRef
+    model: str | None = None
+
+
+class CompareResponse(BaseModel):
+    model: str
+    cosine: float = Field(description="cosine of the two unit vectors, -1..1")
+    similarity: float = Field(description="AWS scale: 0.5 + 0.5 * cosine")
+    score: float = Field(description="calibrated 0..100 (PAI scale; Tencent Score)")
+    l2_distance: float
+    verdict: str = Field(description="same image / near copy / same object or scene / different")
+    elapsed_ms: float
+    request_id: str
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+    request_id: str
+
+
+class ModelInfo(BaseModel):
+    name: str
+    dim: int
+    input_size: list[int]
+    description: str
+    loaded: bool
+    default: bool
+
+
+def parse(model: type[BaseModel], data: Any):
+    """Validates a body, turning pydantic's errors into our InvalidParameter."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise InvalidParameter(f"{where}: {first['msg']}") from None
