@@ -85,3 +85,46 @@ class ModelUnavailable(LookalikeError):
 
     code = "ModelUnavailable"
     status = 503
+
+
+# Galleries (Tencent image search codes; the Tencent dialect sends them as-is).
+class ResourceNotFound(LookalikeError):
+    code = "ResourceNotFound"
+    status = 404
+
+
+class ImageGroupIdNotExist(LookalikeError):
+    code = "InvalidParameterValue.ImageGroupIdNotExist"
+    status = 404
+
+
+class ImageGroupIdAlreadyExist(LookalikeError):
+    code = "InvalidParameterValue.ImageGroupIdAlreadyExist"
+    status = 409
+
+
+class PicNameAlreadyExist(LookalikeError):
+    code = "InvalidParameterValue.PicNameAlreadyExist"
+    status = 409
+
+
+class ImageEntityCountExceed(LookalikeError):
+    code = "FailedOperation.ImageEntityCountExceed"
+    status = 409
+
+
+class ImageNumExceed(LookalikeError):
+    """The group is at MaxCapacity."""
+
+    code = "FailedOperation.ImageNumExceed"
+    status = 409
+
+
+class PictureSolidColorError(LookalikeError):
+    code = "InvalidParameter.PictureSolidColorError"
+    status = 400
+
+
+class ImageNotFound(LookalikeError):
+    code = "FailedOperation.ImageNotFoundInfo"
+    status = 404

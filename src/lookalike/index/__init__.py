@@ -1,0 +1,1 @@
+"""Vector stores: durable records and vectors, nearest-neighbour search."""

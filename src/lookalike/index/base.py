@@ -1,0 +1,105 @@
+"""The storage interface: everything gallery/ needs, nothing about how it is stored.
+
+A second backend (a database server) implements :class:`Store` and nothing in gallery/ or
+api/ changes. Implementations raise the gallery errors from :mod:`lookalike.errors` for
+constraint violations (they are the only place those can be checked atomically).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from lookalike.index.filters import Expr
+
+
+@dataclass
+class GroupRecord:
+    group_id: str
+    group_name: str
+    brief: str = ""
+    max_capacity: int = 0
+    max_qps: int = 10
+    group_type: int = 4
+    model: str = "sscd"
+    pic_count: int = 0
+    create_time: float = 0.0
+    """Seconds since the epoch."""
+    update_time: float = 0.0
+
+
+@dataclass
+class ImageRecord:
+    group_id: str
+    entity_id: str
+    pic_name: str
+    custom_content: str = ""
+    tags: dict[str, object] = field(default_factory=dict)
+    rect: tuple[int, int, int, int] | None = None
+    create_time: float = 0.0
+    update_time: float = 0.0
+
+
+@dataclass
+class Hit:
+    image: ImageRecord
+    cosine: float
+
+
+class Store(Protocol):
+    """A durable home for groups, image records and their vectors. Thread-safe."""
+
+    def create_group(self, group: GroupRecord) -> None:
+        """Raises ImageGroupIdAlreadyExist."""
+
+    def get_group(self, group_id: str) -> GroupRecord | None: ...
+
+    def list_groups(self, offset: int, limit: int) -> tuple[list[GroupRecord], int]:
+        """A page of groups (oldest first) and the total count."""
+
+    def delete_group(self, group_id: str) -> None:
+        """Raises ImageGroupIdNotExist."""
+
+    def add_image(
+        self, image: ImageRecord, vector: np.ndarray, *, max_per_entity: int, thumbnail: bytes | None = None
+    ) -> None:
+        """Durable when it returns (survives kill -9). Raises PicNameAlreadyExist,
+        ImageEntityCountExceed, ImageNumExceed (group capacity), ImageGroupIdNotExist."""
+
+    def get_images(self, group_id: str, entity_id: str, pic_name: str | None = None) -> list[ImageRecord]: ...
+
+    def list_images(self, group_id: str, offset: int, limit: int) -> tuple[list[ImageRecord], int]:
+        """A page of a group's images, newest first, and the total count (for browsing)."""
+
+    def get_thumbnail(self, group_id: str, pic_name: str) -> bytes | None: ...
+
+    def update_images(
+        self,
+        group_id: str,
+        entity_id: str,
+        pic_name: str | None,
+        *,
+        tags: dict[str, object] | None = None,
+        custom_content: str | None = None,
+    ) -> int:
+        """Number of images changed; visible to the next search."""
+
+    def delete_images(self, group_id: str, entity_id: str, pic_name: str | None = None) -> int:
+        """Number deleted; gone from the next search."""
+
+    def search(
+        self,
+        group_id: str,
+        vector: np.ndarray,
+        *,
+        limit: int,
+        offset: int = 0,
+        min_cosine: float = -1.0,
+        where: Expr | None = None,
+    ) -> list[Hit]:
+        """Best first. Returns ``limit`` hits whenever that many images pass ``where`` and
+        ``min_cosine`` (a selective filter never silently loses results)."""
+
+    def close(self) -> None: ...
