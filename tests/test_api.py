@@ -345,3 +345,25 @@ def test_docs_are_served_without_a_cdn(client):
     spec = client.get("/openapi.json").json()
     assert "/v1/embed" in spec["paths"] and "/image_similarity" in spec["paths"]
     assert "EmbedRequest" in spec["components"]["schemas"]
+
+
+# --- Python client ---------------------------------------------------------------------------
+
+
+def test_python_client_against_the_server(server, images, tmp_path):
+    from lookalike.client import ApiError, Client
+
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(images["photo"])
+    with Client(server) as c:
+        assert c.ready()
+        vector = c.embed(path)
+        assert vector.shape == (512,)
+        batch = c.embed([path, images["other"]], model="sscd-small")
+        assert batch.shape == (2, 512)
+        result = c.compare(path, images["copy"])
+        assert result["score"] >= 80
+        assert {m["name"] for m in c.models()} == {"sscd", "sscd-small"}
+        with pytest.raises(ApiError) as info:
+            c.embed(b"GIF89a........")
+        assert info.value.code == "ImageNotSupported" and info.value.status == 400 and info.value.request_id

@@ -1,0 +1,83 @@
+"""A small Python client for a running lookalike server's native API.
+
+>>> from lookalike.client import Client
+>>> with Client("http://127.0.0.1:8000") as c:
+...     c.compare("a.jpg", "b.jpg")["verdict"]
+'near copy'
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any, Sequence
+
+import httpx
+import numpy as np
+
+from lookalike.errors import LookalikeError
+
+
+class ApiError(LookalikeError):
+    """An error answered by the server; ``code`` is the server's error code."""
+
+    def __init__(self, code: str, message: str, status: int, request_id: str = "") -> None:
+        super().__init__(message, code=code, status=status)
+        self.request_id = request_id
+
+
+def _ref(image: str | Path | bytes) -> dict[str, str]:
+    """A URL stays a URL (the server fetches it); a path or bytes travels as base64."""
+    if isinstance(image, str) and image.startswith(("http://", "https://", "s3://")):
+        return {"url": image}
+    data = image if isinstance(image, bytes) else Path(image).read_bytes()
+    return {"base64": base64.b64encode(data).decode()}
+
+
+class Client:
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", *, api_key: str | None = None, timeout: float = 60) -> None:
+        headers = {"x-api-key": api_key} if api_key else {}
+        self._http = httpx.Client(base_url=base_url, timeout=timeout, headers=headers)
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                error = body.get("error", {})
+                raise ApiError(error.get("code", "HttpError"), error.get("message", response.text), response.status_code, body.get("request_id", ""))
+            except ValueError:
+                raise ApiError("HttpError", response.text, response.status_code) from None
+        return response.json() if response.content else None
+
+    def embed(self, images: Sequence[str | Path | bytes] | str | Path | bytes, model: str | None = None) -> np.ndarray:
+        """One image -> (dim,); a list -> (n, dim), float32, unit length."""
+        single = not isinstance(images, (list, tuple))
+        items = [images] if single else list(images)
+        body: dict[str, Any] = {"images": [_ref(i) for i in items]}
+        if model:
+            body["model"] = model
+        vectors = np.asarray(self._call("POST", "/v1/embed", json=body)["vectors"], dtype=np.float32)
+        return vectors[0] if single else vectors
+
+    def compare(self, a: str | Path | bytes, b: str | Path | bytes, model: str | None = None) -> dict[str, Any]:
+        """cosine, similarity (AWS scale), score (0..100), l2_distance, verdict."""
+        body: dict[str, Any] = {"a": _ref(a), "b": _ref(b)}
+        if model:
+            body["model"] = model
+        return self._call("POST", "/v1/compare", json=body)
+
+    def models(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/v1/models")
+
+    def ready(self) -> bool:
+        return self._http.get("/readyz").status_code == 200
