@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -51,8 +52,8 @@ class Engine:
         self.settings = settings or get_settings()
         self._embedders: dict[str, OnnxEmbedder] = {}
         self._lock = threading.Lock()
-        threads = self.settings.threads or None
-        self._decoders = ThreadPoolExecutor(max_workers=threads or 2, thread_name_prefix="decode")
+        workers = self.settings.threads or os.cpu_count() or 2
+        self._decoders = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
 
     @property
     def default_model(self) -> str:
