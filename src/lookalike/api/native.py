@@ -18,10 +18,19 @@ def error_response(exc: LookalikeError, rid: str) -> JSONResponse:
     return JSONResponse(body, status_code=exc.status)
 
 
-def _body_schema(model: type, multipart: dict | None = None) -> dict:
-    content = {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}
-    if multipart:
-        content["multipart/form-data"] = {"schema": multipart}
+def _body_schema(model: type, *files: str, many: bool = False) -> dict:
+    """A JSON body described by ``model``, or a multipart form of the named file fields."""
+    binary = {"type": "string", "format": "binary"}
+    file_schema = {"type": "array", "items": binary} if many else binary
+    form = {
+        "type": "object",
+        "properties": {**{name: file_schema for name in files}, "model": {"type": "string"}},
+        "required": list(files),
+    }
+    content = {
+        "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}},
+        "multipart/form-data": {"schema": form},
+    }
     return {"requestBody": {"required": True, "content": content}}
 
 
@@ -68,10 +77,7 @@ def _load_ref(settings, ref: schemas.ImageRef, name: str) -> bytes:
     summary="Embed a batch of images",
     response_model=schemas.EmbedResponse,
     responses=_ERRORS,
-    openapi_extra=_body_schema(
-        schemas.EmbedRequest,
-        {"type": "object", "properties": {"images": {"type": "array", "items": {"type": "string", "format": "binary"}}, "model": {"type": "string"}}, "required": ["images"]},
-    ),
+    openapi_extra=_body_schema(schemas.EmbedRequest, "images", many=True),
 )
 async def embed(request: Request):
     rid = request_id(request)
@@ -106,10 +112,7 @@ async def embed(request: Request):
     summary="Compare two images",
     response_model=schemas.CompareResponse,
     responses=_ERRORS,
-    openapi_extra=_body_schema(
-        schemas.CompareRequest,
-        {"type": "object", "properties": {"a": {"type": "string", "format": "binary"}, "b": {"type": "string", "format": "binary"}, "model": {"type": "string"}}, "required": ["a", "b"]},
-    ),
+    openapi_extra=_body_schema(schemas.CompareRequest, "a", "b"),
 )
 async def compare(request: Request):
     rid = request_id(request)
