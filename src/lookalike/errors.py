@@ -128,3 +128,125 @@ class PictureSolidColorError(LookalikeError):
 class ImageNotFound(LookalikeError):
     code = "FailedOperation.ImageNotFoundInfo"
     status = 404
+
+
+# Gallery request validation (Tencent image search codes, from the SDK's errorcodes.py).
+class MissingParameter(LookalikeError):
+    """A required parameter is absent (Tencent's common code)."""
+
+    code = "MissingParameter"
+    status = 400
+
+
+class UnknownParameter(LookalikeError):
+    """A parameter the action does not define (Tencent's common code): catches typos."""
+
+    code = "UnknownParameter"
+    status = 400
+
+
+class InvalidAction(LookalikeError):
+    """The Tencent dialect got an X-TC-Action it does not implement."""
+
+    code = "InvalidAction"
+    status = 400
+
+
+class NoSuchVersion(LookalikeError):
+    """The Tencent dialect got an X-TC-Version other than 2019-05-29."""
+
+    code = "NoSuchVersion"
+    status = 400
+
+
+class ImageGroupIdIllegal(LookalikeError):
+    """GroupId is empty or has characters other than letters, digits and ``_``."""
+
+    code = "InvalidParameterValue.ImageGroupIdIllegal"
+    status = 400
+
+
+class ImageGroupIdTooLong(LookalikeError):
+    code = "InvalidParameterValue.ImageGroupIdTooLong"
+    status = 400
+
+
+class ImageGroupNameEmpty(LookalikeError):
+    code = "InvalidParameterValue.ImageGroupNameEmpty"
+    status = 400
+
+
+class ImageGroupNameTooLong(LookalikeError):
+    code = "InvalidParameterValue.ImageGroupNameTooLong"
+    status = 400
+
+
+class BriefTooLong(LookalikeError):
+    code = "InvalidParameterValue.BriefTooLong"
+    status = 400
+
+
+class EntityIdEmpty(LookalikeError):
+    code = "InvalidParameterValue.EntityIdEmpty"
+    status = 400
+
+
+class EntityIdTooLong(LookalikeError):
+    code = "InvalidParameterValue.EntityIdTooLong"
+    status = 400
+
+
+class PicNameEmpty(LookalikeError):
+    code = "InvalidParameterValue.PicNameEmpty"
+    status = 400
+
+
+class PicNameTooLong(LookalikeError):
+    code = "InvalidParameterValue.PicNameTooLong"
+    status = 400
+
+
+class PicNameInvalid(LookalikeError):
+    """Control characters or ``/`` at either end: a PicName must be printable and path-safe."""
+
+    code = "InvalidParameterValue.PicNameInvalid"
+    status = 400
+
+
+class CustomContentTooLong(LookalikeError):
+    code = "InvalidParameterValue.CustomContentTooLong"
+    status = 400
+
+
+class TagsKeysExceed(LookalikeError):
+    code = "InvalidParameterValue.TagsKeysExceed"
+    status = 400
+
+
+class TagsValueIllegal(LookalikeError):
+    """Tags is not a JSON object of string keys to string or number values."""
+
+    code = "InvalidParameterValue.TagsValueIllegal"
+    status = 400
+
+
+class TagsValueSizeExceed(LookalikeError):
+    code = "InvalidParameterValue.TagsValueSizeExceed"
+    status = 400
+
+
+class FilterInvalid(LookalikeError):
+    code = "InvalidParameterValue.FilterInvalid"
+    status = 400
+
+
+class FilterSizeExceed(LookalikeError):
+    code = "InvalidParameterValue.FilterSizeExceed"
+    status = 400
+
+
+class LimitExceed(LookalikeError):
+    """Limit above 100 (SearchImage, DescribeGroups)."""
+
+    code = "InvalidParameterValue.LimitExceed"
+    status = 400

@@ -143,9 +143,35 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
 
 def _mount_gallery(app: FastAPI, settings: Settings, engine: Engine) -> None:
-    """Galleries (Tencent dialect and /v1/groups) when the gallery package is present."""
-    try:
-        from lookalike.api import gallery_routes
-    except ImportError:
-        return
-    gallery_routes.mount(app, settings, engine)
+    """Galleries: the Tencent dialect (POST /) and /v1/groups, over the store in ``data_dir``.
+
+    The store opens in the lifespan (so creating an app touches no disk) and closes on shutdown;
+    until it is open, or if it fails to, gallery routes answer 503 and /readyz says why.
+    """
+    from lookalike.api import galleries, tencent
+
+    app.include_router(galleries.router)
+    app.include_router(tencent.router)
+    app.state.gallery = None
+    app.state.gallery_error = None
+
+    async def open_gallery(app: FastAPI) -> None:
+        from lookalike.gallery import GalleryService
+        from lookalike.index import open_store
+
+        try:
+            store = await asyncio.to_thread(open_store, settings)
+        except Exception as exc:  # a broken data dir must not stop the similarity API
+            app.state.gallery_error = f"the gallery store did not open: {exc}"
+            app.state.startup_error = app.state.startup_error or app.state.gallery_error
+            log.exception("gallery store not opened")
+            return
+        app.state.gallery = GalleryService(store, engine)
+
+    async def close_gallery(app: FastAPI) -> None:
+        gallery, app.state.gallery = app.state.gallery, None
+        if gallery is not None:
+            await asyncio.to_thread(gallery.close)
+
+    app.state.startup_hooks.append(open_gallery)
+    app.state.shutdown_hooks.append(close_gallery)

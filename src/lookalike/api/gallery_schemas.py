@@ -1,0 +1,153 @@
+"""Pydantic models of the native gallery API (/v1/groups): the contract in /openapi.json.
+
+Lengths, tag rules and limits are checked by :mod:`lookalike.gallery.validation`, not here, so
+the native API refuses exactly what the Tencent dialect refuses, with the same error codes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from lookalike.api.schemas import ErrorBody, ImageRef, Strict
+
+
+class GroupCreate(Strict):
+    group_id: str = Field(description="letters, digits and _; at most 64 characters; unique")
+    group_name: str | None = Field(None, description="defaults to group_id")
+    brief: str | None = None
+    max_capacity: int | None = Field(None, description="most pictures the group holds; 0 = unlimited")
+    max_qps: int | None = Field(None, description="stored and reported (Tencent's MaxQps); not enforced")
+    model: str | None = Field(None, description="sscd (default) or sscd-small; fixed once the group exists")
+    group_type: int | None = Field(None, description="Tencent's GroupType instead of model: 1-8 and 100 = sscd, 101 = sscd-small")
+
+
+class GroupInfo(BaseModel):
+    group_id: str
+    group_name: str
+    brief: str
+    max_capacity: int
+    max_qps: int
+    group_type: int
+    model: str
+    pic_count: int
+    create_time: str = Field(description="ISO 8601, UTC")
+    update_time: str
+
+
+class GroupResponse(GroupInfo):
+    request_id: str
+
+
+class GroupList(BaseModel):
+    groups: list[GroupInfo]
+    total: int
+    request_id: str
+
+
+class RectIn(Strict):
+    """A crop box in the original (EXIF-oriented) image's pixels, applied before embedding."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+class ImageCreate(Strict):
+    entity_id: str = Field(description="at most 64 characters; an entity holds at most 10 pictures")
+    pic_name: str = Field(description="at most 64 characters; unique in the group")
+    image: ImageRef
+    custom_content: str | None = Field(None, description="at most 4096 characters, returned by search")
+    tags: dict[str, Any] | None = Field(None, description="at most 10 keys; values strings or numbers")
+    rect: RectIn | None = None
+
+
+class ImageInfo(BaseModel):
+    group_id: str
+    entity_id: str
+    pic_name: str
+    custom_content: str
+    tags: dict[str, Any]
+    rect: RectIn | None = None
+    create_time: str
+    update_time: str
+    thumbnail_url: str
+
+
+class ImageResponse(ImageInfo):
+    request_id: str
+
+
+class ImageList(BaseModel):
+    images: list[ImageInfo]
+    total: int
+    request_id: str
+
+
+class BatchItem(BaseModel):
+    pic_name: str | None
+    ok: bool
+    image: ImageInfo | None = None
+    error: ErrorBody | None = None
+
+
+class BatchResponse(BaseModel):
+    results: list[BatchItem] = Field(description="one per submitted picture, in order")
+    created: int
+    failed: int
+    request_id: str
+
+
+class ImagePatch(Strict):
+    tags: dict[str, Any] | None = Field(None, description="replaces the tags")
+    custom_content: str | None = None
+
+
+class SearchRequest(Strict):
+    image: ImageRef
+    rect: RectIn | None = None
+    limit: int | None = Field(None, description="1..100, default 10")
+    offset: int | None = Field(None, description="default 0")
+    match_threshold: float | None = Field(None, description="0..100 score; 0 = the default (60)")
+    filter: str | None = Field(None, description="over tags, e.g. colour = \"red\" AND (size >= 3 OR size < 1)")
+
+
+class SearchResult(BaseModel):
+    entity_id: str
+    pic_name: str
+    custom_content: str
+    tags: dict[str, Any]
+    score: int = Field(description="calibrated 0..100 (Tencent's Score)")
+    cosine: float
+    thumbnail_url: str
+
+
+class SearchResponse(BaseModel):
+    results: list[SearchResult] = Field(description="best first")
+    count: int
+    request_id: str
+
+
+class Deleted(BaseModel):
+    deleted: int
+    request_id: str
+
+
+def inline_schema(model: type[BaseModel]) -> dict:
+    """The model's JSON schema with its ``$defs`` inlined, for an operation's request body."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.split("/")[-1]])
+            return {k: resolve(item) for k, item in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    return resolve(schema)

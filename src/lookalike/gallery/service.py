@@ -1,0 +1,298 @@
+"""Galleries: the one place where requests become store operations.
+
+Every interface (Tencent dialect, native REST, CLI, bench) calls :class:`GalleryService`; the
+dialects only translate field names and errors. Images arrive as bytes already fetched (the API
+layer fetches URLs in a worker thread), are validated, decoded once (pixels for the model and a
+thumbnail from the same decode), refused when flat, embedded with the group's own model, and
+handed to the :class:`~lookalike.index.base.Store`, which is durable when it returns.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from lookalike import errors, scores
+from lookalike.engine import Engine, ImageInput
+from lookalike.gallery import models as m
+from lookalike.gallery import validation as v
+from lookalike.gallery.filters import parse_filter
+from lookalike.gallery.pictures import check_not_solid, thumbnail
+from lookalike.images.decode import Rect, to_pixels
+from lookalike.index.base import GroupRecord, ImageRecord, Store
+from lookalike.index.filters import Expr
+from lookalike.models import get_spec
+
+
+@dataclass
+class _Prepared:
+    record: ImageRecord
+    pixels: np.ndarray
+    thumbnail: bytes
+
+
+class GalleryService:
+    """Groups, images and search over one store and one engine. Thread-safe."""
+
+    def __init__(self, store: Store, engine: Engine, *, workers: int | None = None) -> None:
+        self.store = store
+        self.engine = engine
+        self._pool = ThreadPoolExecutor(
+            max_workers=workers or engine.settings.threads or os.cpu_count() or 2, thread_name_prefix="gallery"
+        )
+        self._closed = threading.Event()
+
+    def close(self) -> None:
+        """Closes the store; idempotent."""
+        if not self._closed.is_set():
+            self._closed.set()
+            self._pool.shutdown(wait=True)
+            self.store.close()
+
+    # ------------------------------------------------------------------ groups
+
+    def create_group(
+        self,
+        group_id: str,
+        group_name: str | None = None,
+        *,
+        brief: str | None = None,
+        max_capacity: int | None = None,
+        max_qps: int | None = None,
+        group_type: int | None = None,
+        model: str | None = None,
+    ) -> GroupRecord:
+        """``model`` (native API, CLI) or ``group_type`` (Tencent) picks the model, fixed from now on."""
+        gid = v.group_id(group_id)
+        name = v.group_name(gid if group_name is None else group_name)
+        if model is not None:
+            get_spec(model)  # ModelNotFound for a name we do not know
+            if model not in m.MODEL_GROUP_TYPES:
+                raise errors.ModelNotFound(f"model {model!r} cannot back a gallery")
+            if group_type not in (None, 0) and m.GROUP_TYPE_MODELS.get(group_type) != model:
+                raise errors.InvalidParameterValue(f"GroupType {group_type} uses model {m.GROUP_TYPE_MODELS.get(group_type)!r}, not {model!r}")
+            gtype = group_type or m.MODEL_GROUP_TYPES[model]
+        else:
+            gtype = v.group_type(group_type)
+        now = time.time()
+        record = GroupRecord(
+            group_id=gid,
+            group_name=name,
+            brief=v.brief(brief),
+            max_capacity=v.non_negative_int(max_capacity, "MaxCapacity", 0),
+            max_qps=v.non_negative_int(max_qps, "MaxQps", m.DEFAULT_MAX_QPS),
+            group_type=gtype,
+            model=m.GROUP_TYPE_MODELS[gtype],
+            pic_count=0,
+            create_time=now,
+            update_time=now,
+        )
+        self.store.create_group(record)
+        return self.store.get_group(gid) or record
+
+    def get_group(self, group_id: str) -> GroupRecord:
+        gid = v.group_id(group_id)
+        group = self.store.get_group(gid)
+        if group is None:
+            raise errors.ImageGroupIdNotExist(f"group {gid!r} does not exist")
+        return group
+
+    def describe_groups(
+        self, offset: int | None = 0, limit: int | None = m.DEFAULT_LIMIT, group_id: str | None = None
+    ) -> tuple[list[GroupRecord], int]:
+        """A page of groups and the total; with ``group_id``, just that group (or none: a filter)."""
+        off, lim = v.offset(offset), v.limit(limit)
+        if group_id:
+            group = self.store.get_group(v.group_id(group_id))
+            return ([group], 1) if group is not None else ([], 0)
+        return self.store.list_groups(off, lim)
+
+    def delete_group(self, group_id: str) -> None:
+        self.store.delete_group(self.get_group(group_id).group_id)
+
+    # ------------------------------------------------------------------ images
+
+    def add_image(self, group_id: str, image: m.NewImage) -> ImageRecord:
+        result = self.add_images(group_id, [image])[0]
+        if isinstance(result, errors.LookalikeError):
+            raise result
+        return result
+
+    def add_images(self, group_id: str, images: Sequence[m.NewImage]) -> list[ImageRecord | errors.LookalikeError]:
+        """Adds a batch: decoded in parallel, embedded together, stored one by one.
+
+        Each position holds the stored record or the error that refused that image; one bad
+        image never stops the others. Every returned record is durable.
+        """
+        group = self.get_group(group_id)
+        model = group.model
+        results: list[ImageRecord | errors.LookalikeError | None] = [None] * len(images)
+
+        def prepare(i: int) -> _Prepared | errors.LookalikeError:
+            try:
+                return self._prepare(group, images[i])
+            except errors.LookalikeError as exc:
+                return exc
+
+        prepared = list(self._pool.map(prepare, range(len(images)))) if len(images) > 1 else [prepare(0)] if images else []
+        ok = [i for i, p in enumerate(prepared) if isinstance(p, _Prepared)]
+        for i, p in enumerate(prepared):
+            if isinstance(p, errors.LookalikeError):
+                results[i] = p
+        if ok:
+            batch = np.stack([prepared[i].pixels for i in ok])  # type: ignore[union-attr]
+            vectors = self.engine.embedder(model).embed(batch)
+            for i, vector in zip(ok, vectors):
+                item: _Prepared = prepared[i]  # type: ignore[assignment]
+                try:
+                    self.store.add_image(
+                        item.record, vector, max_per_entity=m.PICTURES_PER_ENTITY, thumbnail=item.thumbnail
+                    )
+                    results[i] = item.record
+                except errors.LookalikeError as exc:
+                    results[i] = exc
+        return results  # type: ignore[return-value]
+
+    def _prepare(self, group: GroupRecord, new: m.NewImage) -> _Prepared:
+        entity = v.entity_id(new.entity_id)
+        pic = v.pic_name(new.pic_name)
+        content = v.custom_content(new.custom_content)
+        tags = v.tags(new.tags)
+        decoded = self.engine.decode(new.image, model=group.model, rect=new.rect)
+        pixels = to_pixels(decoded, get_spec(group.model).input_size)
+        check_not_solid(pixels, f"picture {pic!r}")
+        now = time.time()
+        record = ImageRecord(
+            group_id=group.group_id,
+            entity_id=entity,
+            pic_name=pic,
+            custom_content=content,
+            tags=tags,
+            rect=None if new.rect is None else (new.rect.x, new.rect.y, new.rect.width, new.rect.height),
+            create_time=now,
+            update_time=now,
+        )
+        return _Prepared(record, pixels, thumbnail(decoded))
+
+    def describe_images(self, group_id: str, entity_id: str, pic_name: str | None = None) -> list[ImageRecord]:
+        """An entity's pictures (or one of them); ImageNotFound when there are none."""
+        group = self.get_group(group_id)
+        entity = v.entity_id(entity_id)
+        pic = v.pic_name(pic_name) if pic_name else None
+        found = self.store.get_images(group.group_id, entity, pic)
+        if not found:
+            what = f"picture {pic!r} of entity {entity!r}" if pic else f"entity {entity!r}"
+            raise errors.ImageNotFound(f"{what} is not in group {group.group_id!r}")
+        return found
+
+    def list_images(self, group_id: str, offset: int = 0, limit: int = 50) -> tuple[list[ImageRecord], int]:
+        group = self.get_group(group_id)
+        return self.store.list_images(group.group_id, v.offset(offset), v.limit(limit))
+
+    def iter_images(self, group_id: str, page: int = 100) -> Iterator[ImageRecord]:
+        """Every image of a group, page by page (newest first)."""
+        group = self.get_group(group_id)
+        offset = 0
+        while True:
+            batch, total = self.store.list_images(group.group_id, offset, page)
+            yield from batch
+            offset += len(batch)
+            if not batch or offset >= total:
+                return
+
+    def find_image(self, group_id: str, pic_name: str) -> ImageRecord:
+        """The picture called ``pic_name`` (unique in its group), whatever its entity."""
+        group = self.get_group(group_id)
+        pic = v.pic_name(pic_name)
+        lookup = getattr(self.store, "get_image", None)
+        if callable(lookup):
+            found = lookup(group.group_id, pic)
+        else:  # the Store protocol finds by entity; scan the group otherwise
+            found = next((r for r in self.iter_images(group.group_id, 500) if r.pic_name == pic), None)
+        if found is None:
+            raise errors.ImageNotFound(f"picture {pic!r} is not in group {group.group_id!r}")
+        return found
+
+    def thumbnail(self, group_id: str, pic_name: str) -> bytes:
+        group = self.get_group(group_id)
+        data = self.store.get_thumbnail(group.group_id, v.pic_name(pic_name))
+        if data is None:
+            raise errors.ImageNotFound(f"picture {pic_name!r} of group {group.group_id!r} has no thumbnail")
+        return data
+
+    def update_images(
+        self,
+        group_id: str,
+        entity_id: str,
+        pic_name: str | None = None,
+        *,
+        tags: object = None,
+        custom_content: str | None = None,
+    ) -> int:
+        """New Tags and/or CustomContent for an entity's pictures (or one); ImageNotFound when none."""
+        group = self.get_group(group_id)
+        entity = v.entity_id(entity_id)
+        pic = v.pic_name(pic_name) if pic_name else None
+        new_tags = None if tags is None else v.tags(tags)
+        content = None if custom_content is None else v.custom_content(custom_content)
+        changed = self.store.update_images(group.group_id, entity, pic, tags=new_tags, custom_content=content)
+        if changed == 0:
+            what = f"picture {pic!r} of entity {entity!r}" if pic else f"entity {entity!r}"
+            raise errors.ImageNotFound(f"{what} is not in group {group.group_id!r}")
+        return changed
+
+    def delete_images(self, group_id: str, entity_id: str, pic_name: str | None = None) -> int:
+        group = self.get_group(group_id)
+        entity = v.entity_id(entity_id)
+        pic = v.pic_name(pic_name) if pic_name else None
+        deleted = self.store.delete_images(group.group_id, entity, pic)
+        if deleted == 0:
+            what = f"picture {pic!r} of entity {entity!r}" if pic else f"entity {entity!r}"
+            raise errors.ImageNotFound(f"{what} is not in group {group.group_id!r}")
+        return deleted
+
+    # ------------------------------------------------------------------ search
+
+    def search(
+        self,
+        group_id: str,
+        image: ImageInput,
+        *,
+        rect: Rect | None = None,
+        limit: int | None = m.DEFAULT_LIMIT,
+        offset: int | None = 0,
+        match_threshold: float | None = 0,
+        filter: str | Expr | None = None,
+        min_cosine: float | None = None,
+    ) -> list[m.SearchHit]:
+        """Pictures like ``image``, best first, scoring at least MatchThreshold (0 = the default).
+
+        ``min_cosine`` overrides the threshold (evaluation wants the full ranking).
+        """
+        group = self.get_group(group_id)
+        lim, off = v.limit(limit), v.offset(offset)
+        threshold = v.match_threshold(match_threshold) or self.default_threshold(group)
+        where = filter if filter is None or not isinstance(filter, str) else parse_filter(filter)
+        cutoff = scores.cosine_for_score(threshold) if min_cosine is None else min_cosine
+        vector = self.embed_query(group, image, rect)
+        hits = self.store.search(group.group_id, vector, limit=lim, offset=off, min_cosine=cutoff, where=where)
+        out = [m.SearchHit(h.image, h.cosine, int(round(scores.calibrated_score(h.cosine)))) for h in hits]
+        out.sort(key=lambda h: -h.cosine)
+        return out
+
+    @staticmethod
+    def default_threshold(group: GroupRecord) -> int:
+        """Tencent's MatchThreshold 0: every group type uses the calibrated same-object boundary."""
+        return scores.DEFAULT_MATCH_THRESHOLD
+
+    def embed_query(self, group: GroupRecord, image: ImageInput, rect: Rect | None = None) -> np.ndarray:
+        """The query's vector with the group's model (never another model's space)."""
+        pixels = self.engine.pixels(image, model=group.model, rect=rect)
+        check_not_solid(pixels, "the query image")
+        return self.engine.embedder(group.model).embed(pixels[None])[0]
