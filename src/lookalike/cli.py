@@ -155,6 +155,171 @@ def models(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- galleries
+
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+def _gallery(settings):
+    """A GalleryService straight on the data dir (no server needed; SQLite lets both share it)."""
+    from lookalike.engine import Engine
+    from lookalike.gallery import GalleryService
+    from lookalike.index import open_store
+
+    return GalleryService(open_store(settings), Engine(settings))
+
+
+def _entity_and_name(path: Path, root: Path) -> tuple[str, str]:
+    """Entity = the top sub-folder (one object's pictures), or the file stem at the top level."""
+    relative = path.relative_to(root)
+    entity = relative.parts[0] if len(relative.parts) > 1 else path.stem
+    return entity, relative.as_posix()
+
+
+@command("index", "add a folder of images to a gallery (resumable)")
+@arg("folder", type=Path, help="images (jpg, png, bmp, webp), in sub-folders per entity or not")
+@arg("--group", required=True, help="gallery GroupId")
+@arg("--create", action="store_true", help="create the group when it does not exist")
+@arg("--model", default=None, help="model of a group made by --create: sscd (default) or sscd-small")
+@arg("--tags", default=None, help='JSON tags given to every image, e.g. \'{"source": "scan"}\'')
+@arg("--batch", type=int, default=32, help="images decoded and embedded together")
+@arg("--data-dir", type=Path, default=None)
+@arg("--threads", type=int, default=None)
+def index(args: argparse.Namespace) -> int:
+    """Entity = sub-folder name (or file stem); PicName = path relative to FOLDER. Pictures already
+    in the group are skipped, so an interrupted run picks up where it stopped."""
+    from lookalike.errors import ImageGroupIdNotExist, InvalidParameterValue, LookalikeError
+    from lookalike.gallery import NewImage
+    from lookalike.gallery import validation
+    from lookalike.images import read_local
+
+    model = args.model
+    args.model = None  # --model names the group's model, not the engine's default
+    settings = _settings(args)
+    root = args.folder
+    if not root.is_dir():
+        raise InvalidParameterValue(f"{root} is not a folder")
+    tags = validation.tags(args.tags) if args.tags else {}
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES)
+    gallery = _gallery(settings)
+    try:
+        try:
+            group = gallery.get_group(args.group)
+        except ImageGroupIdNotExist:
+            if not args.create:
+                raise ImageGroupIdNotExist(f"group {args.group!r} does not exist; add --create to make it") from None
+            group = gallery.create_group(args.group, model=model)
+        if model is not None and model != group.model:
+            raise InvalidParameterValue(f"group {group.group_id!r} uses model {group.model!r}, not {model!r}")
+        stored = {r.pic_name for r in gallery.iter_images(group.group_id, 1000)}
+        todo = [p for p in files if _entity_and_name(p, root)[1] not in stored]
+        refused: list[tuple[str, str]] = []
+        added = 0
+        bar = None
+        if todo and (sys.stderr.isatty() or len(todo) > 100):
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(todo), desc=f"indexing into {group.group_id}", unit="img", file=sys.stderr)
+        for start in range(0, len(todo), max(1, args.batch)):
+            chunk = todo[start : start + max(1, args.batch)]
+            news, paths = [], []
+            for path in chunk:
+                entity, name = _entity_and_name(path, root)
+                try:
+                    news.append(NewImage(entity, name, read_local(path, settings), tags=tags))
+                    paths.append(path)
+                except LookalikeError as exc:
+                    refused.append((name, f"{exc.code}: {exc.message}"))
+            for path, result in zip(paths, gallery.add_images(group.group_id, news) if news else []):
+                if isinstance(result, LookalikeError):
+                    refused.append((_entity_and_name(path, root)[1], f"{result.code}: {result.message}"))
+                else:
+                    added += 1
+            if bar is not None:
+                bar.update(len(chunk))
+        if bar is not None:
+            bar.close()
+        for name, why in refused:
+            print(f"refused {name}: {why}", file=sys.stderr)
+        skipped = len(files) - len(todo)
+        print(json.dumps({"group": group.group_id, "added": added, "skipped": skipped, "refused": len(refused)}))
+        return 1 if refused else 0
+    finally:
+        gallery.close()
+
+
+@command("search", "search a gallery with an image")
+@arg("image", help="image file or URL")
+@arg("--group", required=True)
+@arg("--limit", type=int, default=10, help="1..100")
+@arg("--offset", type=int, default=0)
+@arg("--filter", default=None, help='over tags, e.g. \'colour = "red" AND size >= 3\'')
+@arg("--threshold", type=float, default=0, help="lowest score 0..100 (0 = the default, 60)")
+@arg("--rect", default=None, help="crop X,Y,WIDTH,HEIGHT of the query before searching")
+@arg("--data-dir", type=Path, default=None)
+@arg("--threads", type=int, default=None)
+def search(args: argparse.Namespace) -> int:
+    from lookalike.errors import InvalidParameterValue
+    from lookalike.images import Rect, read_local
+
+    settings = _settings(args)
+    rect = None
+    if args.rect:
+        try:
+            rect = Rect(*(int(part) for part in args.rect.split(",")))
+        except (TypeError, ValueError):
+            raise InvalidParameterValue("--rect is X,Y,WIDTH,HEIGHT in pixels") from None
+    gallery = _gallery(settings)
+    try:
+        hits = gallery.search(
+            args.group,
+            read_local(args.image, settings),
+            rect=rect,
+            limit=args.limit,
+            offset=args.offset,
+            match_threshold=args.threshold,
+            filter=args.filter,
+        )
+    finally:
+        gallery.close()
+    for hit in hits:
+        record = hit.image
+        print(
+            json.dumps(
+                {
+                    "score": hit.score,
+                    "cosine": round(hit.cosine, 6),
+                    "entity_id": record.entity_id,
+                    "pic_name": record.pic_name,
+                    "custom_content": record.custom_content,
+                    "tags": record.tags,
+                },
+                ensure_ascii=False,
+            )
+        )
+    return 0
+
+
+@command("groups", "list the galleries in the data dir")
+@arg("--data-dir", type=Path, default=None)
+def groups(args: argparse.Namespace) -> int:
+    from lookalike.index import open_store
+
+    store = open_store(_settings(args))
+    try:
+        offset = 0
+        while True:
+            page, total = store.list_groups(offset, 100)
+            for g in page:
+                print(f"{g.group_id}\t{g.model}\t{g.pic_count} pictures\t{g.group_name}")
+            offset += len(page)
+            if not page or offset >= total:
+                break
+    finally:
+        store.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lookalike", description="Self-hosted image similarity and image search.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
