@@ -23,6 +23,7 @@ from lookalike.api.metrics import Metrics
 from lookalike.config import Settings, get_settings
 from lookalike.engine import Engine
 from lookalike.errors import LookalikeError
+from lookalike.web import routes as web
 
 log = logging.getLogger("lookalike")
 
@@ -138,6 +139,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         app.include_router(router)
     _mount_gallery(app, settings, engine)
     _mount_docs(app)
+    app.include_router(web.router)  # the web page at /ui
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

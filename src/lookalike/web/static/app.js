@@ -1,0 +1,531 @@
+// lookalike web page: compare, search, galleries. Plain ES module, no dependencies.
+const $ = (sel) => document.querySelector(sel);
+const KEY = 'lookalike.apiKey';
+
+// ---------------------------------------------------------------- API and errors
+
+export class ApiError extends Error {
+  constructor(code, message, status = 0, requestId = '') {
+    super(message);
+    Object.assign(this, { code, status, requestId });
+  }
+}
+
+// The error of any dialect this server speaks, or null.
+function errorOf(d) {
+  if (!d || typeof d !== 'object') return null;
+  if (d.error && d.error.code) return { code: d.error.code, message: d.error.message, rid: d.request_id };
+  const tc = d.Response && d.Response.Error;
+  if (tc) return { code: tc.Code, message: tc.Message, rid: d.Response.RequestId };
+  if (d.Code && d.Message) return { code: d.Code, message: d.Message, rid: d.RequestId };
+  if (d.success === false) return { code: d.error_code, message: d.error_msg, rid: d.request_id };
+  if (d.detail) return { code: 'Error', message: typeof d.detail === 'string' ? d.detail : JSON.stringify(d.detail) };
+  return null;
+}
+
+function authHeaders() {
+  const key = localStorage.getItem(KEY);
+  return key ? { 'x-api-key': key } : {};
+}
+
+// fetch + JSON + readable errors; asks for an API key once on 401/403/AuthFailure and retries.
+export async function api(path, opts = {}, retried = false) {
+  const headers = authHeaders();
+  let body = opts.form;
+  if (opts.json !== undefined) {
+    headers['content-type'] = 'application/json';
+    body = JSON.stringify(opts.json);
+  }
+  let res;
+  try {
+    res = await fetch(path, { method: opts.method || (body ? 'POST' : 'GET'), headers, body });
+  } catch (e) {
+    throw new ApiError('NetworkError', `the server did not answer (${e.message})`);
+  }
+  const text = await res.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
+  let err = errorOf(data);
+  if (!err && !res.ok) err = { code: `HTTP${res.status}`, message: text.slice(0, 300) || res.statusText };
+  if (err && !(opts.batch && data && Array.isArray(data.results))) {
+    if (!retried && (res.status === 401 || res.status === 403 || String(err.code).startsWith('AuthFailure'))) {
+      if (await askKey(`${err.code}: ${err.message}`)) return api(path, opts, true);
+    }
+    throw new ApiError(err.code, err.message, res.status, err.rid || res.headers.get('x-request-id') || '');
+  }
+  return data;
+}
+
+let keyPrompt = null;
+function askKey(reason) {
+  if (keyPrompt) return keyPrompt;
+  const dlg = $('#key-dialog');
+  $('#key-why').textContent = reason || 'The API key sent as x-api-key with every request.';
+  $('#key-input').value = localStorage.getItem(KEY) || '';
+  dlg.returnValue = '';
+  keyPrompt = new Promise((resolve) => {
+    dlg.addEventListener('close', () => {
+      keyPrompt = null;
+      const key = $('#key-input').value.trim();
+      if (dlg.returnValue === 'save' && key) { localStorage.setItem(KEY, key); resolve(true); return; }
+      if (dlg.returnValue === 'clear') localStorage.removeItem(KEY);
+      resolve(false);
+    }, { once: true });
+    dlg.showModal();
+  });
+  return keyPrompt;
+}
+
+function showError(e) {
+  const text = e instanceof ApiError ? `${e.code}: ${e.message}` : `Error: ${(e && e.message) || e}`;
+  $('#error-text').textContent = text + (e && e.requestId ? ` (request ${e.requestId})` : '');
+  $('#error').hidden = false;
+}
+const clearError = () => { $('#error').hidden = true; };
+
+// Runs an action with its button disabled; any failure lands in the error banner.
+async function guarded(button, fn) {
+  clearError();
+  if (button) button.disabled = true;
+  try { await fn(); } catch (e) { showError(e); } finally { if (button) button.disabled = false; }
+}
+
+// ---------------------------------------------------------------- small DOM helpers
+
+function el(tag, attrs = {}, ...kids) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
+    else if (v !== undefined && v !== null) node.setAttribute(k, v);
+  }
+  node.append(...kids.filter((k) => k !== null && k !== undefined));
+  return node;
+}
+
+// A thumbnail; with an API key set, fetched with the header (an <img> cannot send one).
+function thumb(url, alt) {
+  const img = el('img', { alt, loading: 'lazy', decoding: 'async' });
+  img.addEventListener('error', () => img.classList.add('broken'));
+  const headers = authHeaders();
+  if (!headers['x-api-key']) { img.src = url; return img; }
+  fetch(url, { headers })
+    .then((r) => (r.ok ? r.blob() : Promise.reject(new Error(r.status))))
+    .then((b) => { img.src = URL.createObjectURL(b); img.onload = () => URL.revokeObjectURL(img.src); })
+    .catch(() => img.classList.add('broken'));
+  return img;
+}
+
+function tagList(tags) {
+  const entries = Object.entries(tags || {});
+  return el('div', { class: 'tags' }, ...entries.map(([k, v]) => el('span', { class: 'tag' }, `${k}=${JSON.stringify(v)}`)));
+}
+
+function field(name, value) {
+  return el('div', { class: 'field' }, el('span', {}, name), ' ', el('code', {}, String(value ?? '')));
+}
+
+function dropZone(zone, input, onFiles) {
+  input.addEventListener('change', () => {
+    const files = [...input.files];
+    input.value = '';
+    if (files.length) onFiles(files);
+  });
+  zone.addEventListener('dragover', (e) => { e.preventDefault(); zone.classList.add('over'); });
+  zone.addEventListener('dragleave', () => zone.classList.remove('over'));
+  zone.addEventListener('drop', (e) => {
+    e.preventDefault();
+    zone.classList.remove('over');
+    const files = [...((e.dataTransfer && e.dataTransfer.files) || [])];
+    if (files.length) onFiles(files);
+  });
+}
+
+const gpath = (g) => `/v1/groups/${encodeURIComponent(g)}`;
+const readDataUrl = (file) => new Promise((resolve, reject) => {
+  const r = new FileReader();
+  r.onload = () => resolve(r.result);
+  r.onerror = () => reject(r.error);
+  r.readAsDataURL(file);
+});
+
+// ---------------------------------------------------------------- compare
+
+const picked = { a: null, b: null };
+let compareSeq = 0;
+
+function setPreview(slot, src) {
+  const zone = $(`#drop-${slot}`);
+  const img = zone.querySelector('img');
+  if (img.src.startsWith('blob:')) URL.revokeObjectURL(img.src);
+  if (src) img.src = src; else img.removeAttribute('src');
+  img.hidden = !src;
+  zone.classList.toggle('has', !!src);
+}
+
+const compareReady = (slot) => picked[slot] || $(`#url-${slot}`).value.trim();
+
+async function compareRef(slot) {
+  return picked[slot] ? { base64: await readDataUrl(picked[slot]) } : { url: $(`#url-${slot}`).value.trim() };
+}
+
+async function compare() {
+  if (!compareReady('a') || !compareReady('b')) throw new Error('pick, drop or paste two images first');
+  const seq = ++compareSeq;
+  let opts;
+  if (picked.a && picked.b) {
+    const form = new FormData();
+    form.append('a', picked.a);
+    form.append('b', picked.b);
+    opts = { form };
+  } else {
+    opts = { json: { a: await compareRef('a'), b: await compareRef('b') } };
+  }
+  $('#compare-result').classList.add('busy');
+  const t0 = performance.now();
+  let r;
+  try {
+    r = await api('/v1/compare', { method: 'POST', ...opts });
+  } catch (e) {
+    if (seq === compareSeq) $('#compare-result').hidden = true;
+    throw e;
+  } finally {
+    $('#compare-result').classList.remove('busy');
+  }
+  const ms = performance.now() - t0;
+  if (seq !== compareSeq) return;
+  const box = $('#compare-result');
+  $('#verdict').textContent = r.verdict;
+  box.dataset.verdict = r.verdict.replace(/\W+/g, '-');
+  box.dataset.ms = ms.toFixed(1);
+  $('#meter-bar').style.width = `${(r.similarity * 100).toFixed(1)}%`;
+  $('#r-similarity').textContent = r.similarity.toFixed(4);
+  $('#r-score').textContent = r.score.toFixed(1);
+  $('#r-cosine').textContent = r.cosine.toFixed(4);
+  $('#r-l2').textContent = r.l2_distance.toFixed(4);
+  $('#r-time').textContent = `${ms.toFixed(0)} ms in the browser (${r.elapsed_ms} ms on the server, model ${r.model})`;
+  box.hidden = false;
+}
+
+function initCompare() {
+  for (const slot of ['a', 'b']) {
+    dropZone($(`#drop-${slot}`), $(`#file-${slot}`), ([file]) => {
+      picked[slot] = file;
+      $(`#url-${slot}`).value = '';
+      setPreview(slot, URL.createObjectURL(file));
+      if (compareReady('a') && compareReady('b')) guarded(null, compare);
+    });
+    $(`#url-${slot}`).addEventListener('change', (e) => {
+      const url = e.target.value.trim();
+      if (!url) return;
+      picked[slot] = null;
+      setPreview(slot, /^https?:\/\//i.test(url) ? url : null);
+      if (compareReady('a') && compareReady('b')) guarded(null, compare);
+    });
+  }
+  $('#compare-go').addEventListener('click', (e) => guarded(e.currentTarget, compare));
+}
+
+// ---------------------------------------------------------------- search
+
+const query = { file: null, rect: null };
+
+async function fillGroupSelect() {
+  const select = $('#s-group');
+  const before = select.value;
+  const { groups } = await api('/v1/groups?limit=100');
+  select.replaceChildren(...groups.map((g) => el('option', { value: g.group_id }, `${g.group_id} (${g.pic_count})`)));
+  if (!groups.length) select.append(el('option', { value: '' }, 'no groups yet: create one under Galleries'));
+  if (groups.some((g) => g.group_id === before)) select.value = before;
+}
+
+function setQuery(file) {
+  query.file = file;
+  const img = $('#s-img');
+  if (img.src.startsWith('blob:')) URL.revokeObjectURL(img.src);
+  img.src = URL.createObjectURL(file);
+  $('#s-crop').hidden = false;
+  $('#s-drop').hidden = true;
+  setRect(null);
+}
+
+function setRect(rect) {
+  query.rect = rect;
+  $('#s-offset').value = 0;
+  const box = $('#s-box');
+  const text = $('#s-rect-text');
+  box.hidden = !rect;
+  text.hidden = !rect;
+  if (!rect) return;
+  const img = $('#s-img');
+  const k = img.clientWidth / img.naturalWidth;
+  Object.assign(box.style, {
+    left: `${rect.x * k}px`, top: `${rect.y * k}px`, width: `${rect.width * k}px`, height: `${rect.height * k}px`,
+  });
+  text.textContent = `ImageRect: x=${rect.x}, y=${rect.y}, width=${rect.width}, height=${rect.height} (original pixels)`;
+}
+
+function initCrop() {
+  const img = $('#s-img');
+  const box = $('#s-box');
+  let start = null;
+  const point = (e) => {
+    const r = img.getBoundingClientRect();
+    return { x: Math.min(Math.max(e.clientX - r.left, 0), r.width), y: Math.min(Math.max(e.clientY - r.top, 0), r.height) };
+  };
+  const span = (a, b) => ({ x: Math.min(a.x, b.x), y: Math.min(a.y, b.y), w: Math.abs(a.x - b.x), h: Math.abs(a.y - b.y) });
+  $('#s-crop').addEventListener('pointerdown', (e) => {
+    if (!query.file) return;
+    e.preventDefault();
+    start = point(e);
+    e.currentTarget.setPointerCapture(e.pointerId);
+  });
+  $('#s-crop').addEventListener('pointermove', (e) => {
+    if (!start) return;
+    const s = span(start, point(e));
+    Object.assign(box.style, { left: `${s.x}px`, top: `${s.y}px`, width: `${s.w}px`, height: `${s.h}px` });
+    box.hidden = false;
+  });
+  $('#s-crop').addEventListener('pointerup', (e) => {
+    if (!start) return;
+    const s = span(start, point(e));
+    start = null;
+    if (s.w < 4 || s.h < 4) { setRect(null); return; }
+    const k = img.naturalWidth / img.clientWidth;
+    const x = Math.round(s.x * k);
+    const y = Math.round(s.y * k);
+    setRect({
+      x, y,
+      width: Math.min(Math.round(s.w * k), img.naturalWidth - x),
+      height: Math.min(Math.round(s.h * k), img.naturalHeight - y),
+    });
+  });
+}
+
+async function search() {
+  const group = $('#s-group').value;
+  if (!group) throw new Error('choose a group first (create one under Galleries)');
+  if (!query.file) throw new Error('drop or pick a query image first');
+  const limit = Number($('#s-limit').value);
+  const offset = Math.max(0, Number($('#s-offset').value) || 0);
+  const threshold = Number($('#s-threshold').value);
+  const filter = $('#s-filter').value.trim();
+  const form = new FormData();
+  form.append('image', query.file);
+  form.append('limit', String(limit));
+  form.append('offset', String(offset));
+  if (threshold > 0) form.append('match_threshold', String(threshold));
+  if (filter) form.append('filter', filter);
+  if (query.rect) form.append('rect', JSON.stringify(query.rect));
+  $('#s-status').textContent = 'Searching…';
+  const t0 = performance.now();
+  let r;
+  try {
+    r = await api(`${gpath(group)}/search`, { method: 'POST', form });
+  } catch (e) {
+    $('#s-status').textContent = '';
+    throw e;
+  }
+  const ms = performance.now() - t0;
+  $('#s-results').replaceChildren(...r.results.map((h) => el('figure', { class: 'card hit' },
+    thumb(h.thumbnail_url, h.pic_name),
+    el('figcaption', {},
+      el('div', { class: 'score' }, `Score ${h.score}`),
+      field('EntityId', h.entity_id),
+      field('PicName', h.pic_name),
+      h.custom_content ? el('div', { class: 'custom' }, h.custom_content) : null,
+      tagList(h.tags)))));
+  const shown = r.results.length ? `results ${offset + 1}–${offset + r.results.length}` : 'no results';
+  $('#s-status').textContent = `${shown} (offset ${offset}, limit ${limit}) in ${ms.toFixed(0)} ms`;
+  $('#s-prev').disabled = offset === 0;
+  $('#s-next').disabled = r.results.length < limit;
+}
+
+function initSearch() {
+  initCrop();
+  dropZone($('#s-drop'), $('#s-file'), ([file]) => {
+    setQuery(file);
+    if ($('#s-group').value) guarded($('#s-go'), search);
+  });
+  const crop = $('#s-crop');
+  crop.addEventListener('dragover', (e) => e.preventDefault());
+  crop.addEventListener('drop', (e) => {
+    e.preventDefault();
+    const file = e.dataTransfer && e.dataTransfer.files[0];
+    if (file) setQuery(file);
+  });
+  $('#s-change').addEventListener('click', () => $('#s-file').click());
+  $('#s-clear-rect').addEventListener('click', () => setRect(null));
+  const out = $('#s-threshold-out');
+  $('#s-threshold').addEventListener('input', (e) => { out.textContent = e.target.value === '0' ? 'default' : e.target.value; });
+  for (const id of ['#s-group', '#s-threshold', '#s-limit', '#s-filter']) {
+    $(id).addEventListener('change', () => { $('#s-offset').value = 0; });
+  }
+  $('#s-filter').addEventListener('keydown', (e) => { if (e.key === 'Enter') guarded($('#s-go'), search); });
+  $('#s-go').addEventListener('click', (e) => guarded(e.currentTarget, search));
+  const page = (dir) => {
+    const limit = Number($('#s-limit').value);
+    $('#s-offset').value = Math.max(0, Number($('#s-offset').value) + dir * limit);
+    guarded($('#s-go'), search);
+  };
+  $('#s-prev').addEventListener('click', () => page(-1));
+  $('#s-next').addEventListener('click', () => page(1));
+  $('#s-prev').disabled = $('#s-next').disabled = true;
+}
+
+// ---------------------------------------------------------------- galleries
+
+const GROUP_PAGE = 20;
+const IMAGE_PAGE = 24;
+const gal = { offset: 0, group: null, imgOffset: 0 };
+
+async function loadGroups() {
+  const { groups, total } = await api(`/v1/groups?offset=${gal.offset}&limit=${GROUP_PAGE}`);
+  $('#g-rows').replaceChildren(...groups.map((g) => el('tr', { 'data-group': g.group_id },
+    el('td', {}, el('a', { href: '#galleries', onclick: () => guarded(null, () => browse(g.group_id)) }, g.group_id)),
+    el('td', {}, g.group_name),
+    el('td', {}, String(g.group_type)),
+    el('td', {}, g.model),
+    el('td', { class: 'num' }, String(g.pic_count)),
+    el('td', {}, g.create_time.slice(0, 19).replace('T', ' ')),
+    el('td', {}, el('button', { type: 'button', onclick: (e) => guarded(e.currentTarget, () => deleteGroup(g.group_id)) }, 'Delete')))));
+  if (!groups.length) $('#g-rows').append(el('tr', {}, el('td', { colspan: 7 }, 'No groups yet.')));
+  $('#g-count').textContent = total ? `${gal.offset + 1}–${gal.offset + groups.length} of ${total} groups` : '';
+  $('#g-prev').disabled = gal.offset === 0;
+  $('#g-next').disabled = gal.offset + groups.length >= total;
+}
+
+async function deleteGroup(id) {
+  if (!window.confirm(`Delete group ${id} and all its images?`)) return;
+  await api(gpath(id), { method: 'DELETE' });
+  if (gal.group === id) { gal.group = null; $('#g-browse').hidden = true; }
+  await loadGroups();
+}
+
+async function browse(id, offset = 0) {
+  gal.group = id;
+  gal.imgOffset = offset;
+  $('#b-name').textContent = id;
+  $('#g-browse').hidden = false;
+  const { images, total } = await api(`${gpath(id)}/images?offset=${offset}&limit=${IMAGE_PAGE}`);
+  $('#b-images').replaceChildren(...images.map((im) => el('figure', { class: 'card' },
+    thumb(im.thumbnail_url, im.pic_name),
+    el('figcaption', {},
+      field('EntityId', im.entity_id),
+      field('PicName', im.pic_name),
+      im.custom_content ? el('div', { class: 'custom' }, im.custom_content) : null,
+      tagList(im.tags),
+      el('div', { class: 'actions' },
+        el('button', { type: 'button', onclick: (e) => guarded(e.currentTarget, () => deleteImages(im, false)) }, 'Delete image'),
+        el('button', { type: 'button', onclick: (e) => guarded(e.currentTarget, () => deleteImages(im, true)) }, 'Delete entity'))))));
+  $('#b-count').textContent = total ? `${offset + 1}–${offset + images.length} of ${total} images` : 'No images yet.';
+  $('#b-prev').disabled = offset === 0;
+  $('#b-next').disabled = offset + images.length >= total;
+}
+
+async function deleteImages(image, wholeEntity) {
+  const g = gal.group;
+  let names = [image.pic_name];
+  if (wholeEntity) {
+    const q = `${gpath(g)}/images?entity_id=${encodeURIComponent(image.entity_id)}&limit=100`;
+    names = (await api(q)).images.map((im) => im.pic_name);
+  }
+  const what = wholeEntity ? `entity ${image.entity_id} (${names.length} images)` : `image ${image.pic_name}`;
+  if (!window.confirm(`Delete ${what}?`)) return;
+  for (const name of names) await api(`${gpath(g)}/images/${encodeURIComponent(name)}`, { method: 'DELETE' });
+  await Promise.all([browse(g, gal.imgOffset), loadGroups()]);
+}
+
+// Sends files in small multipart batches; the counter and bar move as each batch lands.
+async function upload(files) {
+  const g = gal.group;
+  if (!g) throw new Error('open a group first');
+  const tagsText = $('#b-tags').value.trim();
+  if (tagsText) {
+    try { JSON.parse(tagsText); } catch (e) { throw new ApiError('TagsValueIllegal', `the tags are not valid JSON: ${e.message}`); }
+  }
+  const failures = $('#b-failures');
+  failures.replaceChildren();
+  $('#b-progress').hidden = false;
+  const bar = $('#b-bar');
+  bar.max = files.length;
+  let done = 0;
+  let failed = 0;
+  const tick = () => {
+    bar.value = done;
+    $('#b-counter').textContent = `${done} / ${files.length} uploaded${failed ? `, ${failed} failed` : ''}`;
+  };
+  const fail = (name, code, message) => {
+    failed += 1;
+    failures.append(el('li', {}, `${name}: ${code}: ${message}`));
+  };
+  tick();
+  const batches = [];
+  for (let i = 0, bytes = 0; i < files.length; i += 1) {
+    if (!batches.length || batches.at(-1).length >= 4 || bytes + files[i].size > 16e6) { batches.push([]); bytes = 0; }
+    batches.at(-1).push(files[i]);
+    bytes += files[i].size;
+  }
+  for (const batch of batches) {
+    const form = new FormData();
+    for (const f of batch) form.append('images', f, f.name);
+    if (tagsText) form.append('tags', tagsText);
+    try {
+      const r = await api(`${gpath(g)}/images`, { method: 'POST', form, batch: true });
+      r.results.forEach((item, i) => {
+        if (item.ok) done += 1; else fail(item.pic_name || batch[i].name, item.error.code, item.error.message);
+      });
+    } catch (e) {
+      for (const f of batch) fail(f.name, e.code || 'Error', e.message);
+    }
+    tick();
+  }
+  $('#b-progress').dataset.done = 'true';
+  await Promise.all([browse(g, 0), loadGroups()]);
+}
+
+function initGalleries() {
+  $('#g-create').addEventListener('submit', (e) => {
+    e.preventDefault();
+    guarded(e.submitter, async () => {
+      const id = $('#g-id').value.trim();
+      const body = { group_id: id, model: $('#g-model').value };
+      if ($('#g-name').value.trim()) body.group_name = $('#g-name').value.trim();
+      await api('/v1/groups', { method: 'POST', json: body });
+      $('#g-id').value = '';
+      $('#g-name').value = '';
+      await Promise.all([loadGroups(), browse(id)]);
+    });
+  });
+  $('#g-prev').addEventListener('click', () => { gal.offset = Math.max(0, gal.offset - GROUP_PAGE); guarded(null, loadGroups); });
+  $('#g-next').addEventListener('click', () => { gal.offset += GROUP_PAGE; guarded(null, loadGroups); });
+  $('#b-prev').addEventListener('click', () => guarded(null, () => browse(gal.group, Math.max(0, gal.imgOffset - IMAGE_PAGE))));
+  $('#b-next').addEventListener('click', () => guarded(null, () => browse(gal.group, gal.imgOffset + IMAGE_PAGE)));
+  dropZone($('#b-drop'), $('#b-files'), (files) => guarded(null, () => upload(files)));
+}
+
+// ---------------------------------------------------------------- tabs and start
+
+const TABS = { compare: null, search: fillGroupSelect, galleries: loadGroups };
+
+function route() {
+  const name = location.hash.slice(1) in TABS ? location.hash.slice(1) : 'compare';
+  for (const tab of Object.keys(TABS)) $(`#tab-${tab}`).hidden = tab !== name;
+  for (const a of document.querySelectorAll('nav a')) a.classList.toggle('current', a.dataset.tab === name);
+  if (TABS[name]) guarded(null, TABS[name]);
+}
+
+function start() {
+  // A file dropped outside a drop zone must not navigate away from the page.
+  for (const type of ['dragover', 'drop']) document.addEventListener(type, (e) => e.preventDefault());
+  window.addEventListener('unhandledrejection', (e) => showError(e.reason));
+  $('#error-close').addEventListener('click', clearError);
+  $('#key-button').addEventListener('click', () => askKey());
+  initCompare();
+  initSearch();
+  initGalleries();
+  window.addEventListener('hashchange', route);
+  route();
+  document.body.dataset.ready = 'true';
+}
+
+start();
