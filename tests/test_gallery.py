@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import os
+import subprocess
+import sys
 
 import httpx
 import numpy as np
@@ -402,3 +406,44 @@ def test_native_rest_refusals_use_the_native_error_format(api, photos):
     r = api.post("/v1/groups/refusals/images", json={"entity_id": "e", "pic_name": "p", "image": {"base64": b64(photos.solid())}})
     assert r.status_code == 400 and r.json()["error"]["code"] == "InvalidParameter.PictureSolidColorError"
     assert "/v1/groups/{group_id}/search" in api.get("/openapi.json").json()["paths"]
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def lookalike(*args: str, data_dir) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LOOKALIKE_DATA_DIR": str(data_dir), "LOOKALIKE_THREADS": "2"}
+    return subprocess.run([sys.executable, "-m", "lookalike.cli", *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_index_is_resumable_and_reports_refusals(tmp_path, photos):
+    folder, data_dir = tmp_path / "pictures", tmp_path / "data"
+    (folder / "mug").mkdir(parents=True)
+    for i in range(3):
+        (folder / "mug" / f"view{i}.jpg").write_bytes(photos.jpeg(1100 + i, (200, 150)))
+    (folder / "poster.png").write_bytes(photos.to_bytes(photos.image(1110, (200, 150)), "PNG"))
+    (folder / "blank.jpg").write_bytes(photos.solid())
+    (folder / "notes.txt").write_text("not a picture")
+
+    first = lookalike("index", str(folder), "--group", "cli", "--create", "--model", "sscd-small", data_dir=data_dir)
+    assert first.returncode == 1, first.stderr  # one refusal
+    assert json.loads(first.stdout) == {"group": "cli", "added": 4, "skipped": 0, "refused": 1}
+    assert "refused blank.jpg: InvalidParameter.PictureSolidColorError" in first.stderr
+
+    (folder / "mug" / "view3.jpg").write_bytes(photos.jpeg(1103, (200, 150)))
+    (folder / "blank.jpg").unlink()
+    again = lookalike("index", str(folder), "--group", "cli", data_dir=data_dir)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == {"group": "cli", "added": 1, "skipped": 4, "refused": 0}
+
+    found = lookalike("search", str(folder / "mug" / "view2.jpg"), "--group", "cli", "--limit", "2", data_dir=data_dir)
+    assert found.returncode == 0, found.stderr
+    top = json.loads(found.stdout.splitlines()[0])
+    assert (top["entity_id"], top["pic_name"], top["score"]) == ("mug", "mug/view2.jpg", 100)
+    bad = lookalike("search", str(folder / "poster.png"), "--group", "cli", "--filter", "a >", data_dir=data_dir)
+    assert bad.returncode == 2 and "InvalidParameterValue.FilterInvalid" in bad.stderr
+
+    listed = lookalike("groups", data_dir=data_dir)
+    assert listed.returncode == 0 and listed.stdout.split("\t")[:3] == ["cli", "sscd-small", "5 pictures"]
+    missing = lookalike("index", str(folder), "--group", "other", data_dir=data_dir)
+    assert missing.returncode == 2 and "--create" in missing.stderr

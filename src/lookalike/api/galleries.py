@@ -22,7 +22,7 @@ from lookalike.api.common import in_thread, load_image_field, read_body, request
 from lookalike.api.native import error_response
 from lookalike.api.schemas import ErrorResponse, parse
 from lookalike.errors import ImageSizeExceed, InvalidParameter, LookalikeError
-from lookalike.gallery import GalleryService, NewImage, SearchHit
+from lookalike.gallery import GalleryService, NewImage, SearchHit, parse_filter
 from lookalike.gallery import validation as v
 from lookalike.images.decode import Rect
 from lookalike.index.base import GroupRecord, ImageRecord
@@ -461,8 +461,6 @@ async def search(request: Request, group_id: str):
         def work() -> list[SearchHit]:
             gallery.get_group(group_id)
             v.limit(query["limit"]), v.offset(query["offset"]), v.match_threshold(query["match_threshold"])
-            from lookalike.gallery.filters import parse_filter
-
             query["filter"] = parse_filter(query["filter"])  # refused before any download
             return gallery.search(group_id, load(), **query)
 

@@ -31,7 +31,7 @@ from lookalike import errors
 from lookalike.api.common import in_thread, read_body, request_id, settings_of
 from lookalike.api.galleries import gallery_of
 from lookalike.errors import LookalikeError
-from lookalike.gallery import NewImage
+from lookalike.gallery import NewImage, parse_filter
 from lookalike.gallery import validation as v
 from lookalike.images import decode_base64, fetch_url
 from lookalike.index.base import GroupRecord, ImageRecord
@@ -315,8 +315,6 @@ async def search_image(request: Request, p: dict[str, Any]) -> dict[str, Any]:
         limit, offset = v.limit(p["Limit"]), v.offset(p["Offset"])
         threshold = v.match_threshold(p["MatchThreshold"])
         rect = v.rect(p["ImageRect"])
-        from lookalike.gallery.filters import parse_filter
-
         where = parse_filter(p["Filter"])  # a bad filter fails before any download
         return gallery.search(
             group.group_id, _load_image(request, p), rect=rect, limit=limit, offset=offset,
