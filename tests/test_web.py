@@ -24,6 +24,7 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 ARTIFACTS = REPO / "test-artifacts"
+REFUSED_URL = "http://127.0.0.1:9/photo.jpg"  # loopback: the server refuses it; the page previews it
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def page(browser, server):
     pg = context.new_page()
     problems: list[str] = []
     pg.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    pg.on("request", lambda r: r.url.startswith((server, "data:", "blob:")) or problems.append(f"external request: {r.url}"))
+    pg.on("request", lambda r: r.url.startswith((server, "data:", "blob:", REFUSED_URL)) or problems.append(f"external request: {r.url}"))
     yield pg
     context.close()
     assert not problems
@@ -172,6 +173,13 @@ def test_a_bad_image_gives_a_readable_error(page, pictures):
     assert page.locator("#compare-result").is_hidden()
     assert page.locator("#tab-compare h1").is_visible()  # the page is still there
     shot(page, "compare-error")
+
+    # a URL the server refuses to fetch (loopback): the page sends JSON (file A as base64)
+    page.click("#error-close")
+    page.fill("#url-b", REFUSED_URL)
+    page.dispatch_event("#url-b", "change")
+    alert.wait_for(state="visible")
+    assert re.match(r"UrlIllegal: .{10,}", alert.inner_text())
 
 
 # ------------------------------------------------------------------------------ galleries and search

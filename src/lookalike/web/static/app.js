@@ -19,7 +19,6 @@ function errorOf(d) {
   if (tc) return { code: tc.Code, message: tc.Message, rid: d.Response.RequestId };
   if (d.Code && d.Message) return { code: d.Code, message: d.Message, rid: d.RequestId };
   if (d.success === false) return { code: d.error_code, message: d.error_msg, rid: d.request_id };
-  if (d.detail) return { code: 'Error', message: typeof d.detail === 'string' ? d.detail : JSON.stringify(d.detail) };
   return null;
 }
 
@@ -46,7 +45,11 @@ export async function api(path, opts = {}, retried = false) {
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
   let err = errorOf(data);
-  if (!err && !res.ok) err = { code: `HTTP${res.status}`, message: text.slice(0, 300) || res.statusText };
+  if (!err && !res.ok) {
+    const detail = data && data.detail;
+    const plain = text.trimStart().startsWith('<') ? '' : text.slice(0, 300);
+    err = { code: `HTTP${res.status}`, message: (detail && (typeof detail === 'string' ? detail : JSON.stringify(detail))) || plain || res.statusText };
+  }
   if (err && !(opts.batch && data && Array.isArray(data.results))) {
     if (!retried && (res.status === 401 || res.status === 403 || String(err.code).startsWith('AuthFailure'))) {
       if (await askKey(`${err.code}: ${err.message}`)) return api(path, opts, true);
@@ -125,6 +128,10 @@ function field(name, value) {
 }
 
 function dropZone(zone, input, onFiles) {
+  zone.tabIndex = 0;
+  zone.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); input.click(); }
+  });
   input.addEventListener('change', () => {
     const files = [...input.files];
     input.value = '';
