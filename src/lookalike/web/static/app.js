@@ -264,9 +264,10 @@ function setRect(rect) {
   text.hidden = !rect;
   if (!rect) return;
   const img = $('#s-img');
-  const k = img.clientWidth / img.naturalWidth;
+  const pct = (v, whole) => `${(100 * v) / whole}%`;  // stays put when the picture is resized
   Object.assign(box.style, {
-    left: `${rect.x * k}px`, top: `${rect.y * k}px`, width: `${rect.width * k}px`, height: `${rect.height * k}px`,
+    left: pct(rect.x, img.naturalWidth), top: pct(rect.y, img.naturalHeight),
+    width: pct(rect.width, img.naturalWidth), height: pct(rect.height, img.naturalHeight),
   });
   text.textContent = `ImageRect: x=${rect.x}, y=${rect.y}, width=${rect.width}, height=${rect.height} (original pixels)`;
 }
