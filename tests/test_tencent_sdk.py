@@ -31,9 +31,10 @@ def tc_server(server_factory) -> str:
     return server_factory(env={"LOOKALIKE_ALLOW_PRIVATE_URLS": "true"}).base_url
 
 
-def make_client(base_url: str, sign_method: str | None = None) -> tiia_client.TiiaClient:
+def make_client(base_url: str, sign_method: str | None = None, method: str = "POST") -> tiia_client.TiiaClient:
     endpoint = base_url.removeprefix("http://")
-    profile = ClientProfile(signMethod=sign_method, httpProfile=HttpProfile(endpoint=endpoint, protocol="http", reqTimeout=120))
+    http = HttpProfile(endpoint=endpoint, protocol="http", reqTimeout=120, reqMethod=method)
+    profile = ClientProfile(signMethod=sign_method, httpProfile=http)
     return tiia_client.TiiaClient(credential.Credential("AKIDlookalikeTest", "not-a-real-secret"), "ap-guangzhou", profile)
 
 
@@ -229,3 +230,16 @@ def test_signature_v1_form_encoding(tc_server):
     assert isinstance(groups, list)
     err = sdk_error(lambda: legacy.DescribeGroups(request(models.DescribeGroupsRequest, Limit=500)))
     assert err.code == "InvalidParameterValue.LimitExceed"
+
+
+def test_get_requests(tc_server, client, photos):
+    """``HttpProfile(reqMethod="GET")``: parameters in the query string, ImageRect flattened."""
+    create_group(client, "sdk_get")
+    create_image(client, "sdk_get", "e", "p", photos.jpeg(870, SMALL), Tags='{"k": "v"}')
+    getter = make_client(tc_server, method="GET")
+    assert [g.GroupId for g in getter.DescribeGroups(request(models.DescribeGroupsRequest, GroupId="sdk_get")).Groups] == ["sdk_get"]
+    infos = getter.DescribeImages(request(models.DescribeImagesRequest, GroupId="sdk_get", EntityId="e", PicName="p")).ImageInfos
+    assert [(i.PicName, json.loads(i.Tags)) for i in infos] == [("p", {"k": "v"})]
+    err = sdk_error(lambda: getter.DescribeGroups(request(models.DescribeGroupsRequest, Limit=500)))
+    assert err.code == "InvalidParameterValue.LimitExceed"
+    assert httpx.get(tc_server + "/").status_code == 404

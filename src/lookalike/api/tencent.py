@@ -358,3 +358,14 @@ async def tencent(request: Request):
         log.exception("unexpected error in the Tencent dialect")
         return error_response(LookalikeError("internal error; see the server log", code="InternalError"), rid)
     return JSONResponse({"Response": {**result, "RequestId": rid}})
+
+
+@router.get("/", include_in_schema=False)
+async def tencent_get(request: Request):
+    """The SDK's ``HttpProfile(reqMethod="GET")``: parameters in the query string. A GET without
+    an action is a person at the root: point them at the web page and the API docs."""
+    if "x-tc-action" not in request.headers and "Action" not in request.query_params:
+        body = {"error": {"code": "ResourceNotFound", "message": "nothing here: the web page is /ui, the API docs /docs"},
+                "request_id": request_id(request)}
+        return JSONResponse(body, status_code=404)
+    return await tencent(request)
