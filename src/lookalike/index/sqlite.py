@@ -1,0 +1,705 @@
+"""The embedded store: SQLite (the source of truth) plus derived in-memory search structures.
+
+Layout of ``data_dir``: ``gallery.db`` (groups, images, vectors, thumbnails; WAL mode) and
+``ann/g<N>.usearch`` (saved HNSW indexes, an optimisation only: reconciled on load, rebuilt
+when missing or unreadable).
+
+Durability: ``synchronous=NORMAL`` in WAL mode. A commit has written its WAL frames to the
+operating system when ``COMMIT`` returns, so an acknowledged write survives the process being
+killed (kill -9, a crash); only an operating-system crash or power loss can roll back the
+last transactions. ``synchronous="FULL"`` (an fsync per commit) closes that gap as well, at
+the cost of one disk flush per added image.
+
+Concurrency: one writer connection behind a mutex (SQLite allows one writer anyway) and a
+pool of reader connections, which WAL lets read while a write is in progress. Each group has
+a readers-writer lock over its in-memory rows; a write holds it across its SQLite commit and
+the memory update, so a search never sees the two disagree. A background thread (the
+"merger") adds new vectors to a group's HNSW index in small chunks and removes deleted ones.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from lookalike import errors
+from lookalike.index.ann import ADD_CHUNK, AnnIndex
+from lookalike.index.base import GroupRecord, Hit, ImageRecord
+from lookalike.index.filters import Expr
+from lookalike.index.memory import GroupVectors
+
+EXACT_THRESHOLD = 20_000
+"""Groups with fewer vectors are searched exactly (no HNSW index is built for them). Measured
+crossover and reasoning: docs/benchmarks.md, "Vector search"."""
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS groups (
+    gid INTEGER PRIMARY KEY AUTOINCREMENT,
+    group_id TEXT NOT NULL UNIQUE,
+    group_name TEXT NOT NULL,
+    brief TEXT NOT NULL,
+    max_capacity INTEGER NOT NULL,
+    max_qps INTEGER NOT NULL,
+    group_type INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    pic_count INTEGER NOT NULL DEFAULT 0,
+    create_time REAL NOT NULL,
+    update_time REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS images (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    gid INTEGER NOT NULL,
+    entity_id TEXT NOT NULL,
+    pic_name TEXT NOT NULL,
+    custom_content TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    rect TEXT,
+    create_time REAL NOT NULL,
+    update_time REAL NOT NULL,
+    UNIQUE (gid, pic_name)
+);
+CREATE INDEX IF NOT EXISTS images_entity ON images (gid, entity_id);
+CREATE TABLE IF NOT EXISTS vectors (image_id INTEGER PRIMARY KEY, vec BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS thumbnails (image_id INTEGER PRIMARY KEY, data BLOB NOT NULL);
+"""
+# AUTOINCREMENT: ids are never reused, so an id in a saved ANN file can never name a newer
+# image (reconciliation by id set is then complete).
+
+_IMAGE_COLUMNS = "id, entity_id, pic_name, custom_content, tags, rect, create_time, update_time"
+_GROUP_COLUMNS = (
+    "group_id, group_name, brief, max_capacity, max_qps, group_type, model, pic_count, create_time, update_time"
+)
+_EMPTY_TAGS: dict[str, object] = {}
+
+
+def _tags_json(tags: dict[str, object]) -> str:
+    return json.dumps(tags, ensure_ascii=False, separators=(",", ":"))
+
+
+def _tags_load(text: str) -> dict[str, object]:
+    return _EMPTY_TAGS if text == "{}" else json.loads(text)
+
+
+def _group(row: Sequence[object]) -> GroupRecord:
+    return GroupRecord(*row)  # type: ignore[arg-type]
+
+
+def _image(group_id: str, row: Sequence[object]) -> ImageRecord:
+    _, entity, pic, content, tags, rect, created, updated = row
+    return ImageRecord(
+        group_id=group_id,
+        entity_id=entity,  # type: ignore[arg-type]
+        pic_name=pic,  # type: ignore[arg-type]
+        custom_content=content,  # type: ignore[arg-type]
+        tags=dict(json.loads(tags)),  # type: ignore[arg-type]
+        rect=None if rect is None else tuple(json.loads(rect)),  # type: ignore[arg-type]
+        create_time=created,  # type: ignore[arg-type]
+        update_time=updated,  # type: ignore[arg-type]
+    )
+
+
+class SqliteStore:
+    """The :class:`~lookalike.index.base.Store` of one data directory. Thread-safe."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        dim: int = 512,
+        exact_threshold: int = EXACT_THRESHOLD,
+        synchronous: str = "NORMAL",
+        background: bool = True,
+    ) -> None:
+        """``background=False`` leaves index upkeep to explicit :meth:`wait_for_index` calls (tests)."""
+        if synchronous.upper() not in ("NORMAL", "FULL"):
+            raise ValueError("synchronous must be NORMAL or FULL")
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.ann_dir = self.data_dir / "ann"
+        self.ann_dir.mkdir(exist_ok=True)
+        self.path = self.data_dir / "gallery.db"
+        self.dim = dim
+        self.exact_threshold = exact_threshold
+        self._synchronous = synchronous.upper()
+        self._closed = False
+        self._wlock = threading.Lock()
+        self._writer = self._connect()
+        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._all_readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        with self._wlock:
+            self._writer.executescript(_SCHEMA)
+            self._check_meta()
+        self._handles: dict[str, GroupVectors] = {}
+        self._handles_lock = threading.Lock()
+        self._gids: dict[str, int] = {}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._idle = threading.Condition()
+        self._merger: threading.Thread | None = None
+        self._remove_orphan_index_files()
+        if background:
+            self._merger = threading.Thread(target=self._merge_loop, name="lookalike-ann-merger", daemon=True)
+            self._merger.start()
+
+    # ------------------------------------------------------------------ connections
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60.0)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        return conn
+
+    def _check_meta(self) -> None:
+        rows = dict(self._writer.execute("SELECT key, value FROM meta").fetchall())
+        if not rows:
+            self._writer.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)",
+                [("schema", str(SCHEMA_VERSION)), ("dim", str(self.dim))],
+            )
+            return
+        if int(rows.get("dim", self.dim)) != self.dim:
+            raise ValueError(f"{self.path} holds {rows['dim']}-d vectors, not {self.dim}-d")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A reader connection of the pool (WAL: never blocked by the writer)."""
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        try:
+            conn = self._readers.get_nowait()
+        except queue.Empty:
+            conn = self._connect()
+            conn.execute("PRAGMA query_only=1")
+            with self._readers_lock:
+                self._all_readers.append(conn)
+        try:
+            yield conn
+        finally:
+            self._readers.put(conn)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction: every check inside it sees the state it commits against."""
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        with self._wlock:
+            self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._writer
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+            self._writer.execute("COMMIT")
+
+    # ------------------------------------------------------------------ group handles
+
+    def _gid(self, conn: sqlite3.Connection, group_id: str) -> int | None:
+        row = conn.execute("SELECT gid FROM groups WHERE group_id = ?", (group_id,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def _handle(self, group_id: str) -> GroupVectors | None:
+        """The group's in-memory handle (rows not loaded yet), or None if there is no such group."""
+        with self._handles_lock:
+            handle = self._handles.get(group_id)
+            if handle is not None:
+                return handle
+        with self._read() as conn:
+            gid = self._gid(conn, group_id)
+        if gid is None:
+            return None
+        with self._handles_lock:
+            handle = self._handles.get(group_id)
+            if handle is None or self._gids.get(group_id) != gid:
+                handle = self._handles[group_id] = GroupVectors(self.dim)
+                self._gids[group_id] = gid
+            return handle
+
+    def _load(self, group_id: str, handle: GroupVectors) -> None:
+        """Read the group's rows into memory (the caller holds the handle's write lock)."""
+        if handle.loaded or handle.dead:
+            return
+        with self._read() as conn:
+            gid = self._gid(conn, group_id)
+            if gid is None:
+                handle.dead = True
+                return
+            (count,) = conn.execute("SELECT COUNT(*) FROM images WHERE gid = ?", (gid,)).fetchone()
+            ids = np.empty(count, dtype=np.int64)
+            mat = np.empty((count, self.dim), dtype=np.float32)
+            tags: list[dict[str, object]] = []
+            cursor = conn.execute(
+                "SELECT i.id, i.tags, v.vec FROM images i JOIN vectors v ON v.image_id = i.id "
+                "WHERE i.gid = ? ORDER BY i.id",
+                (gid,),
+            )
+            row = 0
+            for image_id, tag_text, blob in cursor:
+                if row >= count:  # cannot happen under the write lock; be safe anyway
+                    break
+                ids[row] = image_id
+                mat[row] = np.frombuffer(blob, dtype=np.float32)
+                tags.append(_tags_load(tag_text))
+                row += 1
+        handle.load(ids[:row], mat[:row], tags)
+        if row >= self.exact_threshold:
+            ann = AnnIndex.load(self._ann_path(gid), self.dim) or AnnIndex(self.dim)
+            handle.start_ann(ann)
+            self._wake.set()
+
+    @contextmanager
+    def _reading(self, group_id: str) -> Iterator[GroupVectors | None]:
+        """The group's loaded rows under its read lock (None: no such group)."""
+        while True:
+            handle = self._handle(group_id)
+            if handle is None:
+                yield None
+                return
+            if not handle.loaded:
+                with handle.lock.write():
+                    self._load(group_id, handle)
+            with handle.lock.read():
+                if handle.dead:
+                    self._forget(group_id, handle)
+                    continue
+                if handle.loaded:
+                    yield handle
+                    return
+
+    @contextmanager
+    def _writing(self, group_id: str) -> Iterator[GroupVectors | None]:
+        """The group's handle under its write lock (None: no such group). The lock is held
+        across the SQLite commit and the memory update, so searches never see them disagree."""
+        while True:
+            handle = self._handle(group_id)
+            if handle is None:
+                yield None
+                return
+            with handle.lock.write():
+                self._load(group_id, handle)  # memory follows every write from the first one on
+                if handle.dead:  # deleted (and maybe re-created) since we looked it up
+                    self._forget(group_id, handle)
+                    continue
+                yield handle
+                return
+
+    def _forget(self, group_id: str, handle: GroupVectors) -> None:
+        with self._handles_lock:
+            if self._handles.get(group_id) is handle:
+                del self._handles[group_id]
+                self._gids.pop(group_id, None)
+
+    def _ann_path(self, gid: int) -> Path:
+        return self.ann_dir / f"g{gid}.usearch"
+
+    def _remove_orphan_index_files(self) -> None:
+        with self._read() as conn:
+            live = {int(g) for (g,) in conn.execute("SELECT gid FROM groups")}
+        for path in self.ann_dir.glob("g*.*"):
+            stem = path.name.split(".")[0][1:]
+            if not stem.isdigit() or int(stem) not in live or path.suffix == ".tmp":
+                path.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ groups
+
+    def create_group(self, group: GroupRecord) -> None:
+        now = time.time()
+        with self._write() as conn:
+            if self._gid(conn, group.group_id) is not None:
+                raise errors.ImageGroupIdAlreadyExist(f"group {group.group_id!r} already exists")
+            conn.execute(
+                f"INSERT INTO groups ({_GROUP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                (
+                    group.group_id,
+                    group.group_name,
+                    group.brief,
+                    int(group.max_capacity),
+                    int(group.max_qps),
+                    int(group.group_type),
+                    group.model,
+                    group.create_time or now,
+                    group.update_time or group.create_time or now,
+                ),
+            )
+
+    def get_group(self, group_id: str) -> GroupRecord | None:
+        with self._read() as conn:
+            row = conn.execute(f"SELECT {_GROUP_COLUMNS} FROM groups WHERE group_id = ?", (group_id,)).fetchone()
+        return None if row is None else _group(row)
+
+    def list_groups(self, offset: int, limit: int) -> tuple[list[GroupRecord], int]:
+        with self._read() as conn:
+            conn.execute("BEGIN")  # one snapshot for the page and the total
+            try:
+                rows = conn.execute(
+                    f"SELECT {_GROUP_COLUMNS} FROM groups ORDER BY gid LIMIT ? OFFSET ?", (max(limit, 0), max(offset, 0))
+                ).fetchall()
+                (total,) = conn.execute("SELECT COUNT(*) FROM groups").fetchone()
+            finally:
+                conn.execute("COMMIT")
+        return [_group(r) for r in rows], int(total)
+
+    def delete_group(self, group_id: str) -> None:
+        with self._writing(group_id) as handle:
+            if handle is None:
+                raise errors.ImageGroupIdNotExist(f"group {group_id!r} does not exist")
+            with self._write() as conn:
+                gid = self._gid(conn, group_id)
+                if gid is None:
+                    raise errors.ImageGroupIdNotExist(f"group {group_id!r} does not exist")
+                sub = "SELECT id FROM images WHERE gid = ?"
+                conn.execute(f"DELETE FROM thumbnails WHERE image_id IN ({sub})", (gid,))
+                conn.execute(f"DELETE FROM vectors WHERE image_id IN ({sub})", (gid,))
+                conn.execute("DELETE FROM images WHERE gid = ?", (gid,))
+                conn.execute("DELETE FROM groups WHERE gid = ?", (gid,))
+            handle.dead = True
+            handle.loaded = False
+            handle.ann = None
+            self._forget(group_id, handle)
+            self._ann_path(gid).unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ images
+
+    def _vector(self, vector: np.ndarray) -> np.ndarray:
+        """A unit float32 vector of the store's dimension (cosine is then a dot product)."""
+        vec = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if vec.shape != (self.dim,) or not np.all(np.isfinite(vec)):
+            raise errors.InvalidParameterValue(f"expected a finite {self.dim}-d vector, got shape {vec.shape}")
+        norm = float(np.linalg.norm(vec))
+        if norm == 0.0:
+            raise errors.InvalidParameterValue("the zero vector has no direction")
+        return np.ascontiguousarray(vec / norm, dtype=np.float32)
+
+    def add_image(
+        self, image: ImageRecord, vector: np.ndarray, *, max_per_entity: int, thumbnail: bytes | None = None
+    ) -> None:
+        vec = self._vector(vector)
+        now = time.time()
+        tags = dict(image.tags)
+        with self._writing(image.group_id) as handle:
+            if handle is None:
+                raise errors.ImageGroupIdNotExist(f"group {image.group_id!r} does not exist")
+            with self._write() as conn:
+                row = conn.execute(
+                    "SELECT gid, max_capacity, pic_count FROM groups WHERE group_id = ?", (image.group_id,)
+                ).fetchone()
+                if row is None:
+                    raise errors.ImageGroupIdNotExist(f"group {image.group_id!r} does not exist")
+                gid, capacity, count = row
+                if conn.execute(
+                    "SELECT 1 FROM images WHERE gid = ? AND pic_name = ?", (gid, image.pic_name)
+                ).fetchone():
+                    raise errors.PicNameAlreadyExist(f"picture {image.pic_name!r} already exists in the group")
+                (per_entity,) = conn.execute(
+                    "SELECT COUNT(*) FROM images WHERE gid = ? AND entity_id = ?", (gid, image.entity_id)
+                ).fetchone()
+                if per_entity >= max_per_entity:
+                    raise errors.ImageEntityCountExceed(
+                        f"entity {image.entity_id!r} already has {per_entity} pictures (at most {max_per_entity})"
+                    )
+                if capacity > 0 and count >= capacity:
+                    raise errors.ImageNumExceed(f"group {image.group_id!r} is full ({capacity} pictures)")
+                cursor = conn.execute(
+                    "INSERT INTO images (gid, entity_id, pic_name, custom_content, tags, rect, create_time, "
+                    "update_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        gid,
+                        image.entity_id,
+                        image.pic_name,
+                        image.custom_content,
+                        _tags_json(tags),
+                        None if image.rect is None else json.dumps(list(image.rect)),
+                        image.create_time or now,
+                        image.update_time or image.create_time or now,
+                    ),
+                )
+                image_id = int(cursor.lastrowid)  # type: ignore[arg-type]
+                conn.execute("INSERT INTO vectors (image_id, vec) VALUES (?, ?)", (image_id, vec.tobytes()))
+                if thumbnail is not None:
+                    conn.execute("INSERT INTO thumbnails (image_id, data) VALUES (?, ?)", (image_id, thumbnail))
+                conn.execute("UPDATE groups SET pic_count = pic_count + 1 WHERE gid = ?", (gid,))
+            if handle.loaded:
+                handle.add(image_id, vec, tags)
+                if handle.ann is not None or handle.n >= self.exact_threshold:
+                    self._wake.set()
+
+    def _where(self, group_id: str, entity_id: str, pic_name: str | None) -> tuple[str, tuple[object, ...]]:
+        sql = "gid = (SELECT gid FROM groups WHERE group_id = ?) AND entity_id = ?"
+        args: tuple[object, ...] = (group_id, entity_id)
+        if pic_name is not None:
+            sql += " AND pic_name = ?"
+            args += (pic_name,)
+        return sql, args
+
+    def get_images(self, group_id: str, entity_id: str, pic_name: str | None = None) -> list[ImageRecord]:
+        where, args = self._where(group_id, entity_id, pic_name)
+        with self._read() as conn:
+            rows = conn.execute(f"SELECT {_IMAGE_COLUMNS} FROM images WHERE {where} ORDER BY id", args).fetchall()
+        return [_image(group_id, r) for r in rows]
+
+    def get_image(self, group_id: str, pic_name: str) -> ImageRecord | None:
+        """The picture called ``pic_name`` (unique in its group), whatever its entity."""
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT {_IMAGE_COLUMNS} FROM images WHERE gid = (SELECT gid FROM groups WHERE group_id = ?) "
+                "AND pic_name = ?",
+                (group_id, pic_name),
+            ).fetchone()
+        return None if row is None else _image(group_id, row)
+
+    def list_images(self, group_id: str, offset: int, limit: int) -> tuple[list[ImageRecord], int]:
+        with self._read() as conn:
+            conn.execute("BEGIN")
+            try:
+                gid = self._gid(conn, group_id)
+                if gid is None:
+                    return [], 0
+                rows = conn.execute(
+                    f"SELECT {_IMAGE_COLUMNS} FROM images WHERE gid = ? ORDER BY id DESC LIMIT ? OFFSET ?",
+                    (gid, max(limit, 0), max(offset, 0)),
+                ).fetchall()
+                (total,) = conn.execute("SELECT pic_count FROM groups WHERE gid = ?", (gid,)).fetchone()
+            finally:
+                conn.execute("COMMIT")
+        return [_image(group_id, r) for r in rows], int(total)
+
+    def get_thumbnail(self, group_id: str, pic_name: str) -> bytes | None:
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT t.data FROM thumbnails t JOIN images i ON i.id = t.image_id "
+                "WHERE i.gid = (SELECT gid FROM groups WHERE group_id = ?) AND i.pic_name = ?",
+                (group_id, pic_name),
+            ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def update_images(
+        self,
+        group_id: str,
+        entity_id: str,
+        pic_name: str | None,
+        *,
+        tags: dict[str, object] | None = None,
+        custom_content: str | None = None,
+    ) -> int:
+        where, args = self._where(group_id, entity_id, pic_name)
+        new_tags = None if tags is None else dict(tags)
+        sets, values = ["update_time = ?"], [time.time()]
+        if new_tags is not None:
+            sets.append("tags = ?")
+            values.append(_tags_json(new_tags))  # type: ignore[arg-type]
+        if custom_content is not None:
+            sets.append("custom_content = ?")
+            values.append(custom_content)  # type: ignore[arg-type]
+        with self._writing(group_id) as handle:
+            if handle is None:
+                return 0
+            with self._write() as conn:
+                ids = [int(i) for (i,) in conn.execute(f"SELECT id FROM images WHERE {where}", args)]
+                if ids:
+                    conn.execute(f"UPDATE images SET {', '.join(sets)} WHERE {where}", (*values, *args))
+            if handle.loaded and new_tags is not None:
+                for image_id in ids:
+                    handle.set_tags(image_id, new_tags)
+        return len(ids)
+
+    def delete_images(self, group_id: str, entity_id: str, pic_name: str | None = None) -> int:
+        where, args = self._where(group_id, entity_id, pic_name)
+        with self._writing(group_id) as handle:
+            if handle is None:
+                return 0
+            with self._write() as conn:
+                ids = [int(i) for (i,) in conn.execute(f"SELECT id FROM images WHERE {where}", args)]
+                if ids:
+                    sub = f"SELECT id FROM images WHERE {where}"
+                    conn.execute(f"DELETE FROM thumbnails WHERE image_id IN ({sub})", args)
+                    conn.execute(f"DELETE FROM vectors WHERE image_id IN ({sub})", args)
+                    conn.execute(f"DELETE FROM images WHERE {where}", args)
+                    conn.execute(
+                        "UPDATE groups SET pic_count = pic_count - ? WHERE group_id = ?", (len(ids), group_id)
+                    )
+            if handle.loaded:
+                for image_id in ids:
+                    handle.remove(image_id)
+                if ids and handle.ann is not None:
+                    self._wake.set()
+        return len(ids)
+
+    # ------------------------------------------------------------------ search
+
+    def search(
+        self,
+        group_id: str,
+        vector: np.ndarray,
+        *,
+        limit: int,
+        offset: int = 0,
+        min_cosine: float = -1.0,
+        where: Expr | None = None,
+    ) -> list[Hit]:
+        """Exact for small groups and selective filters, HNSW re-scored exactly otherwise.
+
+        An unknown group has no hits (the gallery checks existence for its own error).
+        """
+        if limit <= 0:
+            return []
+        q = self._vector(vector)
+        offset = max(offset, 0)
+        with self._reading(group_id) as handle:
+            if handle is None:
+                return []
+            found = handle.search(
+                q, offset + limit, min_cosine=min_cosine, where=where, exact_threshold=self.exact_threshold
+            )[offset:]
+            if not found:
+                return []
+            # Under the read lock: no write can remove a row between scoring and fetching it.
+            records = self._records(group_id, [i for i, _ in found])
+        return [Hit(records[i], cos) for i, cos in found if i in records]
+
+    def _records(self, group_id: str, ids: list[int]) -> dict[int, ImageRecord]:
+        out: dict[int, ImageRecord] = {}
+        with self._read() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in conn.execute(f"SELECT {_IMAGE_COLUMNS} FROM images WHERE id IN ({marks})", chunk):
+                    out[int(row[0])] = _image(group_id, row)
+        return out
+
+    # ------------------------------------------------------------------ the ANN upkeep
+
+    def _merge_step(self) -> bool:
+        """One chunk of index upkeep for each group that needs it; True if anything was done."""
+        did = False
+        with self._handles_lock:
+            groups = list(self._handles.items())
+        for group_id, handle in groups:
+            if self._stop.is_set():
+                break
+            if not handle.loaded or handle.dead:
+                continue
+            if handle.ann is None and handle.n < self.exact_threshold:
+                continue
+            if handle.ann is not None and not handle.pending and not handle.removed:
+                if handle.n < self.exact_threshold // 2:
+                    pass  # drop it below
+                elif handle.added_since_save >= max(self.exact_threshold, len(handle.ann) // 4):
+                    self._save(group_id, handle)  # caught up after much work: spare the next start a rebuild
+                    continue
+                else:
+                    continue
+            with handle.lock.write():
+                if not handle.loaded or handle.dead:
+                    continue
+                if handle.ann is None and handle.n >= self.exact_threshold:
+                    gid = self._gids.get(group_id)
+                    loaded = AnnIndex.load(self._ann_path(gid), self.dim) if gid is not None else None
+                    handle.start_ann(loaded or AnnIndex(self.dim))
+                elif handle.ann is not None and handle.n < self.exact_threshold // 2:
+                    handle.drop_ann()  # small again: exact is faster and the index costs memory
+                    gid = self._gids.get(group_id)
+                    if gid is not None:
+                        self._ann_path(gid).unlink(missing_ok=True)
+                    continue
+                ann = handle.ann
+                if ann is None:
+                    continue
+                ids, vecs, removed = handle.take_work(ADD_CHUNK)
+            if not len(ids) and not len(removed):
+                continue
+            did = True
+            handle.dirty = True
+            ann.remove(removed)
+            ann.add(ids, vecs)  # outside the group lock: searches go on meanwhile
+            with handle.lock.write():
+                if handle.ann is ann:
+                    handle.mark_indexed(ids)
+        return did
+
+    def _merge_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                did = self._merge_step()
+            except Exception:  # noqa: BLE001 - the index is derived; never kill the upkeep thread
+                did = False
+                time.sleep(1.0)
+            if not did:
+                with self._idle:
+                    self._idle.notify_all()
+                self._wake.wait(1.0)
+                self._wake.clear()
+
+    def wait_for_index(self, timeout: float | None = None) -> bool:
+        """Block until every loaded group's index has caught up (benchmarks, tests). Without a
+        background merger, does the upkeep in the calling thread."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._merger is None:
+                if not self._merge_step():
+                    return True
+                continue
+            with self._handles_lock:
+                handles = list(self._handles.values())
+            if all(h.ann is None or (not h.pending and not h.removed) for h in handles if h.loaded) and not any(
+                h.loaded and h.ann is None and h.n >= self.exact_threshold for h in handles
+            ):
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            self._wake.set()
+            with self._idle:
+                self._idle.wait(0.05)
+
+    def _save(self, group_id: str, handle: GroupVectors) -> None:
+        gid = self._gids.get(group_id)
+        ann = handle.ann
+        if ann is None or gid is None or handle.dead or not handle.dirty:
+            return
+        handle.added_since_save = 0
+        handle.dirty = False
+        ann.save(self._ann_path(gid))
+
+    def save_indexes(self) -> None:
+        """Write each changed HNSW index next to the database (an optimisation for the next
+        start: without the file the index is rebuilt in the background). Called by close()."""
+        with self._handles_lock:
+            groups = list(self._handles.items())
+        for group_id, handle in groups:
+            self._save(group_id, handle)
+
+    def close(self) -> None:
+        """Stops the merger, saves the indexes, closes every connection; idempotent."""
+        if self._closed:
+            return
+        self._stop.set()
+        self._wake.set()
+        if self._merger is not None:
+            self._merger.join()
+        try:
+            self.save_indexes()
+        finally:
+            self._closed = True
+            with self._wlock:
+                self._writer.close()
+            with self._readers_lock:
+                for conn in self._all_readers:
+                    conn.close()
+                self._all_readers.clear()
+
+    def __enter__(self) -> "SqliteStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
