@@ -37,6 +37,13 @@ _MIN_COSINE_MARGIN = 0.01
 """Slack between the index's half-precision cosines and the exact ones."""
 
 
+def _dot(mat: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``mat @ q`` without BLAS: OpenBLAS's threaded gemv busy-waits, and beside the embedding
+    model (or anything else) on a few cores it was 3-30x slower than numpy's own single-thread
+    SIMD loop (measured in docs/benchmarks.md, "Vector search")."""
+    return np.einsum("ij,j->i", mat, q)
+
+
 class RWLock:
     """Many readers or one writer; a waiting writer holds new readers back (no starvation).
 
@@ -94,30 +101,43 @@ def _as_float(value: object) -> float:
 
 
 class _Column:
-    """One tag key across a group's rows, in the two forms a comparison can need."""
+    """One tag key across a group's rows, in the two forms a comparison can need: the value as
+    a float (NaN when missing or not a number) and ``str(value)`` dictionary-encoded (code 0:
+    missing), so a string comparison is decided once per distinct value, then gathered."""
 
     def __init__(self, capacity: int) -> None:
         self.num = np.full(capacity, np.nan, dtype=np.float64)
-        self.present = np.zeros(capacity, dtype=bool)
-        self.text = np.full(capacity, "", dtype=object)
+        self.code = np.zeros(capacity, dtype=np.int32)
+        self.vocab: list[str] = [""]
+        self.codes: dict[str, int] = {}
 
     def set(self, row: int, value: object) -> None:
         self.num[row] = _as_float(value)
-        self.present[row] = value is not None
-        self.text[row] = "" if value is None else str(value)
+        if value is None:
+            self.code[row] = 0
+            return
+        text = str(value)
+        code = self.codes.get(text)
+        if code is None:
+            code = self.codes[text] = len(self.vocab)
+            self.vocab.append(text)
+        self.code[row] = code
 
     def move(self, src: int, dst: int) -> None:
         self.num[dst] = self.num[src]
-        self.present[dst] = self.present[src]
-        self.text[dst] = self.text[src]
+        self.code[dst] = self.code[src]
 
     def grow(self, capacity: int) -> None:
         n = len(self.num)
         num = np.full(capacity, np.nan, dtype=np.float64)
-        present = np.zeros(capacity, dtype=bool)
-        text = np.full(capacity, "", dtype=object)
-        num[:n], present[:n], text[:n] = self.num, self.present, self.text
-        self.num, self.present, self.text = num, present, text
+        code = np.zeros(capacity, dtype=np.int32)
+        num[:n], code[:n] = self.num, self.code
+        self.num, self.code = num, code
+
+    def text_mask(self, op: Callable[[object, object], object], name: str, value: str, n: int) -> np.ndarray:
+        table = np.fromiter((bool(op(v, value)) for v in self.vocab), dtype=bool, count=len(self.vocab))
+        table[0] = name == "!="  # a missing tag only satisfies !=
+        return table[self.code[:n]]
 
 
 class GroupVectors:
@@ -146,6 +166,8 @@ class GroupVectors:
         self.added_since_save = 0
         self.dirty = False
         """The index differs from its saved file."""
+        self.merging = False
+        """The merger is adding/removing a chunk outside the lock."""
 
     # ------------------------------------------------------------------ building
 
@@ -249,9 +271,7 @@ class GroupVectors:
             return np.fromiter((matches(expr, t) for t in self.tags[:n]), dtype=bool, count=n)
         col = self._column(expr.key)
         if isinstance(value, str):
-            out = np.asarray(op(col.text[:n], value), dtype=bool)
-            present = col.present[:n]
-            return out | ~present if expr.op == "!=" else out & present
+            return col.text_mask(op, expr.op, value, n)
         with np.errstate(invalid="ignore"):
             return np.asarray(op(col.num[:n], float(value)), dtype=bool)
 
@@ -265,7 +285,7 @@ class GroupVectors:
         Ties are broken by image id, also across the k-th place, so that pages of one query
         are consistent with each other.
         """
-        scores = self.mat[: self.n] @ q if rows is None else self.mat[rows] @ q
+        scores = _dot(self.mat[: self.n] if rows is None else self.mat[rows], q)
         if rows is None:
             rows = np.arange(self.n)
         if min_cosine > -1.0:

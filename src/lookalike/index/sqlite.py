@@ -20,6 +20,7 @@ the memory update, so a search never sees the two disagree. A background thread 
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import sqlite3
 import threading
@@ -35,6 +36,8 @@ from lookalike.index.ann import ADD_CHUNK, AnnIndex
 from lookalike.index.base import GroupRecord, Hit, ImageRecord
 from lookalike.index.filters import Expr
 from lookalike.index.memory import GroupVectors
+
+log = logging.getLogger(__name__)
 
 EXACT_THRESHOLD = 20_000
 """Groups with fewer vectors are searched exactly (no HNSW index is built for them). Measured
@@ -617,15 +620,25 @@ class SqliteStore:
                 if ann is None:
                     continue
                 ids, vecs, removed = handle.take_work(ADD_CHUNK)
-            if not len(ids) and not len(removed):
-                continue
+                if not len(ids) and not len(removed):
+                    continue
+                handle.merging = True
             did = True
-            handle.dirty = True
-            ann.remove(removed)
-            ann.add(ids, vecs)  # outside the group lock: searches go on meanwhile
-            with handle.lock.write():
-                if handle.ann is ann:
-                    handle.mark_indexed(ids)
+            done = False
+            try:
+                ann.remove(removed)
+                ann.add(ids, vecs)  # outside the group lock: searches go on meanwhile
+                done = True
+            finally:
+                with handle.lock.write():
+                    handle.merging = False
+                    if handle.ann is ann:
+                        handle.dirty = True
+                        if done:
+                            handle.mark_indexed(ids)
+                        else:  # try again later; meanwhile the rows stay in the exact scan
+                            handle.pending.extendleft(reversed(ids.tolist()))
+                            handle.removed.extend(removed.tolist())
         return did
 
     def _merge_loop(self) -> None:
@@ -633,6 +646,7 @@ class SqliteStore:
             try:
                 did = self._merge_step()
             except Exception:  # noqa: BLE001 - the index is derived; never kill the upkeep thread
+                log.exception("ANN index upkeep failed; retrying (searches stay exact meanwhile)")
                 did = False
                 time.sleep(1.0)
             if not did:
@@ -652,7 +666,9 @@ class SqliteStore:
                 continue
             with self._handles_lock:
                 handles = list(self._handles.values())
-            if all(h.ann is None or (not h.pending and not h.removed) for h in handles if h.loaded) and not any(
+            if all(
+                h.ann is None or (not h.n_pending and not h.removed and not h.merging) for h in handles if h.loaded
+            ) and not any(
                 h.loaded and h.ann is None and h.n >= self.exact_threshold for h in handles
             ):
                 return True
