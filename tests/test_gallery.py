@@ -367,6 +367,7 @@ def test_native_rest_round_trip(api, photos):
     thumb = api.get("/v1/groups/rest/images/a/0.jpg/thumbnail")
     assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
     assert max(Image.open(io.BytesIO(thumb.content)).size) <= 256
+    assert api.get("/v1/groups/rest/images/a/0.jpg/thumbnail", headers={"If-None-Match": thumb.headers["etag"]}).status_code == 304
 
     r = api.patch("/v1/groups/rest/images/1.jpg", json={"tags": {"n": 10}, "custom_content": "ten"})
     assert r.status_code == 200 and r.json()["tags"] == {"n": 10}

@@ -9,6 +9,7 @@ Errors: ``{"error": {"code", "message"}, "request_id"}`` with the status of the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -354,7 +355,12 @@ async def thumbnail(request: Request, group_id: str, pic_name: str):
         data = await in_thread(gallery_of(request).thumbnail, group_id, pic_name)
     except LookalikeError as exc:
         return error_response(exc, rid)
-    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=300"})
+    # A PicName can be deleted and reused: browsers revalidate, and get 304 while it is unchanged.
+    etag = '"' + hashlib.sha1(data).hexdigest()[:20] + '"'
+    headers = {"Cache-Control": "private, no-cache", "ETag": etag}
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    return Response(data, media_type="image/jpeg", headers=headers)
 
 
 @router.get("/{group_id}/images/{pic_name:path}", summary="One picture", response_model=gs.ImageResponse, responses=_ERRORS)
