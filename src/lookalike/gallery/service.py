@@ -164,6 +164,9 @@ class GalleryService:
         pic = v.pic_name(new.pic_name)
         content = v.custom_content(new.custom_content)
         tags = v.tags(new.tags)
+        lookup = getattr(self.store, "get_image", None)
+        if callable(lookup) and lookup(group.group_id, pic) is not None:  # fail before the costly part
+            raise errors.PicNameAlreadyExist(f"picture {pic!r} already exists in group {group.group_id!r}")
         decoded = self.engine.decode(new.image, model=group.model, rect=new.rect)
         pixels = to_pixels(decoded, get_spec(group.model).input_size)
         check_not_solid(pixels, f"picture {pic!r}")
