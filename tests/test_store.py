@@ -331,16 +331,19 @@ def test_a_stale_index_file_is_reconciled_on_open(make, tmp_path: Path) -> None:
     nrng = np.random.default_rng(2)
     vectors = clustered(nrng, 1200)
     path = tmp_path / "stale"
-    first = make(path, exact_threshold=400)
+    first = SqliteStore(path, dim=DIM, exact_threshold=400)
     fill(first, vectors)
     assert first.wait_for_index(60)
     first.save_indexes()
+    (saved,) = (path / "ann").glob("*.usearch")
+    old = saved.read_bytes()
     for i in range(0, 100):
         first.delete_images("g", f"e{i}")
     extra = clustered(nrng, 50)
     for j, v in enumerate(extra):
         first.add_image(image(2000 + j), v, max_per_entity=5)
-    # A second store on the same directory sees the old file (as after a crash) and must not trust it.
+    first.close()
+    saved.write_bytes(old)  # as if the process died before saving the index again
     second = make(path, exact_threshold=400)
     for i in (0, 50, 99):
         assert i not in names(second.search("g", vectors[i], limit=5))
@@ -349,6 +352,12 @@ def test_a_stale_index_file_is_reconciled_on_open(make, tmp_path: Path) -> None:
     assert second.wait_for_index(60)
     handle = second._handles["g"]
     assert handle.ann is not None and sorted(handle.ann.keys().tolist()) == sorted(handle.ids[: handle.n].tolist())
+
+
+def test_one_open_store_per_data_dir(make, tmp_path: Path) -> None:
+    make(tmp_path / "one")
+    with pytest.raises(RuntimeError, match="in use"):
+        SqliteStore(tmp_path / "one", dim=DIM)
 
 
 CRASH_CHILD = textwrap.dedent(

@@ -10,6 +10,9 @@ killed (kill -9, a crash); only an operating-system crash or power loss can roll
 last transactions. ``synchronous="FULL"`` (an fsync per commit) closes that gap as well, at
 the cost of one disk flush per added image.
 
+One process per data directory (enforced with a lock file): the in-memory structures would
+not see another process's writes.
+
 Concurrency: one writer connection behind a mutex (SQLite allows one writer anyway) and a
 pool of reader connections, which WAL lets read while a write is in progress. Each group has
 a readers-writer lock over its in-memory rows; a write holds it across its SQLite commit and
@@ -19,6 +22,7 @@ the memory update, so a search never sees the two disagree. A background thread 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import queue
@@ -39,7 +43,7 @@ from lookalike.index.memory import GroupVectors
 
 log = logging.getLogger(__name__)
 
-EXACT_THRESHOLD = 20_000
+EXACT_THRESHOLD = 10_000
 """Groups with fewer vectors are searched exactly (no HNSW index is built for them). Measured
 crossover and reasoning: docs/benchmarks.md, "Vector search"."""
 
@@ -129,6 +133,12 @@ class SqliteStore:
             raise ValueError("synchronous must be NORMAL or FULL")
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lockfile = open(self.data_dir / "lock", "a+b")  # noqa: SIM115 - held until close()
+        try:
+            fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lockfile.close()
+            raise RuntimeError(f"{self.data_dir} is in use by another open store (one process per data dir)") from None
         self.ann_dir = self.data_dir / "ann"
         self.ann_dir.mkdir(exist_ok=True)
         self.path = self.data_dir / "gallery.db"
@@ -396,18 +406,17 @@ class SqliteStore:
                 raise errors.ImageGroupIdNotExist(f"group {image.group_id!r} does not exist")
             with self._write() as conn:
                 row = conn.execute(
-                    "SELECT gid, max_capacity, pic_count FROM groups WHERE group_id = ?", (image.group_id,)
+                    "SELECT gid, max_capacity, pic_count, "
+                    "EXISTS (SELECT 1 FROM images WHERE gid = g.gid AND pic_name = ?), "
+                    "(SELECT COUNT(*) FROM images WHERE gid = g.gid AND entity_id = ?) "
+                    "FROM groups g WHERE group_id = ?",
+                    (image.pic_name, image.entity_id, image.group_id),
                 ).fetchone()
                 if row is None:
                     raise errors.ImageGroupIdNotExist(f"group {image.group_id!r} does not exist")
-                gid, capacity, count = row
-                if conn.execute(
-                    "SELECT 1 FROM images WHERE gid = ? AND pic_name = ?", (gid, image.pic_name)
-                ).fetchone():
+                gid, capacity, count, taken, per_entity = row
+                if taken:
                     raise errors.PicNameAlreadyExist(f"picture {image.pic_name!r} already exists in the group")
-                (per_entity,) = conn.execute(
-                    "SELECT COUNT(*) FROM images WHERE gid = ? AND entity_id = ?", (gid, image.entity_id)
-                ).fetchone()
                 if per_entity >= max_per_entity:
                     raise errors.ImageEntityCountExceed(
                         f"entity {image.entity_id!r} already has {per_entity} pictures (at most {max_per_entity})"
@@ -713,6 +722,7 @@ class SqliteStore:
                 for conn in self._all_readers:
                     conn.close()
                 self._all_readers.clear()
+            self._lockfile.close()  # releases the flock
 
     def __enter__(self) -> "SqliteStore":
         return self
