@@ -354,10 +354,31 @@ def test_a_stale_index_file_is_reconciled_on_open(make, tmp_path: Path) -> None:
     assert handle.ann is not None and sorted(handle.ann.keys().tolist()) == sorted(handle.ids[: handle.n].tolist())
 
 
-def test_one_open_store_per_data_dir(make, tmp_path: Path) -> None:
-    make(tmp_path / "one")
-    with pytest.raises(RuntimeError, match="in use"):
-        SqliteStore(tmp_path / "one", dim=DIM)
+def test_two_stores_on_one_directory_see_each_others_writes(make, tmp_path: Path) -> None:
+    """As the CLI beside a running server: each applies the other's changes before searching."""
+    nrng = np.random.default_rng(12)
+    vectors = clustered(nrng, 800)
+    path = tmp_path / "shared"
+    server = make(path, exact_threshold=300)
+    fill(server, vectors[:600], tags=lambda i: {"n": i})
+    assert server.wait_for_index(60) and ann_ready(server)
+    cli = make(path, exact_threshold=300)
+    for i in range(600, 800):
+        cli.add_image(image(i, tags={"n": i}), vectors[i], max_per_entity=5)
+    cli.delete_images("g", "e5")
+    cli.update_images("g", "e6", None, tags={"n": -6})
+    assert names(server.search("g", vectors[700], limit=1)) == [700]
+    assert 5 not in names(server.search("g", vectors[5], limit=5))
+    assert names(server.search("g", vectors[6], limit=5, where=Compare("n", "<", 0))) == [6]
+    assert server.wait_for_index(60) and ann_ready(server)
+    assert server.get_group("g").pic_count == 799  # type: ignore[union-attr]
+    server.add_image(image(900), vectors[0], max_per_entity=5)
+    assert names(cli.search("g", vectors[0], limit=2)) == [0, 900]
+    cli.delete_group("g")
+    assert server.search("g", vectors[0], limit=2) == [] and server.get_group("g") is None
+    server.create_group(GroupRecord("g", "again"))
+    server.add_image(image(1), vectors[1], max_per_entity=5)
+    assert names(cli.search("g", vectors[1], limit=5)) == [1]
 
 
 CRASH_CHILD = textwrap.dedent(

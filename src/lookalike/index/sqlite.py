@@ -10,8 +10,10 @@ killed (kill -9, a crash); only an operating-system crash or power loss can roll
 last transactions. ``synchronous="FULL"`` (an fsync per commit) closes that gap as well, at
 the cost of one disk flush per added image.
 
-One process per data directory (enforced with a lock file): the in-memory structures would
-not see another process's writes.
+Several processes may share a data directory (the CLI beside a running server): every write
+also appends to a ``changes`` log in the same transaction, and before each search a store
+applies the entries it has not seen (``PRAGMA data_version`` tells it cheaply whether there are
+any), re-reading each touched image's current row, so the order of application never matters.
 
 Concurrency: one writer connection behind a mutex (SQLite allows one writer anyway) and a
 pool of reader connections, which WAL lets read while a write is in progress. Each group has
@@ -22,7 +24,6 @@ the memory update, so a search never sees the two disagree. A background thread 
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import queue
@@ -48,6 +49,8 @@ EXACT_THRESHOLD = 10_000
 crossover and reasoning: docs/benchmarks.md, "Vector search"."""
 
 SCHEMA_VERSION = 1
+CHANGES_KEPT = 200_000
+"""Log entries kept for other processes; one that fell further behind reloads its groups."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -79,6 +82,12 @@ CREATE TABLE IF NOT EXISTS images (
 CREATE INDEX IF NOT EXISTS images_entity ON images (gid, entity_id);
 CREATE TABLE IF NOT EXISTS vectors (image_id INTEGER PRIMARY KEY, vec BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS thumbnails (image_id INTEGER PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    gid INTEGER NOT NULL,
+    op TEXT NOT NULL,
+    image_id INTEGER
+);
 """
 # AUTOINCREMENT: ids are never reused, so an id in a saved ANN file can never name a newer
 # image (reconciliation by id set is then complete).
@@ -133,12 +142,6 @@ class SqliteStore:
             raise ValueError("synchronous must be NORMAL or FULL")
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._lockfile = open(self.data_dir / "lock", "a+b")  # noqa: SIM115 - held until close()
-        try:
-            fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self._lockfile.close()
-            raise RuntimeError(f"{self.data_dir} is in use by another open store (one process per data dir)") from None
         self.ann_dir = self.data_dir / "ann"
         self.ann_dir.mkdir(exist_ok=True)
         self.path = self.data_dir / "gallery.db"
@@ -154,6 +157,14 @@ class SqliteStore:
         with self._wlock:
             self._writer.executescript(_SCHEMA)
             self._check_meta()
+        self._watch = self._connect()
+        self._watch_lock = threading.Lock()
+        self._data_version = -1
+        (seen,) = self._watch.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()
+        self._seen = int(seen)
+        """The last change-log entry reflected in memory (groups load their current rows anyway)."""
+        self._own: set[int] = set()
+        """Log entries this store wrote (and applied) itself: skipped by :meth:`_sync`."""
         self._handles: dict[str, GroupVectors] = {}
         self._handles_lock = threading.Lock()
         self._gids: dict[str, int] = {}
@@ -179,7 +190,7 @@ class SqliteStore:
         rows = dict(self._writer.execute("SELECT key, value FROM meta").fetchall())
         if not rows:
             self._writer.executemany(
-                "INSERT INTO meta (key, value) VALUES (?, ?)",
+                "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
                 [("schema", str(SCHEMA_VERSION)), ("dim", str(self.dim))],
             )
             return
@@ -377,6 +388,8 @@ class SqliteStore:
                 conn.execute(f"DELETE FROM vectors WHERE image_id IN ({sub})", (gid,))
                 conn.execute("DELETE FROM images WHERE gid = ?", (gid,))
                 conn.execute("DELETE FROM groups WHERE gid = ?", (gid,))
+                cursor = conn.execute("INSERT INTO changes (gid, op) VALUES (?, 'drop')", (gid,))
+                self._own.add(int(cursor.lastrowid))  # type: ignore[arg-type]
             handle.dead = True
             handle.loaded = False
             handle.ann = None
@@ -442,6 +455,8 @@ class SqliteStore:
                 if thumbnail is not None:
                     conn.execute("INSERT INTO thumbnails (image_id, data) VALUES (?, ?)", (image_id, thumbnail))
                 conn.execute("UPDATE groups SET pic_count = pic_count + 1 WHERE gid = ?", (gid,))
+                cursor = conn.execute("INSERT INTO changes (gid, op, image_id) VALUES (?, 'add', ?)", (gid, image_id))
+                self._own.add(int(cursor.lastrowid))  # type: ignore[arg-type]
             if handle.loaded:
                 handle.add(image_id, vec, tags)
                 if handle.ann is not None or handle.n >= self.exact_threshold:
@@ -521,6 +536,8 @@ class SqliteStore:
                 ids = [int(i) for (i,) in conn.execute(f"SELECT id FROM images WHERE {where}", args)]
                 if ids:
                     conn.execute(f"UPDATE images SET {', '.join(sets)} WHERE {where}", (*values, *args))
+                    if new_tags is not None:
+                        self._log(conn, group_id, "tags", ids)
             if handle.loaded and new_tags is not None:
                 for image_id in ids:
                     handle.set_tags(image_id, new_tags)
@@ -541,6 +558,7 @@ class SqliteStore:
                     conn.execute(
                         "UPDATE groups SET pic_count = pic_count - ? WHERE group_id = ?", (len(ids), group_id)
                     )
+                    self._log(conn, group_id, "del", ids)
             if handle.loaded:
                 for image_id in ids:
                     handle.remove(image_id)
@@ -568,6 +586,7 @@ class SqliteStore:
             return []
         q = self._vector(vector)
         offset = max(offset, 0)
+        self._sync()
         with self._reading(group_id) as handle:
             if handle is None:
                 return []
@@ -589,6 +608,94 @@ class SqliteStore:
                 for row in conn.execute(f"SELECT {_IMAGE_COLUMNS} FROM images WHERE id IN ({marks})", chunk):
                     out[int(row[0])] = _image(group_id, row)
         return out
+
+    # ------------------------------------------------------------------ other processes' writes
+
+    def _log(self, conn: sqlite3.Connection, group_id: str, op: str, ids: list[int]) -> None:
+        conn.executemany(
+            "INSERT INTO changes (gid, op, image_id) VALUES ((SELECT gid FROM groups WHERE group_id = ?), ?, ?)",
+            [(group_id, op, i) for i in ids],
+        )
+        (last,) = conn.execute("SELECT last_insert_rowid()").fetchone()
+        self._own.update(range(int(last) - len(ids) + 1, int(last) + 1))
+
+    def _sync(self) -> None:
+        """Bring memory up to date with writes committed by other connections (other processes,
+        or another store on the same directory). A few microseconds when there are none."""
+        if self._closed:
+            return
+        with self._watch_lock:
+            (version,) = self._watch.execute("PRAGMA data_version").fetchone()
+            if version == self._data_version:
+                return
+            self._data_version = version
+            seen = self._seen
+            rows = self._watch.execute(
+                "SELECT seq, gid, op, image_id FROM changes WHERE seq > ? ORDER BY seq", (seen,)
+            ).fetchall()
+            (oldest,) = self._watch.execute("SELECT COALESCE(MIN(seq), 0) FROM changes").fetchone()
+            if rows:
+                self._seen = int(rows[-1][0])
+        with self._handles_lock:
+            by_gid = {self._gids[g]: (g, h) for g, h in self._handles.items() if g in self._gids}
+        if oldest > seen + 1:  # entries we never saw were trimmed: reload from the tables
+            for group_id, handle in by_gid.values():
+                with handle.lock.write():
+                    handle.loaded = False
+                    handle.ann = None
+            return
+        touched: dict[int, set[int]] = {}
+        dropped: set[int] = set()
+        own = self._own
+        for seq, gid, op, image_id in rows:
+            if seq in own:
+                own.discard(seq)
+                continue
+            if op == "drop":
+                dropped.add(gid)
+            elif image_id is not None:
+                touched.setdefault(gid, set()).add(int(image_id))
+        for gid in dropped:
+            if gid in by_gid:
+                group_id, handle = by_gid[gid]
+                with handle.lock.write():
+                    handle.dead = True
+                    handle.loaded = False
+                    handle.ann = None
+                self._forget(group_id, handle)
+        for gid, ids in touched.items():
+            if gid in by_gid and gid not in dropped:
+                self._refresh(*by_gid[gid], sorted(ids))
+
+    def _refresh(self, group_id: str, handle: GroupVectors, ids: list[int]) -> None:
+        """Make the rows of ``ids`` match the tables (added, re-tagged or gone): idempotent."""
+        with handle.lock.write():
+            if not handle.loaded or handle.dead:
+                return  # it reads the tables when it loads
+            current: dict[int, tuple[str, bytes]] = {}
+            with self._read() as conn:
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    for image_id, tag_text, blob in conn.execute(
+                        f"SELECT i.id, i.tags, v.vec FROM images i JOIN vectors v ON v.image_id = i.id "
+                        f"WHERE i.id IN ({marks})",
+                        chunk,
+                    ):
+                        current[int(image_id)] = (tag_text, blob)
+            for image_id in ids:
+                row = current.get(image_id)
+                if row is None:
+                    handle.remove(image_id)
+                elif image_id in handle.pos:
+                    handle.set_tags(image_id, _tags_load(row[0]))
+                else:
+                    handle.add(image_id, np.frombuffer(row[1], dtype=np.float32).copy(), _tags_load(row[0]))
+        self._wake.set()
+
+    def _trim_changes(self) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM changes WHERE seq <= (SELECT MAX(seq) FROM changes) - ?", (CHANGES_KEPT,))
 
     # ------------------------------------------------------------------ the ANN upkeep
 
@@ -651,8 +758,13 @@ class SqliteStore:
         return did
 
     def _merge_loop(self) -> None:
+        last_trim = time.monotonic()
         while not self._stop.is_set():
             try:
+                self._sync()  # so that other processes' adds get indexed without waiting for a search
+                if time.monotonic() - last_trim > 600:
+                    last_trim = time.monotonic()
+                    self._trim_changes()
                 did = self._merge_step()
             except Exception:  # noqa: BLE001 - the index is derived; never kill the upkeep thread
                 log.exception("ANN index upkeep failed; retrying (searches stay exact meanwhile)")
@@ -668,6 +780,7 @@ class SqliteStore:
         """Block until every loaded group's index has caught up (benchmarks, tests). Without a
         background merger, does the upkeep in the calling thread."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        self._sync()
         while True:
             if self._merger is None:
                 if not self._merge_step():
@@ -694,7 +807,10 @@ class SqliteStore:
             return
         handle.added_since_save = 0
         handle.dirty = False
-        ann.save(self._ann_path(gid))
+        try:
+            ann.save(self._ann_path(gid))
+        except (OSError, RuntimeError):  # an optimisation only: the next start rebuilds instead
+            log.exception("could not save the ANN index of group %r", group_id)
 
     def save_indexes(self) -> None:
         """Write each changed HNSW index next to the database (an optimisation for the next
@@ -722,7 +838,7 @@ class SqliteStore:
                 for conn in self._all_readers:
                     conn.close()
                 self._all_readers.clear()
-            self._lockfile.close()  # releases the flock
+            self._watch.close()
 
     def __enter__(self) -> "SqliteStore":
         return self
