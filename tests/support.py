@@ -1,9 +1,13 @@
-"""Test support: a real lookalike server in a subprocess, and synthetic photos."""
+"""Test support: a real lookalike server in a subprocess, and test pictures.
+
+Imported by the tests, their fixtures (conftest.py) and bench/web.py.
+"""
 
 from __future__ import annotations
 
 import io
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,7 +18,8 @@ from typing import Iterator
 
 import httpx
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+import pytest
+from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parents[1]
 EVAL_DIR = Path(os.environ.get("LOOKALIKE_EVAL_DIR", REPO.parent / "shared" / "eval"))
@@ -26,83 +31,152 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@contextmanager
-def running_server(data_dir: Path, env: dict[str, str] | None = None, *, timeout: float = 120) -> Iterator[str]:
-    """``lookalike serve`` for real, on loopback; yields its base URL once /readyz says ready."""
-    port = free_port()
-    full_env = {**os.environ, "LOOKALIKE_DATA_DIR": str(data_dir), "LOOKALIKE_THREADS": "2", **(env or {})}
-    log = open(data_dir.parent / f"server-{port}.log", "wb") if data_dir.parent.exists() else subprocess.DEVNULL
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lookalike.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=full_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
+class ServerProcess:
+    """``python -m lookalike.cli serve`` on 127.0.0.1, on a data dir that outlives restarts."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, *, log_dir: Path | None = None) -> None:
+        self.data_dir = data_dir
+        self.env = {**os.environ, "LOOKALIKE_DATA_DIR": str(data_dir), "LOOKALIKE_THREADS": "2", **(env or {})}
+        self.log_dir = log_dir or data_dir.parent
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+        self.starts = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 120) -> str:
+        """Starts (or restarts) the server; returns its base URL once /readyz answers 200."""
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError("the server is already running")
+        self.port = free_port()
+        self.starts += 1
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"server-{self.port}-{self.starts}.log"
+        with open(log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "lookalike.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout
         while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}")
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{log_path.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
+                if httpx.get(f"{self.base_url}/readyz", timeout=2).status_code == 200:
+                    return self.base_url
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError("server did not become ready")
-            time.sleep(0.2)
-        yield base
+                self.kill()
+                raise RuntimeError(f"server not ready after {timeout}s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hook runs, nothing is flushed that was not already durable."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@contextmanager
+def running_server(data_dir: Path, env: dict[str, str] | None = None, *, timeout: float = 120) -> Iterator[str]:
+    """``lookalike serve`` for real, on loopback; yields its base URL once /readyz says ready."""
+    server = ServerProcess(data_dir, env)
+    try:
+        yield server.start(timeout)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        if hasattr(log, "close"):
-            log.close()
+        server.stop()
 
 
-def synthetic_photo(seed: int, size: tuple[int, int] = (480, 360)) -> Image.Image:
-    """A busy picture of random shapes over a gradient: distinct per seed, photo-like enough for SSCD."""
+# --------------------------------------------------------------------------- pictures
+
+
+def _field(rng: np.random.Generator, w: int, h: int, cells: int) -> np.ndarray:
+    grid = rng.standard_normal((cells, max(2, round(cells * w / h)))).astype(np.float32)
+    return np.asarray(Image.fromarray(grid, "F").resize((w, h), Image.Resampling.BICUBIC))
+
+
+def synthetic_image(seed: int, size: tuple[int, int] = (320, 240)) -> Image.Image:
+    """A "map" of random regions, shading and a few objects: its layout is what SSCD keys on,
+    so different seeds give clearly different vectors (cosine ~0.3, versus ~0.5 for pictures
+    that share one composition recipe), while crops and re-encodings stay close to the source."""
     rng = np.random.default_rng(seed)
     w, h = size
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = np.stack(
-        [(xx * rng.uniform(0.1, 0.6) + yy * rng.uniform(0.1, 0.6) + rng.uniform(0, 255)) % 256 for _ in range(3)], -1
-    )
-    image = Image.fromarray(base.astype(np.uint8), "RGB")
+    f = _field(rng, w, h, int(rng.integers(2, 5))) + 0.5 * _field(rng, w, h, int(rng.integers(6, 14)))
+    f = f + 0.2 * _field(rng, w, h, 30)
+    levels = int(rng.integers(3, 8))
+    region = np.digitize(f, np.quantile(f, np.sort(rng.uniform(0.05, 0.95, levels - 1))))
+    pixels = rng.uniform(0, 255, (levels, 3))[region]
+    pixels = pixels * (0.75 + 0.1 * _field(rng, w, h, int(rng.integers(3, 8)))[..., None])
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(image)
-    for _ in range(25):
-        x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
-        x1, y1 = x0 + int(rng.integers(20, w // 2)), y0 + int(rng.integers(20, h // 2))
+    for _ in range(int(rng.integers(2, 10))):
+        x, y, r = int(rng.integers(0, w)), int(rng.integers(0, h)), int(rng.integers(5, 40))
         colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        shape = rng.integers(0, 3)
+        shape = int(rng.integers(0, 3))
         if shape == 0:
-            draw.ellipse((x0, y0, x1, y1), fill=colour)
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=colour)
         elif shape == 1:
-            draw.rectangle((x0, y0, x1, y1), fill=colour)
+            draw.rectangle((x - r, y - r // 2, x + r, y + r // 2), fill=colour)
         else:
-            draw.line((x0, y0, x1, y1), fill=colour, width=int(rng.integers(2, 12)))
-    noise = rng.normal(0, 8, (h, w, 3))
-    pixels = np.clip(np.asarray(image, dtype=np.float32) + noise, 0, 255).astype(np.uint8)
-    return Image.fromarray(pixels, "RGB").filter(ImageFilter.SMOOTH)
+            end = (x + int(rng.integers(-100, 100)), y + int(rng.integers(-100, 100)))
+            draw.line((x, y, *end), fill=colour, width=int(rng.integers(2, 8)))
+    noisy = np.asarray(image, np.float32) + rng.normal(0, 4, (h, w, 3))
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB")
 
 
 def encode(image: Image.Image, fmt: str = "JPEG", **options) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
+    image.save(buffer, format=fmt, **({"quality": 90} if fmt == "JPEG" and not options else options))
     return buffer.getvalue()
+
+
+class Photos:
+    """Test pictures: synthetic by seed (always), real from ../shared/eval (when present)."""
+
+    image = staticmethod(synthetic_image)
+    to_bytes = staticmethod(encode)
+
+    def jpeg(self, seed: int, size: tuple[int, int] = (320, 240), quality: int = 90) -> bytes:
+        return encode(synthetic_image(seed, size), quality=quality)
+
+    def solid(self, colour: tuple[int, int, int] = (30, 120, 200), size: tuple[int, int] = (320, 240)) -> bytes:
+        return encode(Image.new("RGB", size, colour))
+
+    def real(self, count: int, dataset: str = "holidays811") -> list[bytes]:
+        """``count`` real photos (never copied into the repository); skips the test when absent."""
+        folder = EVAL_DIR / dataset / "images"
+        if not folder.is_dir():
+            pytest.skip(f"real photos not available ({folder} is absent)")
+        files = sorted(folder.iterdir())[:count]
+        if len(files) < count:
+            pytest.skip(f"only {len(files)} real photos in {folder}")
+        return [p.read_bytes() for p in files]
+
+
+synthetic_photo = synthetic_image
 
 
 def distinct_photos(count: int) -> list[Image.Image]:
     """Photos of different objects: UKBench (one per object) when ../shared/eval is present,
-    else synthetic pictures (whose shared style makes them look more alike than real photos)."""
+    else synthetic pictures of different seeds."""
     folder = EVAL_DIR / "ukbench1000" / "images"
     if folder.is_dir():
         names = sorted(folder.iterdir())[::4][:count]
         return [Image.open(p).convert("RGB") for p in names]
-    return [synthetic_photo(1000 + i) for i in range(count)]
+    return [synthetic_image(1000 + i, (480, 360)) for i in range(count)]
 
 
 def real_photos(count: int) -> list[bytes]:
