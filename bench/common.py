@@ -1,0 +1,356 @@
+"""Shared by the bench scripts: evaluation sets, pipeline variants, embedding, metrics, output.
+
+The evaluation sets are research-only and never live in the repository: they are read from
+``../shared/eval`` (relative to the repository root) or from ``$LOOKALIKE_EVAL_DIR``, and a
+script that needs them exits cleanly with a message when they are absent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import platform
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
+MODELS = ("sscd", "sscd-small")
+SETS = ("ukbench1000", "holidays811")
+
+if str(REPO_ROOT / "src") not in sys.path:  # run from a checkout without an install
+    sys.path.append(str(REPO_ROOT / "src"))
+
+
+# --------------------------------------------------------------------------- evaluation sets
+
+
+def eval_dir() -> Path:
+    env = os.environ.get("LOOKALIKE_EVAL_DIR")
+    return Path(env).expanduser() if env else (REPO_ROOT / ".." / "shared" / "eval").resolve()
+
+
+def require_eval_sets(names: Sequence[str]) -> Path:
+    """The evaluation directory, or a clean exit (status 0) when a needed set is missing."""
+    root = eval_dir()
+    missing = [n for n in names if not (root / n / "groundtruth.json").is_file()]
+    if missing:
+        print(
+            f"evaluation data not found: {', '.join(missing)} under {root} "
+            "(set LOOKALIKE_EVAL_DIR to the folder holding ukbench1000/ and holidays811/); skipping"
+        )
+        raise SystemExit(0)
+    return root
+
+
+@dataclass
+class EvalSet:
+    name: str
+    names: list[str]
+    blobs: list[bytes]
+    groups: np.ndarray
+    """Group id per image (same object / scene = same id)."""
+    queries: dict[int, list[int]] = field(default_factory=dict)
+    """Query index -> indices of its relevant images (the query excluded)."""
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def load_set(name: str, root: Path | None = None) -> EvalSet:
+    root = root or eval_dir()
+    folder = root / name
+    truth = json.loads((folder / "groundtruth.json").read_text())
+    names: list[str] = list(truth["images"])
+    index = {n: i for i, n in enumerate(names)}
+    blobs = [(folder / "images" / n).read_bytes() for n in names]
+    groups = np.full(len(names), -1, dtype=np.int64)
+    if "groups" in truth:  # UKBench: explicit groups of 4
+        for gid, (_, members) in enumerate(sorted(truth["groups"].items(), key=lambda kv: int(kv[0]))):
+            for m in members:
+                groups[index[m]] = gid
+    queries = {index[q]: [index[r] for r in rel] for q, rel in truth["queries"].items()}
+    if "groups" not in truth:  # Holidays: a query and its relevant images form one group
+        for gid, (q, rel) in enumerate(sorted(queries.items())):
+            for i in (q, *rel):
+                groups[i] = gid
+    # Images in no group (Holidays distractors, if any) get singleton ids.
+    next_id = int(groups.max()) + 1
+    for i in np.flatnonzero(groups < 0):
+        groups[i] = next_id
+        next_id += 1
+    return EvalSet(name, names, blobs, groups, queries)
+
+
+# --------------------------------------------------------------------------- pipeline variants
+
+RESAMPLING = {
+    "nearest": Image.Resampling.NEAREST,
+    "box": Image.Resampling.BOX,
+    "bilinear": Image.Resampling.BILINEAR,
+    "hamming": Image.Resampling.HAMMING,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One input geometry: ``stretch224`` / ``short320`` [``/bicubic``] [``/nodraft`` | ``/draft2x``].
+
+    ``current`` is the shipped pipeline, untouched. Every other variant patches
+    ``lookalike.engine.to_pixels`` (geometry and resampling filter) and the ``min_size`` that
+    ``lookalike.engine.decode_image`` receives (the JPEG DCT draft request): ``draft`` asks for at
+    least the output size (as shipped), ``draft2x`` for at least twice it, ``nodraft`` decodes
+    full size.
+    """
+
+    spec: str
+    mode: str = "current"  # current | stretch | short
+    size: int = 224
+    resample: str = "bilinear"
+    draft: str = "draft"  # draft | draft2x | nodraft
+
+    @classmethod
+    def parse(cls, spec: str) -> "Variant":
+        spec = spec.strip()
+        if spec == "current":
+            return cls(spec)
+        parts = spec.split("/")
+        m = re.fullmatch(r"(stretch|short)(\d+)", parts[0])
+        if not m:
+            raise ValueError(f"bad geometry {spec!r}: expected current, stretchN or shortN [/filter] [/nodraft|/draft2x]")
+        variant = {"mode": m.group(1), "size": int(m.group(2))}
+        for p in parts[1:]:
+            if p in RESAMPLING:
+                variant["resample"] = p
+            elif p in ("draft", "draft2x", "nodraft"):
+                variant["draft"] = p
+            else:
+                raise ValueError(f"bad geometry option {p!r} in {spec!r}")
+        return cls(spec, **variant)
+
+    @property
+    def fixed_shape(self) -> bool:
+        """Whether every image comes out the same shape (so a list batches together)."""
+        return self.mode in ("current", "stretch")
+
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        if self.mode == "short":
+            scale = self.size / min(width, height)
+            return max(1, round(width * scale)), max(1, round(height * scale))
+        return self.size, self.size
+
+    @contextlib.contextmanager
+    def applied(self) -> Iterator[None]:
+        if self.mode == "current":
+            yield
+            return
+        import lookalike.engine as engine_module
+        from lookalike.images import decode as decode_module
+
+        original_decode, original_pixels = engine_module.decode_image, engine_module.to_pixels
+        variant = self
+
+        def decode_image(data, **kwargs):
+            if kwargs.get("min_size") is not None:
+                if variant.draft == "nodraft":
+                    kwargs["min_size"] = None
+                else:
+                    need = variant.size * (2 if variant.draft == "draft2x" else 1)
+                    kwargs["min_size"] = (need, need)
+            return original_decode(data, **kwargs)
+
+        def to_pixels(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
+            if image.mode != "RGB":
+                image = decode_module._to_rgb(image)
+            target = variant.output_size(*image.size)
+            if image.size != target:
+                image = image.resize(target, RESAMPLING[variant.resample], reducing_gap=None)
+            return np.asarray(image, dtype=np.uint8)
+
+        engine_module.decode_image, engine_module.to_pixels = decode_image, to_pixels
+        try:
+            yield
+        finally:
+            engine_module.decode_image, engine_module.to_pixels = original_decode, original_pixels
+
+
+# --------------------------------------------------------------------------- embedding
+
+
+def make_engine(threads: int = 0, **overrides):
+    from lookalike.config import Settings
+    from lookalike.engine import Engine
+
+    return Engine(Settings(threads=threads, **overrides))
+
+
+def embed_all(
+    engine, blobs: Sequence[bytes], model: str, *, variant: Variant | None = None, batch: int = 32
+) -> tuple[np.ndarray, float]:
+    """Unit vectors (n, dim) through ``Engine.embed``, and the seconds it took."""
+    variant = variant or Variant("current")
+    out = []
+    start = time.perf_counter()
+    with variant.applied():
+        if variant.fixed_shape:
+            for i in range(0, len(blobs), batch):
+                out.append(engine.embed(list(blobs[i : i + batch]), model=model))
+        else:  # shapes differ: one image per call
+            out.extend(engine.embed([b], model=model) for b in blobs)
+    return np.concatenate(out), time.perf_counter() - start
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def ns_score(vectors: np.ndarray, groups: np.ndarray) -> float:
+    """UKBench N-S: for each image, how many of its group (itself included) are in its top 4; mean."""
+    sims = vectors @ vectors.T
+    top = np.argpartition(-sims, 3, axis=1)[:, :4]
+    return float((groups[top] == groups[:, None]).sum(axis=1).mean())
+
+
+def average_precision(ranked_relevant: np.ndarray, n_relevant: int) -> float:
+    """Plain non-interpolated AP over a full ranking (``ranked_relevant``: bools, best first)."""
+    if n_relevant == 0:
+        return 0.0
+    hits = np.flatnonzero(ranked_relevant)
+    return float(np.sum(np.arange(1, len(hits) + 1) / (hits + 1)) / n_relevant)
+
+
+def retrieval_map(vectors: np.ndarray, queries: dict[int, list[int]]) -> float:
+    """mAP over ``queries``, each against every image with the query removed from its own ranking."""
+    return float(np.mean(query_aps(vectors, queries)))
+
+
+def query_aps(vectors: np.ndarray, queries: dict[int, list[int]]) -> np.ndarray:
+    """AP of every query (in ``queries`` order), the query removed from its own ranking."""
+    aps = []
+    for q, relevant in queries.items():
+        sims = vectors @ vectors[q]
+        sims[q] = -np.inf
+        order = np.argsort(-sims, kind="stable")[:-1]  # the query itself ranks last: drop it
+        is_rel = np.zeros(len(vectors), dtype=bool)
+        is_rel[relevant] = True
+        aps.append(average_precision(is_rel[order], len(relevant)))
+    return np.array(aps)
+
+
+def paired_difference(new: np.ndarray, base: np.ndarray, *, rounds: int = 2000, seed: int = 0) -> dict:
+    """Mean per-query difference ``new - base``, queries better/worse, and a 95% bootstrap interval."""
+    diff = np.asarray(new, dtype=np.float64) - np.asarray(base, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    boots = diff[rng.integers(0, len(diff), (rounds, len(diff)))].mean(axis=1)
+    return {
+        "mean": float(diff.mean()),
+        "better": int(np.sum(diff > 1e-9)),
+        "worse": int(np.sum(diff < -1e-9)),
+        "ci95": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))],
+    }
+
+
+def pair_masks(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Upper-triangle (i < j) masks of same-group and different-group pairs."""
+    same = groups[:, None] == groups[None, :]
+    upper = np.triu(np.ones_like(same, dtype=bool), k=1)
+    return same & upper, ~same & upper
+
+
+def threshold_table(pos: np.ndarray, neg: np.ndarray, thresholds: Sequence[float]) -> list[dict]:
+    """Precision/recall/F1/false-positive rate of ``score >= t`` for each threshold."""
+    pos, neg = np.sort(pos), np.sort(neg)
+    rows = []
+    for t in thresholds:
+        tp = len(pos) - np.searchsorted(pos, t, side="left")
+        fp = len(neg) - np.searchsorted(neg, t, side="left")
+        precision = tp / (tp + fp) if tp + fp else 1.0
+        recall = tp / len(pos) if len(pos) else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        rows.append(
+            {
+                "threshold": round(float(t), 4),
+                "precision": float(precision),
+                "recall": float(recall),
+                "f1": float(f1),
+                "fpr": float(fp / len(neg)) if len(neg) else 0.0,
+                "tp": int(tp),
+                "fp": int(fp),
+            }
+        )
+    return rows
+
+
+# --------------------------------------------------------------------------- output
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    import onnxruntime
+    import PIL
+
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "onnxruntime": onnxruntime.__version__,
+        "pillow": PIL.__version__,
+        "numpy": np.__version__,
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def write_json(name: str, payload: dict) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / name
+    payload = {"machine": machine(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **payload}
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the repository root when it lies inside it."""
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    def cell(v: object) -> str:
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def jpeg_bytes(image: Image.Image, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
