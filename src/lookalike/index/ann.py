@@ -24,6 +24,9 @@ CONNECTIVITY = 16
 EXPANSION_ADD = 128
 """ef_construction: 64 builds faster but lost recall on hard clustered data (0.95 vs 0.99 @10)."""
 EXPANSION_SEARCH = 128
+LARGE = 300_000
+"""From this size the graph walk is twice as broad: at 1M vectors 128 candidates gave recall@10
+0.963, 256 gave 0.986 for +0.5 ms (up to 300k, 128 already gave 1.000)."""
 DTYPE = "i8"
 """Quantised copy inside the index; candidates are re-scored in float32 by the store."""
 ADD_THREADS = max(1, min(8, os.cpu_count() or 1))
@@ -31,6 +34,11 @@ ADD_THREADS = max(1, min(8, os.cpu_count() or 1))
 without an index file, and real ingest is bounded by embedding, not by this."""
 ADD_CHUNK = 32 * ADD_THREADS
 """Vectors per ``add`` call: ~20-40 ms, the longest a search waits behind one."""
+
+
+def breadth(size: int) -> int:
+    """Candidates to ask an index of ``size`` for (usearch walks max(ef_search, count) wide)."""
+    return EXPANSION_SEARCH if size < LARGE else 2 * EXPANSION_SEARCH
 
 
 class AnnIndex:

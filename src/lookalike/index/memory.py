@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from lookalike.index.ann import EXPANSION_SEARCH, AnnIndex
+from lookalike.index.ann import AnnIndex, breadth
 from lookalike.index.filters import And, Compare, Expr, Or, matches
 
 _OPS: dict[str, Callable[[object, object], object]] = {
@@ -339,9 +339,9 @@ class GroupVectors:
         if mask is not None and len(pending):
             pending = pending[mask[pending]]
         share = 1.0 if allowed is None else len(allowed) / n
-        # The graph walk visits EXPANSION_SEARCH candidates whatever k is: re-scoring all of
-        # them costs microseconds and recovers neighbours the half-precision copy mis-ranked.
-        want = int(min(max(2 * k, EXPANSION_SEARCH) / share, len(ann)))
+        # The graph walk visits ef_search candidates whatever k is: re-scoring all of them
+        # costs microseconds and recovers neighbours the int8 copy mis-ranked.
+        want = int(min(max(2 * k, breadth(len(ann))) / share, len(ann)))
         while True:
             keys, approx = ann.search(q, max(want, 1))
             rows = np.fromiter((self.pos.get(int(key), -1) for key in keys), dtype=np.int64, count=len(keys))

@@ -181,6 +181,9 @@ class SqliteStore:
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60.0)
+        # 8 KiB pages hold three 2 KiB vectors; 4 KiB pages hold one (measured: 2.8 vs 4.2 KB per
+        # image on disk, and faster inserts). Only takes effect when the file is created.
+        conn.execute("PRAGMA page_size=8192")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA temp_store=MEMORY")
@@ -260,23 +263,29 @@ class SqliteStore:
             if gid is None:
                 handle.dead = True
                 return
-            (count,) = conn.execute("SELECT COUNT(*) FROM images WHERE gid = ?", (gid,)).fetchone()
-            ids = np.empty(count, dtype=np.int64)
-            mat = np.empty((count, self.dim), dtype=np.float32)
-            tags: list[dict[str, object]] = []
-            cursor = conn.execute(
-                "SELECT i.id, i.tags, v.vec FROM images i JOIN vectors v ON v.image_id = i.id "
-                "WHERE i.gid = ? ORDER BY i.id",
-                (gid,),
-            )
-            row = 0
-            for image_id, tag_text, blob in cursor:
-                if row >= count:  # cannot happen under the write lock; be safe anyway
-                    break
-                ids[row] = image_id
-                mat[row] = np.frombuffer(blob, dtype=np.float32)
-                tags.append(_tags_load(tag_text))
-                row += 1
+            conn.execute("BEGIN")  # one snapshot for the count and the rows (other processes write too)
+            try:
+                (count,) = conn.execute("SELECT COUNT(*) FROM images WHERE gid = ?", (gid,)).fetchone()
+                ids = np.empty(count, dtype=np.int64)
+                mat = np.empty((count, self.dim), dtype=np.float32)
+                tags: list[dict[str, object]] = []
+                cursor = conn.execute(
+                    "SELECT i.id, i.tags, v.vec FROM images i JOIN vectors v ON v.image_id = i.id "
+                    "WHERE i.gid = ? ORDER BY i.id",
+                    (gid,),
+                )
+                row = 0
+                while batch := cursor.fetchmany(4096):
+                    m = min(len(batch), count - row)
+                    batch = batch[:m]
+                    ids[row : row + m] = [b[0] for b in batch]
+                    mat[row : row + m] = np.frombuffer(b"".join(b[2] for b in batch), dtype=np.float32).reshape(
+                        m, self.dim
+                    )
+                    tags.extend(_tags_load(b[1]) for b in batch)
+                    row += m
+            finally:
+                conn.execute("COMMIT")
         handle.load(ids[:row], mat[:row], tags)
         if row >= self.exact_threshold:
             ann = AnnIndex.load(self._ann_path(gid), self.dim) or AnnIndex(self.dim)
