@@ -285,7 +285,12 @@ class GroupVectors:
         Ties are broken by image id, also across the k-th place, so that pages of one query
         are consistent with each other.
         """
-        scores = _dot(self.mat[: self.n] if rows is None else self.mat[rows], q)
+        if rows is None:
+            scores = _dot(self.mat[: self.n], q)
+        elif len(rows) * 4 > self.n:  # gathering most rows costs more (and a copy) than scoring all
+            scores = _dot(self.mat[: self.n], q)[rows]
+        else:
+            scores = _dot(self.mat[rows], q)
         if rows is None:
             rows = np.arange(self.n)
         if min_cosine > -1.0:
