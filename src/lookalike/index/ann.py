@@ -17,7 +17,14 @@ import os
 from pathlib import Path
 
 import numpy as np
-from usearch.index import Index
+
+try:  # onnxruntime must be loaded before usearch: usearch's extension links libstdc++ statically
+    # and its (process-global) C++ symbols then crash onnxruntime's import with SIGSEGV
+    # (usearch 2.26 + onnxruntime 1.26). The other order is fine.
+    import onnxruntime  # noqa: F401
+except ImportError:  # pragma: no cover - a store without the models
+    pass
+from usearch.index import Index  # noqa: E402
 
 CONNECTIVITY = 16
 """HNSW M: 16 reaches recall@10 ≈ 0.99 on clustered 512-d data at a modest build cost."""
