@@ -26,33 +26,43 @@ def _text(value: Any, name: str) -> str:
     return value
 
 
-def group_id(value: Any) -> str:
+def _bounded(
+    value: Any,
+    name: str,
+    most: int,
+    too_long: type[errors.LookalikeError],
+    empty: type[errors.LookalikeError] | None = None,
+    empty_message: str = "",
+) -> str:
+    """A string of at most ``most`` characters. ``empty`` set: required; unset: None means ""."""
     if value is None or value == "":
-        raise errors.ImageGroupIdIllegal("GroupId is empty; use letters, digits and _")
-    value = _text(value, "GroupId")
-    if len(value) > m.GROUP_ID_MAX:
-        raise errors.ImageGroupIdTooLong(f"GroupId has {len(value)} characters; at most {m.GROUP_ID_MAX}")
+        if empty is not None:
+            raise empty(empty_message or f"{name} is empty")
+        return ""
+    value = _text(value, name)
+    if len(value) > most:
+        raise too_long(f"{name} has {len(value)} characters; at most {most}")
+    return value
+
+
+def group_id(value: Any) -> str:
+    value = _bounded(
+        value, "GroupId", m.GROUP_ID_MAX, errors.ImageGroupIdTooLong, errors.ImageGroupIdIllegal,
+        "GroupId is empty; use letters, digits and _",
+    )
     if not _GROUP_ID.fullmatch(value):
         raise errors.ImageGroupIdIllegal(f"GroupId {value!r} may hold only letters, digits and _")
     return value
 
 
 def group_name(value: Any) -> str:
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if isinstance(value, str) and not value.strip():
         raise errors.ImageGroupNameEmpty("GroupName is empty")
-    value = _text(value, "GroupName")
-    if len(value) > m.GROUP_NAME_MAX:
-        raise errors.ImageGroupNameTooLong(f"GroupName has {len(value)} characters; at most {m.GROUP_NAME_MAX}")
-    return value
+    return _bounded(value, "GroupName", m.GROUP_NAME_MAX, errors.ImageGroupNameTooLong, errors.ImageGroupNameEmpty)
 
 
 def brief(value: Any) -> str:
-    if value is None:
-        return ""
-    value = _text(value, "Brief")
-    if len(value) > m.BRIEF_MAX:
-        raise errors.BriefTooLong(f"Brief has {len(value)} characters; at most {m.BRIEF_MAX}")
-    return value
+    return _bounded(value, "Brief", m.BRIEF_MAX, errors.BriefTooLong)
 
 
 def non_negative_int(value: Any, name: str, default: int) -> int:
@@ -77,34 +87,18 @@ def group_type(value: Any) -> int:
 
 
 def entity_id(value: Any) -> str:
-    if value is None or value == "":
-        raise errors.EntityIdEmpty("EntityId is empty")
-    value = _text(value, "EntityId")
-    if len(value) > m.ENTITY_ID_MAX:
-        raise errors.EntityIdTooLong(f"EntityId has {len(value)} characters; at most {m.ENTITY_ID_MAX}")
-    return value
+    return _bounded(value, "EntityId", m.ENTITY_ID_MAX, errors.EntityIdTooLong, errors.EntityIdEmpty)
 
 
 def pic_name(value: Any) -> str:
-    if value is None or value == "":
-        raise errors.PicNameEmpty("PicName is empty")
-    value = _text(value, "PicName")
-    if len(value) > m.PIC_NAME_MAX:
-        raise errors.PicNameTooLong(f"PicName has {len(value)} characters; at most {m.PIC_NAME_MAX}")
+    value = _bounded(value, "PicName", m.PIC_NAME_MAX, errors.PicNameTooLong, errors.PicNameEmpty)
     if _CONTROL.search(value):
         raise errors.PicNameInvalid("PicName may not contain control characters")
     return value
 
 
 def custom_content(value: Any) -> str:
-    if value is None:
-        return ""
-    value = _text(value, "CustomContent")
-    if len(value) > m.CUSTOM_CONTENT_MAX:
-        raise errors.CustomContentTooLong(
-            f"CustomContent has {len(value)} characters; at most {m.CUSTOM_CONTENT_MAX}"
-        )
-    return value
+    return _bounded(value, "CustomContent", m.CUSTOM_CONTENT_MAX, errors.CustomContentTooLong)
 
 
 def tags(value: Any) -> dict[str, object]:
