@@ -179,50 +179,38 @@ def _form_json(text: dict[str, str], name: str) -> Any:
              openapi_extra=_body(gs.GroupCreate))
 async def create_group(request: Request):
     rid = request_id(request)
-    try:
-        body = parse(gs.GroupCreate, await _json(request))
-        group = await in_thread(
-            gallery_of(request).create_group,
-            body.group_id,
-            body.group_name,
-            brief=body.brief,
-            max_capacity=body.max_capacity,
-            max_qps=body.max_qps,
-            group_type=body.group_type,
-            model=body.model,
-        )
-    except LookalikeError as exc:
-        return error_response(exc, rid)
+    body = parse(gs.GroupCreate, await _json(request))
+    group = await in_thread(
+        gallery_of(request).create_group,
+        body.group_id,
+        body.group_name,
+        brief=body.brief,
+        max_capacity=body.max_capacity,
+        max_qps=body.max_qps,
+        group_type=body.group_type,
+        model=body.model,
+    )
     return JSONResponse({**_group(group), "request_id": rid}, status_code=201)
 
 
 @router.get("", summary="List groups", response_model=gs.GroupList, responses=_ERRORS)
 async def list_groups(request: Request, offset: int = 0, limit: int = 10):
     rid = request_id(request)
-    try:
-        groups, total = await in_thread(gallery_of(request).describe_groups, offset, limit)
-    except LookalikeError as exc:
-        return error_response(exc, rid)
+    groups, total = await in_thread(gallery_of(request).describe_groups, offset, limit)
     return {"groups": [_group(g) for g in groups], "total": total, "request_id": rid}
 
 
 @router.get("/{group_id}", summary="One group", response_model=gs.GroupResponse, responses=_ERRORS)
 async def get_group(request: Request, group_id: str):
     rid = request_id(request)
-    try:
-        group = await in_thread(gallery_of(request).get_group, group_id)
-    except LookalikeError as exc:
-        return error_response(exc, rid)
+    group = await in_thread(gallery_of(request).get_group, group_id)
     return {**_group(group), "request_id": rid}
 
 
 @router.delete("/{group_id}", summary="Delete a group and its pictures", response_model=gs.Deleted, responses=_ERRORS)
 async def delete_group(request: Request, group_id: str):
     rid = request_id(request)
-    try:
-        await in_thread(gallery_of(request).delete_group, group_id)
-    except LookalikeError as exc:
-        return error_response(exc, rid)
+    await in_thread(gallery_of(request).delete_group, group_id)
     return {"deleted": 1, "request_id": rid}
 
 
@@ -272,48 +260,45 @@ def _add_all(gallery: GalleryService, group_id: str, news: list[NewImage | Looka
 async def add_images(request: Request, group_id: str):
     rid = request_id(request)
     settings = settings_of(request)
-    try:
-        gallery = gallery_of(request)
-        await in_thread(gallery.get_group, group_id)  # unknown group: 404 before reading images
-        if _is_multipart(request):
-            fields = {"entity_id", "pic_name", "custom_content", "tags", "rect"}
-            uploads, text = await _form(request, "images", fields, settings.max_batch_images)
-            if not uploads:
-                raise InvalidParameter("images: send at least one file")
-            if "pic_name" in text and len(uploads) > 1:
-                raise InvalidParameter("pic_name names one picture: send one file, or let the file names be the names")
-            rect_json = _form_json(text, "rect")
-            rect = _rect(parse(gs.RectIn, rect_json)) if rect_json is not None else None
-            tags = _form_json(text, "tags")
-            news: list[NewImage | LookalikeError] = [
-                NewImage(
-                    entity_id=text.get("entity_id") or filename.rsplit(".", 1)[0],
-                    pic_name=text.get("pic_name") or filename,
-                    image=data,
-                    custom_content=text.get("custom_content", ""),
-                    tags=tags or {},
-                    rect=rect,
-                )
-                for filename, data in uploads
-            ]
-            single = len(uploads) == 1 and "pic_name" in text
+    gallery = gallery_of(request)
+    await in_thread(gallery.get_group, group_id)  # unknown group: 404 before reading images
+    if _is_multipart(request):
+        fields = {"entity_id", "pic_name", "custom_content", "tags", "rect"}
+        uploads, text = await _form(request, "images", fields, settings.max_batch_images)
+        if not uploads:
+            raise InvalidParameter("images: send at least one file")
+        if "pic_name" in text and len(uploads) > 1:
+            raise InvalidParameter("pic_name names one picture: send one file, or let the file names be the names")
+        rect_json = _form_json(text, "rect")
+        rect = _rect(parse(gs.RectIn, rect_json)) if rect_json is not None else None
+        tags = _form_json(text, "tags")
+        news: list[NewImage | LookalikeError] = [
+            NewImage(
+                entity_id=text.get("entity_id") or filename.rsplit(".", 1)[0],
+                pic_name=text.get("pic_name") or filename,
+                image=data,
+                custom_content=text.get("custom_content", ""),
+                tags=tags or {},
+                rect=rect,
+            )
+            for filename, data in uploads
+        ]
+        single = len(uploads) == 1 and "pic_name" in text
+    else:
+        body = await _json(request)
+        single = isinstance(body, dict)
+        if isinstance(body, list):
+            if not body:
+                raise InvalidParameter("the batch is empty")
+            if len(body) > settings.max_batch_images:
+                raise InvalidParameter(f"at most {settings.max_batch_images} pictures per request")
+            items = [parse(gs.ImageCreate, item) for item in body]
+        elif isinstance(body, dict):
+            items = [parse(gs.ImageCreate, body)]
         else:
-            body = await _json(request)
-            single = isinstance(body, dict)
-            if isinstance(body, list):
-                if not body:
-                    raise InvalidParameter("the batch is empty")
-                if len(body) > settings.max_batch_images:
-                    raise InvalidParameter(f"at most {settings.max_batch_images} pictures per request")
-                items = [parse(gs.ImageCreate, item) for item in body]
-            elif isinstance(body, dict):
-                items = [parse(gs.ImageCreate, body)]
-            else:
-                raise InvalidParameter("send a JSON object (one picture) or an array (a batch)")
-            news = await in_thread(_new_images_from_json, request, items)
-        results = await in_thread(_add_all, gallery, group_id, news)
-    except LookalikeError as exc:
-        return error_response(exc, rid)
+            raise InvalidParameter("send a JSON object (one picture) or an array (a batch)")
+        news = await in_thread(_new_images_from_json, request, items)
+    results = await in_thread(_add_all, gallery, group_id, news)
     if single:
         result = results[0]
         if isinstance(result, LookalikeError):
@@ -335,15 +320,12 @@ async def add_images(request: Request, group_id: str):
             responses=_ERRORS)
 async def list_images(request: Request, group_id: str, offset: int = 0, limit: int = 50, entity_id: str | None = None):
     rid = request_id(request)
-    try:
-        gallery = gallery_of(request)
-        if entity_id is not None:
-            found = await in_thread(gallery.describe_images, group_id, entity_id)
-            images, total = found[offset : offset + v.limit(limit)], len(found)
-        else:
-            images, total = await in_thread(gallery.list_images, group_id, offset, limit)
-    except LookalikeError as exc:
-        return error_response(exc, rid)
+    gallery = gallery_of(request)
+    if entity_id is not None:
+        found = await in_thread(gallery.describe_images, group_id, entity_id)
+        images, total = found[offset : offset + v.limit(limit)], len(found)
+    else:
+        images, total = await in_thread(gallery.list_images, group_id, offset, limit)
     return {"images": [_image(r) for r in images], "total": total, "request_id": rid}
 
 
@@ -351,10 +333,7 @@ async def list_images(request: Request, group_id: str, offset: int = 0, limit: i
             response_class=Response, responses={200: {"content": {"image/jpeg": {}}}, **_ERRORS})
 async def thumbnail(request: Request, group_id: str, pic_name: str):
     rid = request_id(request)
-    try:
-        data = await in_thread(gallery_of(request).thumbnail, group_id, pic_name)
-    except LookalikeError as exc:
-        return error_response(exc, rid)
+    data = await in_thread(gallery_of(request).thumbnail, group_id, pic_name)
     # A PicName can be deleted and reused: browsers revalidate, and get 304 while it is unchanged.
     etag = '"' + hashlib.sha1(data).hexdigest()[:20] + '"'
     headers = {"Cache-Control": "private, no-cache", "ETag": etag}
@@ -366,10 +345,7 @@ async def thumbnail(request: Request, group_id: str, pic_name: str):
 @router.get("/{group_id}/images/{pic_name:path}", summary="One picture", response_model=gs.ImageResponse, responses=_ERRORS)
 async def get_image(request: Request, group_id: str, pic_name: str):
     rid = request_id(request)
-    try:
-        record = await in_thread(gallery_of(request).find_image, group_id, pic_name)
-    except LookalikeError as exc:
-        return error_response(exc, rid)
+    record = await in_thread(gallery_of(request).find_image, group_id, pic_name)
     return {**_image(record), "request_id": rid}
 
 
@@ -377,21 +353,18 @@ async def get_image(request: Request, group_id: str, pic_name: str):
               response_model=gs.ImageResponse, responses=_ERRORS, openapi_extra=_body(gs.ImagePatch))
 async def update_image(request: Request, group_id: str, pic_name: str):
     rid = request_id(request)
-    try:
-        body = parse(gs.ImagePatch, await _json(request))
-        gallery = gallery_of(request)
+    body = parse(gs.ImagePatch, await _json(request))
+    gallery = gallery_of(request)
 
-        def work() -> ImageRecord:
-            record = gallery.find_image(group_id, pic_name)
-            if body.tags is not None or body.custom_content is not None:
-                gallery.update_images(
-                    group_id, record.entity_id, record.pic_name, tags=body.tags, custom_content=body.custom_content
-                )
-            return gallery.find_image(group_id, pic_name)
+    def work() -> ImageRecord:
+        record = gallery.find_image(group_id, pic_name)
+        if body.tags is not None or body.custom_content is not None:
+            gallery.update_images(
+                group_id, record.entity_id, record.pic_name, tags=body.tags, custom_content=body.custom_content
+            )
+        return gallery.find_image(group_id, pic_name)
 
-        record = await in_thread(work)
-    except LookalikeError as exc:
-        return error_response(exc, rid)
+    record = await in_thread(work)
     return {**_image(record), "request_id": rid}
 
 
@@ -399,16 +372,13 @@ async def update_image(request: Request, group_id: str, pic_name: str):
                responses=_ERRORS)
 async def delete_image(request: Request, group_id: str, pic_name: str):
     rid = request_id(request)
-    try:
-        gallery = gallery_of(request)
+    gallery = gallery_of(request)
 
-        def work() -> int:
-            record = gallery.find_image(group_id, pic_name)
-            return gallery.delete_images(group_id, record.entity_id, record.pic_name)
+    def work() -> int:
+        record = gallery.find_image(group_id, pic_name)
+        return gallery.delete_images(group_id, record.entity_id, record.pic_name)
 
-        deleted = await in_thread(work)
-    except LookalikeError as exc:
-        return error_response(exc, rid)
+    deleted = await in_thread(work)
     return {"deleted": deleted, "request_id": rid}
 
 
@@ -433,45 +403,42 @@ _SEARCH_FORM = {
 async def search(request: Request, group_id: str):
     rid = request_id(request)
     settings = settings_of(request)
-    try:
-        gallery = gallery_of(request)
-        if _is_multipart(request):
-            uploads, text = await _form(request, "image", {"limit", "offset", "match_threshold", "filter", "rect"}, 1)
-            if len(uploads) != 1:
-                raise InvalidParameter("image: send exactly one file")
-            rect_json = _form_json(text, "rect")
-            threshold = text.get("match_threshold") or None
-            try:
-                match = float(threshold) if threshold is not None else None
-            except ValueError:
-                raise InvalidParameter("match_threshold must be a number") from None
-            query = {
-                "rect": _rect(parse(gs.RectIn, rect_json)) if rect_json is not None else None,
-                "limit": _form_int(text, "limit"),
-                "offset": _form_int(text, "offset"),
-                "match_threshold": match,
-                "filter": text.get("filter"),
-            }
-            load = lambda: uploads[0][1]  # noqa: E731
-        else:
-            body = parse(gs.SearchRequest, await _json(request))
-            query = {
-                "rect": _rect(body.rect),
-                "limit": body.limit,
-                "offset": body.offset,
-                "match_threshold": body.match_threshold,
-                "filter": body.filter,
-            }
-            load = lambda: load_image_field(settings, b64=body.image.base64, url=body.image.url, name="image")  # noqa: E731
+    gallery = gallery_of(request)
+    if _is_multipart(request):
+        uploads, text = await _form(request, "image", {"limit", "offset", "match_threshold", "filter", "rect"}, 1)
+        if len(uploads) != 1:
+            raise InvalidParameter("image: send exactly one file")
+        rect_json = _form_json(text, "rect")
+        threshold = text.get("match_threshold") or None
+        try:
+            match = float(threshold) if threshold is not None else None
+        except ValueError:
+            raise InvalidParameter("match_threshold must be a number") from None
+        query = {
+            "rect": _rect(parse(gs.RectIn, rect_json)) if rect_json is not None else None,
+            "limit": _form_int(text, "limit"),
+            "offset": _form_int(text, "offset"),
+            "match_threshold": match,
+            "filter": text.get("filter"),
+        }
+        load = lambda: uploads[0][1]  # noqa: E731
+    else:
+        body = parse(gs.SearchRequest, await _json(request))
+        query = {
+            "rect": _rect(body.rect),
+            "limit": body.limit,
+            "offset": body.offset,
+            "match_threshold": body.match_threshold,
+            "filter": body.filter,
+        }
+        load = lambda: load_image_field(settings, b64=body.image.base64, url=body.image.url, name="image")  # noqa: E731
 
-        def work() -> list[SearchHit]:
-            gallery.get_group(group_id)
-            v.limit(query["limit"]), v.offset(query["offset"]), v.match_threshold(query["match_threshold"])
-            query["filter"] = parse_filter(query["filter"])  # refused before any download
-            return gallery.search(group_id, load(), **query)
+    def work() -> list[SearchHit]:
+        gallery.get_group(group_id)
+        v.limit(query["limit"]), v.offset(query["offset"]), v.match_threshold(query["match_threshold"])
+        query["filter"] = parse_filter(query["filter"])  # refused before any download
+        return gallery.search(group_id, load(), **query)
 
-        hits = await in_thread(work)
-    except LookalikeError as exc:
-        return error_response(exc, rid)
+    hits = await in_thread(work)
     return {"results": [_hit(h) for h in hits], "count": len(hits), "request_id": rid}
 

@@ -83,27 +83,24 @@ async def embed(request: Request):
     rid = request_id(request)
     engine = engine_of(request)
     settings = engine.settings
-    try:
-        if _is_multipart(request):
-            form = await _multipart_images(request, "images")
-            images, model = form["images"], (form["__model__"] or [None])[0]
-            if not images:
-                raise InvalidParameter("images: send at least one file")
-            loaders = [lambda data=data: data for data in images]
-        else:
-            body = schemas.parse(schemas.EmbedRequest, await read_json_object(request))
-            model = body.model
-            loaders = [lambda i=i, ref=ref: _load_ref(settings, ref, f"images.{i}") for i, ref in enumerate(body.images)]
-        if len(loaders) > settings.max_batch_images:
-            raise InvalidParameter(f"at most {settings.max_batch_images} images per request")
-        name = model or engine.default_model
+    if _is_multipart(request):
+        form = await _multipart_images(request, "images")
+        images, model = form["images"], (form["__model__"] or [None])[0]
+        if not images:
+            raise InvalidParameter("images: send at least one file")
+        loaders = [lambda data=data: data for data in images]
+    else:
+        body = schemas.parse(schemas.EmbedRequest, await read_json_object(request))
+        model = body.model
+        loaders = [lambda i=i, ref=ref: _load_ref(settings, ref, f"images.{i}") for i, ref in enumerate(body.images)]
+    if len(loaders) > settings.max_batch_images:
+        raise InvalidParameter(f"at most {settings.max_batch_images} images per request")
+    name = model or engine.default_model
 
-        def work():
-            return engine.embed([load() for load in loaders], model=name)
+    def work():
+        return engine.embed([load() for load in loaders], model=name)
 
-        vectors = await in_thread(work)
-    except LookalikeError as exc:
-        return error_response(exc, rid)
+    vectors = await in_thread(work)
     return {"model": name, "dim": int(vectors.shape[1]), "vectors": vectors.tolist(), "request_id": rid}
 
 
@@ -118,22 +115,19 @@ async def compare(request: Request):
     rid = request_id(request)
     engine = engine_of(request)
     settings = engine.settings
-    try:
-        if _is_multipart(request):
-            form = await _multipart_images(request, "a", "b")
-            if len(form["a"]) != 1 or len(form["b"]) != 1:
-                raise InvalidParameter("send exactly one file as 'a' and one as 'b'")
-            model = (form["__model__"] or [None])[0]
-            load_a, load_b = (lambda: form["a"][0]), (lambda: form["b"][0])
-        else:
-            body = schemas.parse(schemas.CompareRequest, await read_json_object(request))
-            model = body.model
-            load_a = lambda: _load_ref(settings, body.a, "a")  # noqa: E731
-            load_b = lambda: _load_ref(settings, body.b, "b")  # noqa: E731
+    if _is_multipart(request):
+        form = await _multipart_images(request, "a", "b")
+        if len(form["a"]) != 1 or len(form["b"]) != 1:
+            raise InvalidParameter("send exactly one file as 'a' and one as 'b'")
+        model = (form["__model__"] or [None])[0]
+        load_a, load_b = (lambda: form["a"][0]), (lambda: form["b"][0])
+    else:
+        body = schemas.parse(schemas.CompareRequest, await read_json_object(request))
+        model = body.model
+        load_a = lambda: _load_ref(settings, body.a, "a")  # noqa: E731
+        load_b = lambda: _load_ref(settings, body.b, "b")  # noqa: E731
 
-        result = await in_thread(lambda: engine.compare(load_a(), load_b(), model=model))
-    except LookalikeError as exc:
-        return error_response(exc, rid)
+    result = await in_thread(lambda: engine.compare(load_a(), load_b(), model=model))
     return {
         "model": result.model,
         "cosine": result.cosine,
