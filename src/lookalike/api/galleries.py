@@ -332,7 +332,6 @@ async def list_images(request: Request, group_id: str, offset: int = 0, limit: i
 @router.get("/{group_id}/images/{pic_name:path}/thumbnail", summary="The stored JPEG thumbnail (longest side <= 256)",
             response_class=Response, responses={200: {"content": {"image/jpeg": {}}}, **_ERRORS})
 async def thumbnail(request: Request, group_id: str, pic_name: str):
-    rid = request_id(request)
     data = await in_thread(gallery_of(request).thumbnail, group_id, pic_name)
     # A PicName can be deleted and reused: browsers revalidate, and get 304 while it is unchanged.
     etag = '"' + hashlib.sha1(data).hexdigest()[:20] + '"'
