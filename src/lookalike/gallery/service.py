@@ -30,6 +30,11 @@ from lookalike.index.filters import Expr
 from lookalike.models import get_spec
 
 
+def _not_found(group: GroupRecord, entity: str, pic: str | None) -> errors.ImageNotFound:
+    what = f"picture {pic!r} of entity {entity!r}" if pic else f"entity {entity!r}"
+    return errors.ImageNotFound(f"{what} is not in group {group.group_id!r}")
+
+
 @dataclass
 class _Prepared:
     record: ImageRecord
@@ -164,8 +169,7 @@ class GalleryService:
         pic = v.pic_name(new.pic_name)
         content = v.custom_content(new.custom_content)
         tags = v.tags(new.tags)
-        lookup = getattr(self.store, "get_image", None)
-        if callable(lookup) and lookup(group.group_id, pic) is not None:  # fail before the costly part
+        if self.store.get_image(group.group_id, pic) is not None:  # fail before the costly part
             raise errors.PicNameAlreadyExist(f"picture {pic!r} already exists in group {group.group_id!r}")
         decoded = self.engine.decode(new.image, model=group.model, rect=new.rect)
         pixels = to_pixels(decoded, get_spec(group.model).input_size)
@@ -190,8 +194,7 @@ class GalleryService:
         pic = v.pic_name(pic_name) if pic_name else None
         found = self.store.get_images(group.group_id, entity, pic)
         if not found:
-            what = f"picture {pic!r} of entity {entity!r}" if pic else f"entity {entity!r}"
-            raise errors.ImageNotFound(f"{what} is not in group {group.group_id!r}")
+            raise _not_found(group, entity, pic)
         return found
 
     def list_images(self, group_id: str, offset: int = 0, limit: int = 50) -> tuple[list[ImageRecord], int]:
@@ -213,11 +216,7 @@ class GalleryService:
         """The picture called ``pic_name`` (unique in its group), whatever its entity."""
         group = self.get_group(group_id)
         pic = v.pic_name(pic_name)
-        lookup = getattr(self.store, "get_image", None)
-        if callable(lookup):
-            found = lookup(group.group_id, pic)
-        else:  # the Store protocol finds by entity; scan the group otherwise
-            found = next((r for r in self.iter_images(group.group_id, 500) if r.pic_name == pic), None)
+        found = self.store.get_image(group.group_id, pic)
         if found is None:
             raise errors.ImageNotFound(f"picture {pic!r} is not in group {group.group_id!r}")
         return found
@@ -246,8 +245,7 @@ class GalleryService:
         content = None if custom_content is None else v.custom_content(custom_content)
         changed = self.store.update_images(group.group_id, entity, pic, tags=new_tags, custom_content=content)
         if changed == 0:
-            what = f"picture {pic!r} of entity {entity!r}" if pic else f"entity {entity!r}"
-            raise errors.ImageNotFound(f"{what} is not in group {group.group_id!r}")
+            raise _not_found(group, entity, pic)
         return changed
 
     def delete_images(self, group_id: str, entity_id: str, pic_name: str | None = None) -> int:
@@ -256,8 +254,7 @@ class GalleryService:
         pic = v.pic_name(pic_name) if pic_name else None
         deleted = self.store.delete_images(group.group_id, entity, pic)
         if deleted == 0:
-            what = f"picture {pic!r} of entity {entity!r}" if pic else f"entity {entity!r}"
-            raise errors.ImageNotFound(f"{what} is not in group {group.group_id!r}")
+            raise _not_found(group, entity, pic)
         return deleted
 
     # ------------------------------------------------------------------ search

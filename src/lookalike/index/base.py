@@ -70,6 +70,9 @@ class Store(Protocol):
 
     def get_images(self, group_id: str, entity_id: str, pic_name: str | None = None) -> list[ImageRecord]: ...
 
+    def get_image(self, group_id: str, pic_name: str) -> ImageRecord | None:
+        """The picture called ``pic_name`` (unique in its group), whatever its entity."""
+
     def list_images(self, group_id: str, offset: int, limit: int) -> tuple[list[ImageRecord], int]:
         """A page of a group's images, newest first, and the total count (for browsing)."""
 
