@@ -250,3 +250,60 @@ class LimitExceed(LookalikeError):
 
     code = "InvalidParameterValue.LimitExceed"
     status = 400
+
+
+# Access, limits and capacity (issue 5). Tencent's common codes, sent as-is by its dialect.
+class AuthFailure(LookalikeError):
+    """No valid credential. The code says which check failed (Tencent's AuthFailure.* codes)."""
+
+    code = "AuthFailure"
+    status = 401
+
+
+class MissingAuthorization(AuthFailure):
+    code = "AuthFailure.MissingAuthorization"
+
+
+class InvalidAuthorization(AuthFailure):
+    """The credential header is malformed."""
+
+    code = "AuthFailure.InvalidAuthorization"
+
+
+class SecretIdNotFound(AuthFailure):
+    """Unknown or revoked key."""
+
+    code = "AuthFailure.SecretIdNotFound"
+
+
+class SignatureFailure(AuthFailure):
+    """Wrong key, or the signed request was altered."""
+
+    code = "AuthFailure.SignatureFailure"
+
+
+class SignatureExpire(AuthFailure):
+    """The signed timestamp is outside the allowed clock skew (a replay or a wrong clock)."""
+
+    code = "AuthFailure.SignatureExpire"
+
+
+class RequestLimitExceeded(LookalikeError):
+    """A rate limit (a group's MaxQps or a credential's) was hit; retry later."""
+
+    code = "RequestLimitExceeded"
+    status = 429
+
+
+class ServerBusy(LookalikeError):
+    """The model work queue is full; the request was shed instead of queued without bound."""
+
+    code = "ServerBusy"
+    status = 503
+
+
+class StorageFull(LookalikeError):
+    """The data directory ran out of space; nothing already stored is affected."""
+
+    code = "StorageFull"
+    status = 507
