@@ -56,8 +56,9 @@ class Store(Protocol):
 
     def get_group(self, group_id: str) -> GroupRecord | None: ...
 
-    def list_groups(self, offset: int, limit: int) -> tuple[list[GroupRecord], int]:
-        """A page of groups (oldest first) and the total count."""
+    def list_groups(self, offset: int, limit: int, *, namespace: str = "") -> tuple[list[GroupRecord], int]:
+        """A page of groups (oldest first) and the total count, among the ids of ``namespace``:
+        those that start with it and contain no other "/" (tenants keep their groups apart so)."""
 
     def delete_group(self, group_id: str) -> None:
         """Raises ImageGroupIdNotExist."""

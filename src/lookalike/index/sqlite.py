@@ -372,14 +372,19 @@ class SqliteStore:
             row = conn.execute(f"SELECT {_GROUP_COLUMNS} FROM groups WHERE group_id = ?", (group_id,)).fetchone()
         return None if row is None else _group(row)
 
-    def list_groups(self, offset: int, limit: int) -> tuple[list[GroupRecord], int]:
+    def list_groups(self, offset: int, limit: int, *, namespace: str = "") -> tuple[list[GroupRecord], int]:
+        # A namespace ("tenant/") owns the ids that start with it and have no further "/";
+        # the empty namespace owns the ids without any "/".
+        where = "substr(group_id, 1, ?) = ? AND instr(substr(group_id, ?), '/') = 0"
+        args = (len(namespace), namespace, len(namespace) + 1)
         with self._read() as conn:
             conn.execute("BEGIN")  # one snapshot for the page and the total
             try:
                 rows = conn.execute(
-                    f"SELECT {_GROUP_COLUMNS} FROM groups ORDER BY gid LIMIT ? OFFSET ?", (max(limit, 0), max(offset, 0))
+                    f"SELECT {_GROUP_COLUMNS} FROM groups WHERE {where} ORDER BY gid LIMIT ? OFFSET ?",
+                    (*args, max(limit, 0), max(offset, 0)),
                 ).fetchall()
-                (total,) = conn.execute("SELECT COUNT(*) FROM groups").fetchone()
+                (total,) = conn.execute(f"SELECT COUNT(*) FROM groups WHERE {where}", args).fetchone()
             finally:
                 conn.execute("COMMIT")
         return [_group(r) for r in rows], int(total)
