@@ -4,6 +4,8 @@
     lookalike embed IMG... [--model M] [--out vectors.npy|vectors.json]
     lookalike compare A B [--model M]
     lookalike models
+    lookalike index FOLDER --group G [--tenant T]   /  search IMG --group G  /  groups
+    lookalike keys create --tenant T [--kind api|tencent|eas]  /  keys list  /  keys revoke ID
 """
 
 from __future__ import annotations
@@ -72,10 +74,6 @@ def serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if settings.host not in ("127.0.0.1", "localhost", "::1"):
-        logging.getLogger("lookalike").warning(
-            "listening on %s: every address that reaches this machine can use the API", settings.host
-        )
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", access_log=False)
     return 0
 
@@ -160,13 +158,16 @@ def models(args: argparse.Namespace) -> int:
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
-def _gallery(settings):
-    """A GalleryService straight on the data dir (no server needed; SQLite lets both share it)."""
+def _gallery(settings, tenant: str = ""):
+    """A tenant's GalleryService straight on the data dir (no server needed; SQLite lets both share it)."""
     from lookalike.engine import Engine
     from lookalike.gallery import GalleryService
     from lookalike.index import open_store
 
-    return GalleryService(open_store(settings), Engine(settings))
+    return GalleryService(open_store(settings), Engine(settings)).for_tenant(tenant)
+
+
+_TENANT_HELP = "the tenant whose galleries these are (a key's tenant; default: the open-mode tenant)"
 
 
 def _entity_and_name(path: Path, root: Path) -> tuple[str, str]:
@@ -183,6 +184,7 @@ def _entity_and_name(path: Path, root: Path) -> tuple[str, str]:
 @arg("--model", default=None, help="model of a group made by --create: sscd (default) or sscd-small")
 @arg("--tags", default=None, help='JSON tags given to every image, e.g. \'{"source": "scan"}\'')
 @arg("--batch", type=int, default=32, help="images decoded and embedded together")
+@arg("--tenant", default="", help=_TENANT_HELP)
 @arg("--data-dir", type=Path, default=None)
 @arg("--threads", type=int, default=None)
 def index(args: argparse.Namespace) -> int:
@@ -201,7 +203,7 @@ def index(args: argparse.Namespace) -> int:
         raise InvalidParameterValue(f"{root} is not a folder")
     tags = validation.tags(args.tags) if args.tags else {}
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES)
-    gallery = _gallery(settings)
+    gallery = _gallery(settings, args.tenant)
     try:
         try:
             group = gallery.get_group(args.group)
@@ -256,6 +258,7 @@ def index(args: argparse.Namespace) -> int:
 @arg("--filter", default=None, help='over tags, e.g. \'colour = "red" AND size >= 3\'')
 @arg("--threshold", type=float, default=0, help="lowest score 0..100 (0 = the default, 60)")
 @arg("--rect", default=None, help="crop X,Y,WIDTH,HEIGHT of the query before searching")
+@arg("--tenant", default="", help=_TENANT_HELP)
 @arg("--data-dir", type=Path, default=None)
 @arg("--threads", type=int, default=None)
 def search(args: argparse.Namespace) -> int:
@@ -269,7 +272,7 @@ def search(args: argparse.Namespace) -> int:
             rect = Rect(*(int(part) for part in args.rect.split(",")))
         except (TypeError, ValueError):
             raise InvalidParameterValue("--rect is X,Y,WIDTH,HEIGHT in pixels") from None
-    gallery = _gallery(settings)
+    gallery = _gallery(settings, args.tenant)
     try:
         hits = gallery.search(
             args.group,
@@ -301,20 +304,61 @@ def search(args: argparse.Namespace) -> int:
 
 
 @command("groups", "list the galleries in the data dir")
+@arg("--tenant", default="", help=_TENANT_HELP)
 @arg("--data-dir", type=Path, default=None)
 def groups(args: argparse.Namespace) -> int:
+    from lookalike.gallery import validation
     from lookalike.index import open_store
 
+    namespace = validation.tenant(args.tenant) + "/" if args.tenant else ""
     store = open_store(_settings(args))
     try:
         offset = 0
         while True:
-            page, total = store.list_groups(offset, 100)
+            page, total = store.list_groups(offset, 100, namespace=namespace)
             for g in page:
-                print(f"{g.group_id}\t{g.model}\t{g.pic_count} pictures\t{g.group_name}")
+                print(f"{g.group_id.removeprefix(namespace)}\t{g.model}\t{g.pic_count} pictures\t{g.group_name}")
             offset += len(page)
             if not page or offset >= total:
                 break
+    finally:
+        store.close()
+    return 0
+
+
+@command("keys", "create, list or revoke credentials (used when LOOKALIKE_AUTH=keys)")
+@arg("action", choices=("create", "list", "revoke"))
+@arg("id", nargs="?", help="revoke: the credential id")
+@arg("--tenant", default=None, help="create: the tenant the credential acts for")
+@arg("--kind", default="api", choices=("api", "tencent", "eas"),
+     help="create: api (x-api-key), tencent (SecretId/SecretKey, TC3 signatures) or eas (PAI EAS token)")
+@arg("--name", default="", help="create: a note to tell keys apart")
+@arg("--qps", type=float, default=None, help="create: requests a second (default LOOKALIKE_RATE_LIMIT_QPS; 0 = no limit)")
+@arg("--all", action="store_true", help="list: revoked credentials too")
+@arg("--data-dir", type=Path, default=None)
+def keys(args: argparse.Namespace) -> int:
+    """create prints the secret once, as JSON; only a hash or nothing of it is kept."""
+    from lookalike.auth import KeyStore
+
+    store = KeyStore(_settings(args).data_dir)
+    try:
+        if args.action == "create":
+            if not args.tenant:
+                print("lookalike: keys create needs --tenant", file=sys.stderr)
+                return 2
+            issued = store.create(args.tenant, args.kind, name=args.name, qps=args.qps)
+            c = issued.credential
+            print(json.dumps({"id": c.id, "kind": c.kind, "tenant": c.tenant, **issued.secret}))
+        elif args.action == "list":
+            for c in store.list(include_revoked=args.all):
+                state = "revoked" if c.revoked else "active"
+                qps = "default" if c.qps is None else f"{c.qps:g}"
+                print(f"{c.id}\t{c.kind}\t{c.tenant}\t{state}\tqps={qps}\t{c.name}")
+        else:
+            if not args.id:
+                print("lookalike: keys revoke needs the credential id", file=sys.stderr)
+                return 2
+            print(f"revoked {store.revoke(args.id).id}")
     finally:
         store.close()
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +38,17 @@ class Settings(BaseSettings):
     # Request limits
     max_batch_images: int = 64
     max_request_bytes: int = 32 * 1024 * 1024
+    model_concurrency: int = Field(2, description="model runs at once; more wait in the queue")
+    model_queue: int = Field(64, description="requests waiting for the model; past it they get ServerBusy (503)")
+    model_queue_timeout_s: float = Field(30.0, description="longest wait for the model before ServerBusy")
+    group_qps: bool = Field(True, description="enforce each group's MaxQps on its searches")
+
+    # Access
+    auth: Literal["open", "keys"] = Field(
+        "open", description="'open': no credentials, one tenant; 'keys': every API call needs a key from `lookalike keys`"
+    )
+    auth_clock_skew_s: int = Field(300, description="how old (or early) a signed request may be")
+    rate_limit_qps: float = Field(50.0, description="requests a second per credential (keys mode); 0 = no limit")
 
 
 @lru_cache(maxsize=1)

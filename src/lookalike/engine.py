@@ -16,6 +16,7 @@ from lookalike import scores
 from lookalike.config import Settings, get_settings
 from lookalike.errors import LookalikeError
 from lookalike.images.decode import Rect, decode_image, to_pixels
+from lookalike.limits import ModelGate
 from lookalike.models import OnnxEmbedder, get_spec
 
 ImageInput = bytes | Image.Image
@@ -54,6 +55,8 @@ class Engine:
         self._lock = threading.Lock()
         workers = self.settings.threads or os.cpu_count() or 2
         self._decoders = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
+        s = self.settings
+        self.gate = ModelGate(s.model_concurrency, s.model_queue, s.model_queue_timeout_s)
 
     @property
     def default_model(self) -> str:
@@ -71,6 +74,12 @@ class Engine:
                     providers=self.settings.providers,
                 )
             return self._embedders[name]
+
+    def run(self, batch: np.ndarray, *, model: str | None = None) -> np.ndarray:
+        """Pixels (n, h, w, 3) -> unit vectors, through the bounded queue (ServerBusy when full)."""
+        embedder = self.embedder(model)
+        with self.gate.slot():
+            return embedder.embed(batch)
 
     def loaded_models(self) -> list[str]:
         return list(self._embedders)
@@ -107,7 +116,7 @@ class Engine:
     ) -> np.ndarray:
         """float32 (n, dim), unit rows. A bad image raises its error, its position in the message."""
         name = model or self.settings.model
-        embedder = self.embedder(name)
+        self.embedder(name)  # an unknown or missing model fails before any decoding
         rects = list(rects) if rects is not None else [None] * len(images)
 
         def one(i: int) -> np.ndarray:
@@ -123,7 +132,7 @@ class Engine:
             batch = one(0)[None]
         else:
             batch = np.stack(list(self._decoders.map(one, range(len(images)))))
-        return embedder.embed(batch)
+        return self.run(batch, model=name)
 
     def embed_one(self, image: ImageInput, *, model: str | None = None, rect: Rect | None = None) -> np.ndarray:
         return self.embed([image], model=model, rects=[rect])[0]

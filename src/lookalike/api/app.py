@@ -9,7 +9,7 @@ import uuid
 from contextlib import asynccontextmanager
 from importlib import resources
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
@@ -19,6 +19,7 @@ from pydantic.json_schema import models_json_schema
 import lookalike
 from lookalike.api import aws, health, native, pai, schemas
 from lookalike.api.metrics import Metrics
+from lookalike.api.security import Access, require_api_key
 from lookalike.config import Settings, get_settings
 from lookalike.engine import Engine
 from lookalike.errors import LookalikeError
@@ -79,12 +80,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
                 log.error("model not loaded: %s", exc.message)
 
         task = asyncio.create_task(warm())
+        app.state.access.warn_if_exposed()
         for hook in app.state.startup_hooks:
             await hook(app)
         yield
         task.cancel()
         for hook in app.state.shutdown_hooks:
             await hook(app)
+        app.state.access.close()
 
     app = FastAPI(
         title="lookalike",
@@ -98,6 +101,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.settings = settings
     app.state.engine = engine
     app.state.metrics = Metrics()
+    app.state.access = Access(settings)
     app.state.startup_error = None
     app.state.startup_hooks = []
     app.state.shutdown_hooks = []
@@ -119,7 +123,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     @app.exception_handler(LookalikeError)
     async def domain_error(request: Request, exc: LookalikeError):
         request.app.state.metrics.errors.labels(exc.code).inc()
-        return native.error_response(exc, getattr(request.state, "request_id", ""))
+        render = aws.error_response if request.url.path in aws.PATHS else native.error_response
+        return render(exc, getattr(request.state, "request_id", ""))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
@@ -134,8 +139,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         err = LookalikeError("internal error; see the server log", code="InternalError", status=500)
         return native.error_response(err, getattr(request.state, "request_id", ""))
 
-    for router in (health.router, native.router, aws.router, pai.router):
-        app.include_router(router)
+    keyed = [Depends(require_api_key)]  # Tencent and PAI check their own signatures in the route
+    app.include_router(health.router)
+    app.include_router(native.router, dependencies=keyed)
+    app.include_router(aws.router, dependencies=keyed)
+    app.include_router(pai.router)
     _mount_gallery(app, settings, engine)
     _mount_docs(app)
     app.include_router(web.router)  # the web page at /ui
@@ -151,7 +159,7 @@ def _mount_gallery(app: FastAPI, settings: Settings, engine: Engine) -> None:
     """
     from lookalike.api import galleries, tencent
 
-    app.include_router(galleries.router)
+    app.include_router(galleries.router, dependencies=[Depends(require_api_key)])
     app.include_router(tencent.router)
     app.state.gallery = None
     app.state.gallery_error = None

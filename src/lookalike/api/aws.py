@@ -1,8 +1,9 @@
 """AWS AI Solution Kit image-similarity dialect.
 
 One image (``url`` or ``img``) -> ``{"result": [512 floats]}``; two (``url_1``/``img_1`` and
-``url_2``/``img_2``) -> ``{"similarity": 0.5 + 0.5 * cosine}``. Errors: HTTP 400 with
-``{"Code", "Message", "RequestId"}``.
+``url_2``/``img_2``) -> ``{"similarity": 0.5 + 0.5 * cosine}``. Errors: ``{"Code", "Message",
+"RequestId"}`` with the error's status; a missing or bad ``x-api-key`` is 403 with
+``"message": "Forbidden"`` too, as API Gateway answers.
 """
 
 from __future__ import annotations
@@ -11,17 +12,20 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from lookalike.api.common import engine_of, in_thread, load_image_field, read_json_object, request_id
-from lookalike.errors import InvalidParameter, LookalikeError
+from lookalike.errors import AuthFailure, InvalidParameter, LookalikeError
 
 router = APIRouter(tags=["AWS AI Solution Kit"])
 
+PATHS = ("/image_similarity", "/text_similarity")
 _SINGLE = {"url", "img"}
 _PAIR = {"url_1", "img_1", "url_2", "img_2"}
 
 
 def error_response(exc: LookalikeError, rid: str) -> JSONResponse:
-    status = exc.status if exc.status < 500 else 500
-    return JSONResponse({"Code": exc.code, "Message": exc.message, "RequestId": rid}, status_code=status)
+    body = {"Code": exc.code, "Message": exc.message, "RequestId": rid}
+    if isinstance(exc, AuthFailure):
+        return JSONResponse({**body, "message": "Forbidden"}, status_code=403)
+    return JSONResponse(body, status_code=exc.status)
 
 
 def _parse(body: dict) -> tuple[str, dict]:

@@ -27,7 +27,12 @@ def settings_of(request: Request) -> Settings:
 
 
 async def read_body(request: Request) -> bytes:
-    """The raw body, refused past ``max_request_bytes`` without buffering the rest."""
+    """The raw body, refused past ``max_request_bytes`` without buffering the rest.
+
+    Read once and kept: a signature check and the route read the same bytes."""
+    cached = getattr(request.state, "body", None)
+    if cached is not None:
+        return cached
     limit = settings_of(request).max_request_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -38,7 +43,8 @@ async def read_body(request: Request) -> bytes:
         if size > limit:
             raise ImageSizeExceed(f"the request body exceeds {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+    request.state.body = b"".join(chunks)
+    return request.state.body
 
 
 async def read_json_object(request: Request) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from lookalike.api import gallery_schemas as gs
 from lookalike.api.common import in_thread, load_image_field, read_body, request_id, settings_of
 from lookalike.api.native import error_response
+from lookalike.api.security import principal_of
 from lookalike.api.schemas import ErrorResponse, parse
 from lookalike.errors import ImageSizeExceed, InvalidParameter, LookalikeError
 from lookalike.gallery import GalleryService, NewImage, SearchHit, parse_filter
@@ -36,12 +37,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def gallery_of(request: Request) -> GalleryService:
-    """The app's gallery service; 503 while the store is not open (or failed to open)."""
+    """The caller's tenant's view of the galleries; 503 while the store is not open (or failed to)."""
     gallery = getattr(request.app.state, "gallery", None)
     if gallery is None:
         reason = getattr(request.app.state, "gallery_error", None) or "the gallery store is not open yet"
         raise LookalikeError(reason, code="ServiceUnavailable", status=503)
-    return gallery
+    return gallery.for_tenant(principal_of(request).tenant)
 
 
 def _body(model: type, multipart: dict | None = None, *, array_of: type | None = None) -> dict:

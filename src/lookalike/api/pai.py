@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from lookalike.api.common import engine_of, in_thread, load_image_field, read_json_object, request_id
+from lookalike.api.security import require_eas_signature
 from lookalike.errors import InvalidParameter, LookalikeError
 
 router = APIRouter(tags=["Alibaba PAI EAS"])
@@ -20,13 +21,14 @@ _FIELDS = {"imagea", "imageb"}
 
 def _failure(exc: LookalikeError, rid: str) -> JSONResponse:
     body = {"success": False, "error_code": exc.code, "error_msg": exc.message, "request_id": rid}
-    return JSONResponse(body, status_code=exc.status if exc.status < 500 else 500)
+    return JSONResponse(body, status_code=exc.status)
 
 
 @router.post("/api/predict/{service_name}", summary="Compare two images (PAI EAS)")
 async def predict(service_name: str, request: Request):
     rid = request_id(request)
     try:
+        await require_eas_signature(request)
         body = await read_json_object(request)
         unknown = set(body) - _FIELDS
         if unknown:

@@ -4,8 +4,9 @@ Byte-compatible with what ``tencentcloud-sdk-python-tiia`` sends and expects:
 
 * the action in ``X-TC-Action``, the version in ``X-TC-Version`` (or, for the older form-encoded
   signature v1, ``Action`` / ``Version`` fields of the body, with ``ImageRect.X``-style keys);
-  ``X-TC-Region``, ``X-TC-Timestamp``, ``X-TC-Language``, ``X-TC-RequestClient`` and
-  ``Authorization`` are accepted and ignored (signatures are checked by a later release);
+  ``X-TC-Region``, ``X-TC-Language`` and ``X-TC-RequestClient`` are accepted and ignored;
+  with ``LOOKALIKE_AUTH=keys`` the TC3-HMAC-SHA256 (or v1) signature is verified first
+  (:mod:`lookalike.api.security`), and the signer's tenant is the only one whose groups exist;
 * PascalCase JSON bodies; answers ``{"Response": {..., "RequestId"}}`` and errors
   ``{"Response": {"Error": {"Code", "Message"}, "RequestId"}}``, always HTTP 200 with
   ``Content-Type: application/json`` exactly (the SDK looks for errors only then).
@@ -30,6 +31,7 @@ from fastapi.responses import JSONResponse
 from lookalike import errors
 from lookalike.api.common import in_thread, read_body, request_id, settings_of
 from lookalike.api.galleries import gallery_of
+from lookalike.api.security import require_tencent_signature
 from lookalike.errors import LookalikeError
 from lookalike.gallery import NewImage, parse_filter
 from lookalike.gallery import validation as v
@@ -58,6 +60,10 @@ _CODES = {
     "ModelNotFound": "InvalidParameterValue",
     "ModelUnavailable": "FailedOperation.InnerError",
     "ServiceUnavailable": "FailedOperation.InnerError",
+    "AuthFailure": "AuthFailure.UnauthorizedOperation",
+    "AuthFailure.MissingAuthorization": "AuthFailure.InvalidAuthorization",
+    "ServerBusy": "RequestLimitExceeded",  # the SDK's retryer backs off on this code
+    "StorageFull": "ResourceInsufficient",
 }
 
 # Parameters of each action: name -> kind. Everything else in a request is UnknownParameter.
@@ -346,6 +352,7 @@ ACTIONS: dict[str, Handler] = {
 async def tencent(request: Request):
     rid = request_id(request)
     try:
+        await require_tencent_signature(request)
         action, _, raw, from_text = await _read(request)
         handler = ACTIONS.get(action)
         if handler is None:

@@ -9,6 +9,8 @@ handed to the :class:`~lookalike.index.base.Store`, which is durable when it ret
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
 import threading
 import time
@@ -27,12 +29,8 @@ from lookalike.gallery.pictures import check_not_solid, thumbnail
 from lookalike.images.decode import Rect, to_pixels
 from lookalike.index.base import GroupRecord, ImageRecord, Store
 from lookalike.index.filters import Expr
+from lookalike.limits import RateLimiter
 from lookalike.models import get_spec
-
-
-def _not_found(group: GroupRecord, entity: str, pic: str | None) -> errors.ImageNotFound:
-    what = f"picture {pic!r} of entity {entity!r}" if pic else f"entity {entity!r}"
-    return errors.ImageNotFound(f"{what} is not in group {group.group_id!r}")
 
 
 @dataclass
@@ -43,15 +41,42 @@ class _Prepared:
 
 
 class GalleryService:
-    """Groups, images and search over one store and one engine. Thread-safe."""
+    """Groups, images and search over one store and one engine. Thread-safe.
+
+    One tenant's view: :meth:`for_tenant` gives another tenant's, over the same store, in which
+    the groups of every other tenant do not exist. The store keys a tenant's groups as
+    ``"tenant/GroupId"`` (a GroupId never contains "/"); the default tenant's keys are bare.
+    """
 
     def __init__(self, store: Store, engine: Engine, *, workers: int | None = None) -> None:
         self.store = store
         self.engine = engine
+        self.tenant = ""
+        self._namespace = ""
         self._pool = ThreadPoolExecutor(
             max_workers=workers or engine.settings.threads or os.cpu_count() or 2, thread_name_prefix="gallery"
         )
         self._closed = threading.Event()
+        self._group_qps = RateLimiter()
+
+    def for_tenant(self, tenant: str) -> "GalleryService":
+        """The same galleries as seen by ``tenant`` ("" is the default tenant of open mode)."""
+        if tenant == self.tenant:
+            return self
+        if tenant:
+            v.tenant(tenant)
+        view = copy.copy(self)
+        view.tenant, view._namespace = tenant, f"{tenant}/" if tenant else ""
+        return view
+
+    def _key(self, group_id: str) -> str:
+        return self._namespace + group_id
+
+    def _public(self, record):
+        """A record as its tenant sees it: the GroupId without the tenant's prefix."""
+        if not self._namespace:
+            return record
+        return dataclasses.replace(record, group_id=record.group_id.removeprefix(self._namespace))
 
     def close(self) -> None:
         """Closes the store; idempotent."""
@@ -98,12 +123,17 @@ class GalleryService:
             create_time=now,
             update_time=now,
         )
+        record.group_id = self._key(gid)
         self.store.create_group(record)
-        return self.store.get_group(gid) or record
+        return self._public(self.store.get_group(record.group_id) or record)
 
     def get_group(self, group_id: str) -> GroupRecord:
+        return self._public(self._group(group_id))
+
+    def _group(self, group_id: str) -> GroupRecord:
+        """The stored record (its key carries the tenant); ImageGroupIdNotExist in any other tenant."""
         gid = v.group_id(group_id)
-        group = self.store.get_group(gid)
+        group = self.store.get_group(self._key(gid))
         if group is None:
             raise errors.ImageGroupIdNotExist(f"group {gid!r} does not exist")
         return group
@@ -114,12 +144,13 @@ class GalleryService:
         """A page of groups and the total; with ``group_id``, just that group (or none: a filter)."""
         off, lim = v.offset(offset), v.limit(limit)
         if group_id:
-            group = self.store.get_group(v.group_id(group_id))
-            return ([group], 1) if group is not None else ([], 0)
-        return self.store.list_groups(off, lim)
+            group = self.store.get_group(self._key(v.group_id(group_id)))
+            return ([self._public(group)], 1) if group is not None else ([], 0)
+        groups, total = self.store.list_groups(off, lim, namespace=self._namespace)
+        return [self._public(g) for g in groups], total
 
     def delete_group(self, group_id: str) -> None:
-        self.store.delete_group(self.get_group(group_id).group_id)
+        self.store.delete_group(self._group(group_id).group_id)
 
     # ------------------------------------------------------------------ images
 
@@ -135,7 +166,7 @@ class GalleryService:
         Each position holds the stored record or the error that refused that image; one bad
         image never stops the others. Every returned record is durable.
         """
-        group = self.get_group(group_id)
+        group = self._group(group_id)
         model = group.model
         results: list[ImageRecord | errors.LookalikeError | None] = [None] * len(images)
 
@@ -152,14 +183,14 @@ class GalleryService:
                 results[i] = p
         if ok:
             batch = np.stack([prepared[i].pixels for i in ok])  # type: ignore[union-attr]
-            vectors = self.engine.embedder(model).embed(batch)
+            vectors = self.engine.run(batch, model=model)
             for i, vector in zip(ok, vectors):
                 item: _Prepared = prepared[i]  # type: ignore[assignment]
                 try:
                     self.store.add_image(
                         item.record, vector, max_per_entity=m.PICTURES_PER_ENTITY, thumbnail=item.thumbnail
                     )
-                    results[i] = item.record
+                    results[i] = self._public(item.record)
                 except errors.LookalikeError as exc:
                     results[i] = exc
         return results  # type: ignore[return-value]
@@ -170,7 +201,7 @@ class GalleryService:
         content = v.custom_content(new.custom_content)
         tags = v.tags(new.tags)
         if self.store.get_image(group.group_id, pic) is not None:  # fail before the costly part
-            raise errors.PicNameAlreadyExist(f"picture {pic!r} already exists in group {group.group_id!r}")
+            raise errors.PicNameAlreadyExist(f"picture {pic!r} already exists in group {self._public(group).group_id!r}")
         decoded = self.engine.decode(new.image, model=group.model, rect=new.rect)
         pixels = to_pixels(decoded, get_spec(group.model).input_size)
         check_not_solid(pixels, f"picture {pic!r}")
@@ -189,43 +220,44 @@ class GalleryService:
 
     def describe_images(self, group_id: str, entity_id: str, pic_name: str | None = None) -> list[ImageRecord]:
         """An entity's pictures (or one of them); ImageNotFound when there are none."""
-        group = self.get_group(group_id)
+        group = self._group(group_id)
         entity = v.entity_id(entity_id)
         pic = v.pic_name(pic_name) if pic_name else None
         found = self.store.get_images(group.group_id, entity, pic)
         if not found:
-            raise _not_found(group, entity, pic)
-        return found
+            raise self._not_found(group, entity, pic)
+        return [self._public(r) for r in found]
 
     def list_images(self, group_id: str, offset: int = 0, limit: int = 50) -> tuple[list[ImageRecord], int]:
-        group = self.get_group(group_id)
-        return self.store.list_images(group.group_id, v.offset(offset), v.limit(limit))
+        group = self._group(group_id)
+        page, total = self.store.list_images(group.group_id, v.offset(offset), v.limit(limit))
+        return [self._public(r) for r in page], total
 
     def iter_images(self, group_id: str, page: int = 100) -> Iterator[ImageRecord]:
         """Every image of a group, page by page (newest first)."""
-        group = self.get_group(group_id)
+        group = self._group(group_id)
         offset = 0
         while True:
             batch, total = self.store.list_images(group.group_id, offset, page)
-            yield from batch
+            yield from (self._public(r) for r in batch)
             offset += len(batch)
             if not batch or offset >= total:
                 return
 
     def find_image(self, group_id: str, pic_name: str) -> ImageRecord:
         """The picture called ``pic_name`` (unique in its group), whatever its entity."""
-        group = self.get_group(group_id)
+        group = self._group(group_id)
         pic = v.pic_name(pic_name)
         found = self.store.get_image(group.group_id, pic)
         if found is None:
-            raise errors.ImageNotFound(f"picture {pic!r} is not in group {group.group_id!r}")
-        return found
+            raise errors.ImageNotFound(f"picture {pic!r} is not in group {self._public(group).group_id!r}")
+        return self._public(found)
 
     def thumbnail(self, group_id: str, pic_name: str) -> bytes:
-        group = self.get_group(group_id)
+        group = self._group(group_id)
         data = self.store.get_thumbnail(group.group_id, v.pic_name(pic_name))
         if data is None:
-            raise errors.ImageNotFound(f"picture {pic_name!r} of group {group.group_id!r} has no thumbnail")
+            raise errors.ImageNotFound(f"picture {pic_name!r} of group {self._public(group).group_id!r} has no thumbnail")
         return data
 
     def update_images(
@@ -238,24 +270,28 @@ class GalleryService:
         custom_content: str | None = None,
     ) -> int:
         """New Tags and/or CustomContent for an entity's pictures (or one); ImageNotFound when none."""
-        group = self.get_group(group_id)
+        group = self._group(group_id)
         entity = v.entity_id(entity_id)
         pic = v.pic_name(pic_name) if pic_name else None
         new_tags = None if tags is None else v.tags(tags)
         content = None if custom_content is None else v.custom_content(custom_content)
         changed = self.store.update_images(group.group_id, entity, pic, tags=new_tags, custom_content=content)
         if changed == 0:
-            raise _not_found(group, entity, pic)
+            raise self._not_found(group, entity, pic)
         return changed
 
     def delete_images(self, group_id: str, entity_id: str, pic_name: str | None = None) -> int:
-        group = self.get_group(group_id)
+        group = self._group(group_id)
         entity = v.entity_id(entity_id)
         pic = v.pic_name(pic_name) if pic_name else None
         deleted = self.store.delete_images(group.group_id, entity, pic)
         if deleted == 0:
-            raise _not_found(group, entity, pic)
+            raise self._not_found(group, entity, pic)
         return deleted
+
+    def _not_found(self, group: GroupRecord, entity: str, pic: str | None) -> errors.ImageNotFound:
+        what = f"picture {pic!r} of entity {entity!r}" if pic else f"entity {entity!r}"
+        return errors.ImageNotFound(f"{what} is not in group {self._public(group).group_id!r}")
 
     # ------------------------------------------------------------------ search
 
@@ -275,14 +311,16 @@ class GalleryService:
 
         ``min_cosine`` overrides the threshold (evaluation wants the full ranking).
         """
-        group = self.get_group(group_id)
+        group = self._group(group_id)
+        if self.engine.settings.group_qps:
+            self._group_qps.acquire(group.group_id, group.max_qps or m.DEFAULT_MAX_QPS, f"group {group_id!r} (MaxQps)")
         lim, off = v.limit(limit), v.offset(offset)
         threshold = v.match_threshold(match_threshold) or self.default_threshold(group)
         where = filter if filter is None or not isinstance(filter, str) else parse_filter(filter)
         cutoff = scores.cosine_for_score(threshold) if min_cosine is None else min_cosine
         vector = self.embed_query(group, image, rect)
         hits = self.store.search(group.group_id, vector, limit=lim, offset=off, min_cosine=cutoff, where=where)
-        out = [m.SearchHit(h.image, h.cosine, int(round(scores.calibrated_score(h.cosine)))) for h in hits]
+        out = [m.SearchHit(self._public(h.image), h.cosine, int(round(scores.calibrated_score(h.cosine)))) for h in hits]
         out.sort(key=lambda h: -h.cosine)
         return out
 
@@ -295,4 +333,4 @@ class GalleryService:
         """The query's vector with the group's model (never another model's space)."""
         pixels = self.engine.pixels(image, model=group.model, rect=rect)
         check_not_solid(pixels, "the query image")
-        return self.engine.embedder(group.model).embed(pixels[None])[0]
+        return self.engine.run(pixels[None], model=group.model)[0]

@@ -18,6 +18,14 @@ from lookalike.images.decode import Rect
 
 _GROUP_ID = re.compile(r"[A-Za-z0-9_]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_TENANT = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def tenant(value: str) -> str:
+    """A tenant name: it prefixes the tenant's GroupIds in the store, so never a "/"."""
+    if not isinstance(value, str) or not _TENANT.fullmatch(value):
+        raise errors.InvalidParameterValue(f"tenant {value!r}: use 1-64 letters, digits, '-' or '_'")
+    return value
 
 
 def _text(value: Any, name: str) -> str:

@@ -13,10 +13,13 @@ so callers add in small chunks (:data:`ADD_CHUNK`) to keep search latency bounde
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 import numpy as np
+
+from lookalike.errors import StorageFull
 
 try:  # onnxruntime must be loaded before usearch: usearch's extension links libstdc++ statically
     # and its (process-global) C++ symbols then crash onnxruntime's import with SIGSEGV
@@ -41,6 +44,20 @@ ADD_THREADS = max(1, min(8, os.cpu_count() or 1))
 without an index file, and real ingest is bounded by embedding, not by this."""
 ADD_CHUNK = 32 * ADD_THREADS
 """Vectors per ``add`` call: ~20-40 ms, the longest a search waits behind one."""
+
+
+def _out_of_space(exc: BaseException, folder: Path, needed: int) -> bool:
+    """Whether a failed save ran out of space: ENOSPC / EDQUOT, or usearch's bare RuntimeError
+    while the file system has less room than the index needs."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(exc, RuntimeError):
+        try:
+            st = os.statvfs(folder)
+        except OSError:
+            return False
+        return st.f_bavail * st.f_frsize < needed + (1 << 20)
+    return False
 
 
 def breadth(size: int) -> int:
@@ -82,10 +99,23 @@ class AnnIndex:
         return np.asarray(found.keys, dtype=np.int64), 1.0 - np.asarray(found.distances, dtype=np.float64)
 
     def save(self, path: Path) -> None:
-        """Atomically: a crash mid-save leaves the previous file (or none), never half of one."""
+        """Atomically: a crash or a full disk mid-save leaves the previous file (or none), never
+        half of one, and no partial temporary file taking the space. A full disk (or quota)
+        raises :class:`~lookalike.errors.StorageFull`."""
         tmp = path.with_suffix(".tmp")
-        self._index.save(str(tmp))
-        os.replace(tmp, path)
+        try:
+            self._index.save(str(tmp))  # usearch says only "Failed to serialize" when out of space
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)  # where space is only claimed at write-back (NFS, quotas), it fails here
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except BaseException as exc:
+            tmp.unlink(missing_ok=True)
+            if _out_of_space(exc, path.parent, len(self) * (self.dim + 160)):  # int8 vectors + links
+                raise StorageFull(f"no space left to save the ANN index {path.name} in {path.parent}") from exc
+            raise
 
     @classmethod
     def load(cls, path: Path, dim: int) -> "AnnIndex | None":

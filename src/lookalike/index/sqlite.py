@@ -24,15 +24,17 @@ the memory update, so a search never sees the two disagree. A background thread 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import queue
 import sqlite3
 import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -98,6 +100,39 @@ _GROUP_COLUMNS = (
 )
 _EMPTY_TAGS: dict[str, object] = {}
 
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_LOW_SPACE = 1 << 20
+"""Free bytes below which an I/O error of SQLite's is taken for a full disk: SQLite reports
+ENOSPC as SQLITE_FULL where it writes pages, but as SQLITE_IOERR_SHMSIZE (or another I/O
+error) where it grows the WAL index, and it keeps no errno we could read."""
+
+
+def storage_full(exc: BaseException, data_dir: Path) -> errors.StorageFull | None:
+    """The :class:`~lookalike.errors.StorageFull` that ``exc`` means, or None if it is another
+    failure: SQLite's "database or disk is full", ENOSPC / EDQUOT, or an I/O error of SQLite's
+    while the data directory's file system has (almost) no space left."""
+    if isinstance(exc, errors.StorageFull):
+        return exc
+    full = False
+    if isinstance(exc, OSError):
+        full = exc.errno in _FULL_ERRNOS
+    elif isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF == sqlite3.SQLITE_FULL:
+            full = True
+        elif code is not None and code & 0xFF == sqlite3.SQLITE_IOERR:
+            try:
+                st = os.statvfs(data_dir)
+                full = st.f_bavail * st.f_frsize < _LOW_SPACE
+            except OSError:
+                full = False
+    if not full:
+        return None
+    return errors.StorageFull(
+        f"the data directory {data_dir} is out of space (or over its quota), so nothing was written; "
+        "reads and searches still work. Free some space and retry."
+    )
+
 
 def _tags_json(tags: dict[str, object]) -> str:
     return json.dumps(tags, ensure_ascii=False, separators=(",", ":"))
@@ -150,11 +185,13 @@ class SqliteStore:
         self._synchronous = synchronous.upper()
         self._closed = False
         self._wlock = threading.Lock()
+        self._txn_own: list[int] = []
+        """Change-log entries the open write transaction claimed (forgotten if it fails)."""
         self._writer = self._connect()
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._all_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
-        with self._wlock:
+        with self._wlock, self._translated():
             self._writer.executescript(_SCHEMA)
             self._check_meta()
         self._watch = self._connect()
@@ -181,13 +218,29 @@ class SqliteStore:
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60.0)
-        # 8 KiB pages hold three 2 KiB vectors; 4 KiB pages hold one (measured: 2.8 vs 4.2 KB per
-        # image on disk, and faster inserts). Only takes effect when the file is created.
-        conn.execute("PRAGMA page_size=8192")
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self._synchronous}")
-        conn.execute("PRAGMA temp_store=MEMORY")
+        try:
+            with self._translated():
+                # 8 KiB pages hold three 2 KiB vectors; 4 KiB pages hold one (measured: 2.8 vs 4.2 KB
+                # per image on disk, and faster inserts). Only takes effect when the file is created.
+                conn.execute("PRAGMA page_size=8192")
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA synchronous={self._synchronous}")
+                conn.execute("PRAGMA temp_store=MEMORY")
+        except BaseException:
+            conn.close()
+            raise
         return conn
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """A full disk (or quota) raises :class:`~lookalike.errors.StorageFull`, not SQLite's error."""
+        try:
+            yield
+        except (sqlite3.Error, OSError) as exc:
+            full = storage_full(exc, self.data_dir)
+            if full is None:
+                raise
+            raise full from exc
 
     def _check_meta(self) -> None:
         rows = dict(self._writer.execute("SELECT key, value FROM meta").fetchall())
@@ -219,17 +272,40 @@ class SqliteStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction: every check inside it sees the state it commits against."""
+        """One IMMEDIATE transaction: every check inside it sees the state it commits against.
+
+        Callers change memory only after it returns, so a failed write (a full disk: SQLite then
+        rolls back by itself, often at COMMIT) leaves memory as it was, like the tables."""
         if self._closed:
             raise RuntimeError("the store is closed")
-        with self._wlock:
+        with self._wlock, self._translated():
+            self._txn_own.clear()
             self._writer.execute("BEGIN IMMEDIATE")
             try:
                 yield self._writer
+                self._writer.execute("COMMIT")
             except BaseException:
-                self._writer.execute("ROLLBACK")
+                self._abort()
                 raise
-            self._writer.execute("COMMIT")
+            finally:
+                self._txn_own.clear()
+
+    def _abort(self) -> None:
+        """Undo a failed write transaction (the caller holds the writer lock)."""
+        # The entries it claimed were never committed: their numbers go to the next commit,
+        # maybe another process's, which _sync must then not skip as ours.
+        self._own.difference_update(self._txn_own)
+        if self._writer.in_transaction:  # SQLITE_FULL and I/O errors may have rolled back already
+            try:
+                self._writer.execute("ROLLBACK")
+            except sqlite3.Error:
+                log.exception("ROLLBACK failed")
+
+    def _claim(self, seqs: Iterable[int]) -> None:
+        """Change-log entries written by the open transaction: this store applies them itself."""
+        seqs = list(seqs)
+        self._txn_own.extend(seqs)
+        self._own.update(seqs)
 
     # ------------------------------------------------------------------ group handles
 
@@ -403,7 +479,7 @@ class SqliteStore:
                 conn.execute("DELETE FROM images WHERE gid = ?", (gid,))
                 conn.execute("DELETE FROM groups WHERE gid = ?", (gid,))
                 cursor = conn.execute("INSERT INTO changes (gid, op) VALUES (?, 'drop')", (gid,))
-                self._own.add(int(cursor.lastrowid))  # type: ignore[arg-type]
+                self._claim([int(cursor.lastrowid)])  # type: ignore[arg-type]
             handle.dead = True
             handle.loaded = False
             handle.ann = None
@@ -470,7 +546,7 @@ class SqliteStore:
                     conn.execute("INSERT INTO thumbnails (image_id, data) VALUES (?, ?)", (image_id, thumbnail))
                 conn.execute("UPDATE groups SET pic_count = pic_count + 1 WHERE gid = ?", (gid,))
                 cursor = conn.execute("INSERT INTO changes (gid, op, image_id) VALUES (?, 'add', ?)", (gid, image_id))
-                self._own.add(int(cursor.lastrowid))  # type: ignore[arg-type]
+                self._claim([int(cursor.lastrowid)])  # type: ignore[arg-type]
             if handle.loaded:
                 handle.add(image_id, vec, tags)
                 if handle.ann is not None or handle.n >= self.exact_threshold:
@@ -631,7 +707,7 @@ class SqliteStore:
             [(group_id, op, i) for i in ids],
         )
         (last,) = conn.execute("SELECT last_insert_rowid()").fetchone()
-        self._own.update(range(int(last) - len(ids) + 1, int(last) + 1))
+        self._claim(range(int(last) - len(ids) + 1, int(last) + 1))
 
     def _sync(self) -> None:
         """Bring memory up to date with writes committed by other connections (other processes,
@@ -823,7 +899,11 @@ class SqliteStore:
         handle.dirty = False
         try:
             ann.save(self._ann_path(gid))
+        except errors.StorageFull as exc:  # the previous file (or none) is left as it was
+            handle.dirty = True  # close() tries again
+            log.warning("did not save the ANN index of group %r: %s", group_id, exc.message)
         except (OSError, RuntimeError):  # an optimisation only: the next start rebuilds instead
+            handle.dirty = True
             log.exception("could not save the ANN index of group %r", group_id)
 
     def save_indexes(self) -> None:
