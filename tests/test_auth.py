@@ -430,3 +430,13 @@ def test_key_store_refuses_bad_input(tmp_path):
         store.check_api_key(issued.secret["api_key"])
     with pytest.raises(errors.ResourceNotFound):
         store.revoke("lk-nope")
+
+
+def test_python_client_sends_its_api_key(keyed, photos):
+    from lookalike.client import ApiError, Client
+
+    with Client(keyed.url, api_key=keyed.acme_api["api_key"]) as client:
+        assert client.compare(photos.jpeg(950), photos.jpeg(950, quality=50))["score"] > 80
+    with Client(keyed.url) as client, pytest.raises(ApiError) as info:
+        client.compare(photos.jpeg(950), photos.jpeg(951))
+    assert info.value.code == "AuthFailure.MissingAuthorization" and info.value.status == 401
