@@ -367,3 +367,23 @@ def test_python_client_against_the_server(server, images, tmp_path):
         with pytest.raises(ApiError) as info:
             c.embed(b"GIF89a........")
         assert info.value.code == "ImageNotSupported" and info.value.status == 400 and info.value.request_id
+
+
+def test_a_chunked_body_is_cut_off_at_the_request_limit(server_factory, photos):
+    """No Content-Length to check up front: the server still stops reading at the limit."""
+    server = server_factory({"LOOKALIKE_MAX_REQUEST_BYTES": "200000"})
+    boundary = "lookalikeboundary"
+
+    def chunks():
+        yield f'--{boundary}\r\nContent-Disposition: form-data; name="images"; filename="a.jpg"\r\n\r\n'.encode()
+        for _ in range(100):
+            yield b"\xff" * 10_000
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    headers = {"content-type": f"multipart/form-data; boundary={boundary}"}
+    for path in ("/v1/embed", "/image_similarity"):
+        answer = httpx.post(server.base_url + path, content=chunks(), headers=headers, timeout=60)
+        assert answer.status_code == 413, (path, answer.text)
+        assert "ImageSizeExceed" in answer.text
+    small = {"img": base64.b64encode(photos.jpeg(1)).decode()}
+    assert httpx.post(server.base_url + "/image_similarity", json=small, timeout=60).status_code == 200

@@ -18,6 +18,7 @@ from pydantic.json_schema import models_json_schema
 
 import lookalike
 from lookalike.api import aws, health, native, pai, schemas
+from lookalike.api.common import BodyLimit
 from lookalike.api.metrics import Metrics
 from lookalike.api.security import Access, require_api_key
 from lookalike.config import Settings, get_settings
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.engine = engine
     app.state.metrics = Metrics()
     app.state.access = Access(settings)
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     app.state.startup_error = None
     app.state.startup_hooks = []
     app.state.shutdown_hooks = []

@@ -14,6 +14,30 @@ from lookalike.errors import ImageSizeExceed, InvalidParameter, LookalikeError
 from lookalike.images import decode_base64, fetch_url
 
 
+class BodyLimit:
+    """ASGI middleware: no request body, however it is sent (chunked, multipart spooled to disk),
+    grows past ``limit`` bytes; the reader gets ImageSizeExceed, which every dialect maps."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        seen = 0
+
+        async def bounded_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise ImageSizeExceed(f"the request body exceeds {self.limit} bytes")
+            return message
+
+        return await self.app(scope, bounded_receive, send)
+
+
 def request_id(request: Request) -> str:
     return getattr(request.state, "request_id", "")
 

@@ -134,6 +134,8 @@ async def _form(request: Request, files: str, fields: set[str], max_files: int) 
         raise ImageSizeExceed(f"the request body is {declared} bytes; the limit is {settings.max_request_bytes}")
     try:
         form = await request.form(max_files=max_files, max_fields=len(fields) + 1)
+    except LookalikeError:
+        raise
     except Exception as exc:
         raise InvalidParameter(f"cannot read the multipart form: {exc}") from None
     uploads: list[tuple[str, bytes]] = []

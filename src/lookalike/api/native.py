@@ -45,6 +45,8 @@ async def _multipart_images(request: Request, *names: str) -> dict[str, list[byt
         raise ImageSizeExceed(f"the request body is {declared} bytes; the limit is {settings.max_request_bytes}")
     try:
         form = await request.form(max_files=settings.max_batch_images + 2, max_fields=16)
+    except LookalikeError:
+        raise
     except Exception as exc:
         raise InvalidParameter(f"cannot read the multipart form: {exc}") from None
     out: dict[str, list[bytes]] = {name: [] for name in names}
