@@ -352,6 +352,8 @@ def test_a_full_model_queue_sheds_load_with_server_busy(server_factory, photos):
     assert shed and all(b["Code"] == "ServerBusy" for b in shed)
     assert any(code == 200 for code, _ in statuses)
     assert httpx.post(f"{server.base_url}/image_similarity", json=body, timeout=120).status_code == 200
+    metrics = httpx.get(f"{server.base_url}/metrics").text
+    assert f"lookalike_model_shed {float(len(shed))}" in metrics and "lookalike_model_waiting 0.0" in metrics
 
 
 def test_model_gate_bounds_running_and_waiting_work():

@@ -28,5 +28,9 @@ async def readyz(request: Request):
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
 async def metrics(request: Request):
     metrics = request.app.state.metrics
-    metrics.models_loaded.set(len(request.app.state.engine.loaded_models()))
+    engine = request.app.state.engine
+    metrics.models_loaded.set(len(engine.loaded_models()))
+    metrics.model_running.set(engine.gate.running)
+    metrics.model_waiting.set(engine.gate.waiting)
+    metrics.model_shed.set(engine.gate.shed)
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
