@@ -99,7 +99,7 @@ def test_each_numeric_spelling_means_the_address_it_claims(case) -> None:
 
 
 def test_the_canary_counts_every_connection(lab: SsrfLab) -> None:
-    assert "127.0.0.1" in lab.canary.addresses and "127.255.255.254" in lab.canary.addresses
+    assert lab.canary.addresses[0] == "127.0.0.1"  # and 127.255.255.254, ::1, own addresses where possible
     targets = [(address, lab.canary.port) for address in lab.canary.addresses]
     targets += [("0.0.0.0", lab.canary.port)] + ([("::", lab.canary.port)] if "::1" in lab.canary.addresses else [])
     before = len(lab.canary.hits)
