@@ -158,3 +158,29 @@ def test_malformed_s3_urls(url: str) -> None:
 def test_parse_s3_url() -> None:
     assert parse_s3_url("s3://my.bucket/a/b c.jpg") == ("my.bucket", "a/b c.jpg")
     assert parse_s3_url("  S3://Legacy_Bucket/x  ") == ("Legacy_Bucket", "x")
+
+
+@pytest.mark.parametrize("instance_credentials", [False, True])
+def test_no_credentials_never_asks_the_metadata_address_unless_allowed(
+    endpoint: str, monkeypatch: pytest.MonkeyPatch, instance_credentials: bool
+) -> None:
+    """An anonymous s3:// URL must not make the server call 169.254.169.254 (instance roles)."""
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.delenv("AWS_EC2_METADATA_DISABLED")
+    attempts: list[object] = []
+    real_connect = socket.socket.connect
+
+    def spy(sock: socket.socket, address: object) -> None:
+        attempts.append(address)
+        if isinstance(address, tuple) and str(address[0]).startswith("169.254."):
+            raise ConnectionRefusedError("the metadata address, refused by the test")
+        return real_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", spy)
+    monkeypatch.setenv("AWS_METADATA_SERVICE_NUM_ATTEMPTS", "1")
+    monkeypatch.setenv("AWS_METADATA_SERVICE_TIMEOUT", "1")
+    with pytest.raises(ImageDownloadError, match="credentials"):
+        fetch_s3(f"s3://{BUCKET}/cats/cat.jpg", Settings(s3_endpoint_url=endpoint, s3_instance_credentials=instance_credentials))
+    asked = [a for a in attempts if isinstance(a, tuple) and str(a[0]).startswith("169.254.")]
+    assert bool(asked) == instance_credentials, attempts

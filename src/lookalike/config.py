@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     fetch_max_redirects: int = 3
     allow_private_urls: bool = Field(False, description="allow loopback/private/link-local URL targets")
     s3_endpoint_url: str | None = None
+    s3_instance_credentials: bool = Field(
+        False, description="let s3:// fetches use EC2/ECS role credentials (asks the metadata address)"
+    )
 
     # Request limits
     max_batch_images: int = 64

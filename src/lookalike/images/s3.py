@@ -1,9 +1,13 @@
 """Fetch ``s3://bucket/key`` objects from AWS S3 or an S3-compatible store (MinIO, Ceph, R2, ...).
 
 Credentials, region, profile and endpoint come from the usual AWS sources (``AWS_ACCESS_KEY_ID``,
-``AWS_PROFILE``, ``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL``, ``~/.aws/config``, instance roles),
-which boto3 reads itself; ``LOOKALIKE_S3_ENDPOINT_URL`` overrides the endpoint. The endpoint is the
-operator's choice, not the user's, so unlike http(s) URLs it is not held to the public-address rule.
+``AWS_PROFILE``, ``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL``, ``~/.aws/config``), which boto3
+reads itself; ``LOOKALIKE_S3_ENDPOINT_URL`` overrides the endpoint. The endpoint is the operator's
+choice, not the user's, so unlike http(s) URLs it is not held to the public-address rule.
+
+Instance and container roles are off unless ``LOOKALIKE_S3_INSTANCE_CREDENTIALS`` is set: looking
+for them means asking the metadata address (169.254.169.254), and an anonymous caller's
+``s3://`` URL must not make the server do that.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ def _client(settings: Settings) -> Any:
     key = (
         endpoint,
         settings.fetch_timeout_s,
+        settings.s3_instance_credentials,
         # boto3 reads these itself; keyed so that changing them yields a fresh client.
         os.environ.get("AWS_ENDPOINT_URL_S3"),
         os.environ.get("AWS_ENDPOINT_URL"),
@@ -65,12 +70,13 @@ def _client(settings: Settings) -> Any:
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
-            client = _clients[key] = _new_client(endpoint, settings.fetch_timeout_s)
+            client = _clients[key] = _new_client(endpoint, settings.fetch_timeout_s, settings.s3_instance_credentials)
         return client
 
 
-def _new_client(endpoint: str | None, timeout: float) -> Any:
+def _new_client(endpoint: str | None, timeout: float, instance_credentials: bool = False) -> Any:
     import boto3
+    import botocore.session
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError
 
@@ -82,7 +88,12 @@ def _new_client(endpoint: str | None, timeout: float) -> Any:
     )
     try:
         # A session of its own: boto3's default session is not safe to share between threads.
-        return boto3.session.Session().client("s3", endpoint_url=endpoint, config=config)
+        core = botocore.session.Session()
+        if not instance_credentials:
+            resolver = core.get_component("credential_provider")
+            for metadata_service in ("iam-role", "container-role"):
+                resolver.remove(metadata_service)
+        return boto3.session.Session(botocore_session=core).client("s3", endpoint_url=endpoint, config=config)
     except ValueError as exc:
         raise LookalikeError(f"LOOKALIKE_S3_ENDPOINT_URL {endpoint!r} is not usable: {exc}") from None
     except BotoCoreError as exc:
