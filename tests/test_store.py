@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -487,3 +489,135 @@ def test_concurrent_searches_and_writes(make) -> None:
         t.join(30)
     assert not failures, failures[:3]
     assert store.wait_for_index(60)
+
+
+# ---------------------------------------------------------------------------- a full disk
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 1 MiB tmpfs: a real file system that runs out of space. Skips where mounting is refused."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {done.stderr.strip() or done.returncode}")
+    yield mnt
+    if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def take_space(folder: Path, leave: int = 0) -> Path:
+    """A ballast file that leaves about ``leave`` bytes free (0: not a page)."""
+    st = os.statvfs(folder)
+    todo = st.f_bavail * st.f_frsize - leave
+    path = folder / f"ballast{len(list(folder.glob('ballast*')))}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        for size in (1 << 16, 4096) if not leave else (1 << 16,):
+            try:
+                while leave == 0 or todo > 0:
+                    todo -= os.write(fd, bytes(size if leave == 0 else min(size, todo)))
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC, exc
+    finally:
+        os.close(fd)
+    return path
+
+
+def test_a_full_disk_is_storage_full_and_memory_follows_the_tables(small_disk: Path, make) -> None:
+    rng = np.random.default_rng(21)
+    vectors = unit(rng, 400)
+    a = make(small_disk / "data", exact_threshold=5, background=False)
+    b = make(small_disk / "data", exact_threshold=5, background=False)  # another process, say the CLI
+    a.create_group(GroupRecord("g", "g"))
+    take_space(small_disk, leave=650_000)  # room to free later: the WAL alone could fill the disk
+    stored, refused = [], []
+    for i in range(400):
+        try:
+            a.add_image(image(i), vectors[i], max_per_entity=5, thumbnail=os.urandom(2000))
+            stored.append(i)
+        except errors.StorageFull as exc:
+            assert exc.code == "StorageFull" and exc.status == 507 and "out of space" in exc.message
+            refused.append(i)
+            if len(refused) == 3:
+                break
+    assert len(stored) >= 6 and len(refused) == 3, "the disk must fill up"
+    a.wait_for_index()
+    take_space(small_disk)  # not a page left: deletes fail too, once the WAL's spare tail is used
+    deleted, kept = [], None
+    for i in stored:  # a write that fits where a failed one had already written may still commit
+        try:
+            a.delete_images("g", f"e{i}")
+            deleted.append(i)
+        except errors.StorageFull:
+            kept = i
+            break
+    assert kept is not None and len(deleted) < 3
+    present = sorted(set(stored) - set(deleted))
+    # memory agrees with the tables: what was stored and not deleted, nothing else
+    for store in (a, b):
+        assert store.get_group("g").pic_count == len(present)  # type: ignore[union-attr]
+        assert sorted(names(store.search("g", vectors[0], limit=1000))) == present
+        for i in stored[:4] + refused:
+            hits = store.search("g", vectors[i], limit=1)
+            assert (names(hits) == [i]) == (i in present), i
+    assert [r.pic_name for r in a.get_images("g", f"e{kept}")] == [f"p{kept}"]
+    a.close()  # a dirty HNSW index cannot be saved: logged, not raised, no partial file left
+    assert not list((small_disk / "data" / "ann").glob("*.tmp"))
+
+    for ballast in small_disk.glob("ballast*"):
+        ballast.unlink()
+    # b (same directory) writes next; the change-log number a's failed write had taken is b's
+    # now, and a reopened store still applies it rather than skipping it as its own
+    b.add_image(image(2000), vectors[refused[0]], max_per_entity=5)
+    a2 = make(small_disk / "data", exact_threshold=5, background=False)
+    assert names(a2.search("g", vectors[refused[0]], limit=1)) == [2000]
+    assert a2.delete_images("g", f"e{kept}") == 1  # writable again, not stuck in a transaction
+    assert names(b.search("g", vectors[kept], limit=1)) != [kept]
+    with sqlite3.connect(small_disk / "data" / "gallery.db") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+
+
+def test_a_failed_write_does_not_hide_another_process_s_next_write(small_disk: Path, make) -> None:
+    rng = np.random.default_rng(22)
+    vectors = unit(rng, 3)
+    a = make(small_disk / "data")
+    b = make(small_disk / "data")
+    a.create_group(GroupRecord("g", "g"))
+    a.add_image(image(0), vectors[0], max_per_entity=5)
+    assert names(a.search("g", vectors[0], limit=1)) == [0]  # a holds the group in memory
+    ballast = take_space(small_disk)
+    with pytest.raises(errors.StorageFull):
+        a.add_image(image(1), vectors[1], max_per_entity=5, thumbnail=os.urandom(20_000))
+    ballast.unlink()
+    b.add_image(image(2), vectors[2], max_per_entity=5)  # takes the change-log number a gave back
+    assert names(a.search("g", vectors[2], limit=1)) == [2]
+    a.add_image(image(1), vectors[1], max_per_entity=5)
+    assert names(b.search("g", vectors[1], limit=1)) == [1]
+
+
+def test_ann_save_on_a_full_disk_keeps_the_previous_file(small_disk: Path) -> None:
+    from lookalike.index.ann import AnnIndex
+
+    rng = np.random.default_rng(23)
+    vectors = unit(rng, 3000, 64)
+    path = small_disk / "g1.usearch"
+    index = AnnIndex(64)
+    index.add(np.arange(500), vectors[:500])
+    index.save(path)
+    take_space(small_disk, leave=100_000)
+    index.add(np.arange(500, 3000), vectors[500:])  # ~0.5 MB saved: does not fit
+    with pytest.raises(errors.StorageFull, match="no space"):
+        index.save(path)
+    assert sorted(p.name for p in small_disk.iterdir() if not p.name.startswith("ballast")) == ["g1.usearch"]
+    old = AnnIndex.load(path, 64)
+    assert old is not None and len(old) == 500
+    assert old.search(vectors[7], 1)[0].tolist() == [7]
+    for ballast in small_disk.glob("ballast*"):
+        ballast.unlink()
+    index.save(path)
+    again = AnnIndex.load(path, 64)
+    assert again is not None and len(again) == 3000
