@@ -7,6 +7,7 @@ DCT-scaled (1/2, 1/4, 1/8) when the image is much larger than what the model nee
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -39,6 +40,15 @@ _REFUSED_MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 
 
+MAX_JPEG_SCANS = 100
+"""Scans a JPEG may have. Encoders write 1-3 (baseline) or about 10 (progressive); each scan
+costs a pass over every coefficient of the image, so a small file of thousands of empty scans
+would keep a core busy for minutes (a 130 KB one of 1,000 scans: 12 s at 4096x4096)."""
+
+# A marker inside entropy-coded data: 0xFF not followed by a stuffed 0x00, a restart marker or fill.
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
 @dataclass(frozen=True)
 class Rect:
     """A crop box in the original image's pixels (Tencent's ImageRect)."""
@@ -67,6 +77,40 @@ def sniff_format(data: bytes) -> str:
     raise ImageDecodeFailed("the data is not an image (unrecognised file signature)")
 
 
+def jpeg_scan_count(data: bytes, limit: int = MAX_JPEG_SCANS) -> int:
+    """The number of scans (SOS segments) of a JPEG's first image, counted up to ``limit + 1``.
+
+    Walks the segments by their lengths and jumps over entropy-coded data to its next marker,
+    so APP/COM payloads (an EXIF thumbnail, another image) are never mistaken for scans.
+    Stops at EOI or where the structure breaks (the decoder reports the damage).
+    """
+    pos, scans, end = 2, 0, len(data)
+    while pos + 4 <= end:
+        if data[pos] != 0xFF:
+            break
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        if marker == 0xD9:  # EOI
+            break
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # standalone markers
+            pos += 2
+            continue
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker != 0xDA:
+            pos += 2 + length
+            continue
+        scans += 1
+        if scans > limit:
+            break
+        found = _JPEG_MARKER.search(data, pos + 2 + length)
+        if found is None:
+            break
+        pos = found.start()
+    return scans
+
+
 def open_image(data: bytes, *, max_bytes: int, max_side: int, max_pixels: int) -> Image.Image:
     """Opens lazily and validates format and dimensions from the header alone."""
     if not data:
@@ -89,6 +133,8 @@ def open_image(data: bytes, *, max_bytes: int, max_side: int, max_pixels: int) -
         raise ImageResolutionExceed(f"the image is {width}x{height}; the longest side may be at most {max_side}")
     if width * height > max_pixels:
         raise ImageResolutionExceed(f"the image is {width}x{height}; at most {max_pixels} pixels are allowed")
+    if fmt == "JPEG" and jpeg_scan_count(data) > MAX_JPEG_SCANS:
+        raise ImageDecodeFailed(f"the JPEG has more than {MAX_JPEG_SCANS} scans; it is corrupt or built to exhaust the decoder")
     return image
 
 
