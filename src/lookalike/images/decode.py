@@ -153,9 +153,12 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         # Transparent areas read as white, as every viewer shows them, not as their hidden colour.
-        rgba = image.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(canvas, rgba).convert("RGB")
+        # Blended onto an RGB canvas through the alpha band: half the memory of compositing two
+        # RGBA copies (a 79 KB 4096x4096 RGBA PNG peaked at 320 MB that way).
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, (255, 255, 255))
+        canvas.paste(rgba.convert("RGB"), (0, 0), rgba.getchannel("A"))
+        return canvas
     return image.convert("RGB")
 
 
