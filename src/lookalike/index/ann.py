@@ -94,7 +94,8 @@ class AnnIndex:
         return np.asarray(self._index.keys, dtype=np.int64)
 
     def search(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Up to ``k`` (keys, approximate cosines), best first."""
+        """Up to ``k`` (keys, scores), best first. The scores are on usearch's int8 scale (about
+        16000 x cosine), good for order only: callers re-score candidates exactly."""
         found = self._index.search(vector, k, threads=1)
         return np.asarray(found.keys, dtype=np.int64), 1.0 - np.asarray(found.distances, dtype=np.float64)
 

@@ -348,7 +348,7 @@ class GroupVectors:
         # costs microseconds and recovers neighbours the int8 copy mis-ranked.
         want = int(min(max(2 * k, breadth(len(ann))) / share, len(ann)))
         while True:
-            keys, approx = ann.search(q, max(want, 1))
+            keys, _ = ann.search(q, max(want, 1))
             rows = np.fromiter((self.pos.get(int(key), -1) for key in keys), dtype=np.int64, count=len(keys))
             ok = rows >= 0
             if mask is not None:
@@ -357,8 +357,12 @@ class GroupVectors:
             rows_out, scores = self._select(q, candidates, k, min_cosine)
             if len(rows_out) >= k:
                 return rows_out, scores
-            if len(approx) and approx[-1] < min_cosine - _MIN_COSINE_MARGIN:
-                return rows_out, scores  # the rest of the index scores below min_cosine
+            # A full answer whose farthest key scores (exactly) below min_cosine: the rest of the
+            # index does too. A short answer proves nothing: the graph walk may have missed rows.
+            if len(keys) == want and rows[-1] >= 0:
+                farthest = float(_dot(self.mat[rows[-1 :]], q)[0])
+                if farthest < min_cosine - _MIN_COSINE_MARGIN:
+                    return rows_out, scores
             if len(keys) < want or want >= len(ann) or want * 4 > n:
                 break
             want = min(want * 4, len(ann))
