@@ -316,7 +316,14 @@ async def add_images(request: Request, group_id: str):
             items_out.append({"pic_name": result.pic_name, "ok": True, "image": _image(result)})
     created = sum(1 for item in items_out if item["ok"])
     body_out = {"results": items_out, "created": created, "failed": len(items_out) - created, "request_id": rid}
-    return JSONResponse(body_out, status_code=201 if created == len(items_out) else 207 if created else 400)
+    return JSONResponse(body_out, status_code=201 if created == len(items_out) else 207 if created else _all_failed(results))
+
+
+def _all_failed(results: list) -> int:
+    """A batch where nothing was stored: the errors' status when they agree (507 for a full
+    disk, 429, 503), else 400."""
+    statuses = {r.status for r in results if isinstance(r, LookalikeError)}
+    return statuses.pop() if len(statuses) == 1 else 400
 
 
 @router.get("/{group_id}/images", summary="Page through a group's pictures, newest first", response_model=gs.ImageList,
