@@ -73,13 +73,17 @@ def brief(value: Any) -> str:
     return _bounded(value, "Brief", m.BRIEF_MAX, errors.BriefTooLong)
 
 
+INT32_MAX = 2**31 - 1
+"""Tencent's Integer: anything larger is the caller's error, never an overflow in the store."""
+
+
 def non_negative_int(value: Any, name: str, default: int) -> int:
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int):
         raise errors.InvalidParameter(f"{name} must be an integer")
-    if value < 0:
-        raise errors.InvalidParameterValue(f"{name} must be >= 0")
+    if not 0 <= value <= INT32_MAX:
+        raise errors.InvalidParameterValue(f"{name} must be between 0 and {INT32_MAX}")
     return value
 
 
