@@ -206,12 +206,23 @@ def _run_examples(run: FuzzRun, label: str, mode: str, strategy, base_url: str, 
             failure = "; ".join(f"{type(e).__name__}: {str(e)[:200]}" for e in group.exceptions)
         except AssertionError as exc:  # one schemathesis Failure
             failure = f"{type(exc).__name__}: {str(exc)[:300]}"
+        if not failure and case.operation.path == "/":  # Tencent: errors are HTTP 200, the code says
+            failure = _tencent_internal_error(response)
         curl = case.as_curl_command(base_url=base_url) if failure or response.status_code >= 500 else ""
         run.records.append(Record(label, mode, response.status_code, float(response.elapsed), curl, failure))
 
     if seed is not None:
         examples_of = hypothesis_seed(seed)(examples_of)
     examples_of()
+
+
+def _tencent_internal_error(response) -> str:
+    """The Tencent dialect's 5xx: HTTP 200 with Response.Error.Code InternalError / InnerError."""
+    try:
+        code = response.json()["Response"]["Error"]["Code"]
+    except Exception:
+        return ""
+    return f"Tencent error {code} (HTTP 200)" if code in ("InternalError", "FailedOperation.InnerError") else ""
 
 
 def check_health(base_url: str) -> list[str]:
