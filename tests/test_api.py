@@ -387,3 +387,30 @@ def test_a_chunked_body_is_cut_off_at_the_request_limit(server_factory, photos):
         assert "ImageSizeExceed" in answer.text
     small = {"img": base64.b64encode(photos.jpeg(1)).decode()}
     assert httpx.post(server.base_url + "/image_similarity", json=small, timeout=60).status_code == 200
+
+
+def test_an_unexpected_error_is_a_counted_500_with_a_request_id(tmp_path):
+    """A bug in a route must still answer in the API's format, carry its id, and show in /metrics."""
+    import asyncio
+
+    from lookalike.api.app import create_app
+    from lookalike.config import Settings
+
+    app = create_app(Settings(data_dir=tmp_path))
+
+    @app.get("/v1/_boom")
+    async def boom():
+        raise RuntimeError("a bug")
+
+    async def run():
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            answer = await client.get("/v1/_boom", headers={"X-Request-Id": "rid-123"})
+            metrics = (await client.get("/metrics")).text
+        return answer, metrics
+
+    answer, metrics = asyncio.run(run())
+    assert answer.status_code == 500 and answer.headers["x-request-id"] == "rid-123"
+    assert answer.json() == {"error": {"code": "InternalError", "message": "internal error; see the server log"}, "request_id": "rid-123"}
+    assert 'lookalike_errors_total{code="InternalError"} 1.0' in metrics
+    assert 'status="500"' in metrics

@@ -113,7 +113,13 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         rid = request.headers.get(REQUEST_ID_HEADER) or str(uuid.uuid4())
         request.state.request_id = rid[:128]
         start = time.perf_counter()
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except Exception:  # a bug: still an answer in the API's format, with its id, and counted
+            log.exception("unexpected error")
+            request.app.state.metrics.errors.labels("InternalError").inc()
+            err = LookalikeError("internal error; see the server log", code="InternalError", status=500)
+            response = native.error_response(err, request.state.request_id)
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
         metrics: Metrics = request.app.state.metrics
@@ -133,12 +139,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(p) for p in first.get("loc", ())) or "request"
         err = LookalikeError(f"{where}: {first.get('msg')}", code="InvalidParameter", status=400)
-        return native.error_response(err, getattr(request.state, "request_id", ""))
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception):
-        log.exception("unexpected error")
-        err = LookalikeError("internal error; see the server log", code="InternalError", status=500)
         return native.error_response(err, getattr(request.state, "request_id", ""))
 
     keyed = [Depends(require_api_key)]  # Tencent and PAI check their own signatures in the route
