@@ -59,7 +59,22 @@ async def _handle(request: Request) -> dict:
     return await in_thread(work)
 
 
-@router.post("/image_similarity", summary="Embed one image or compare two (AWS AI Solution Kit)")
+_IMG = {"type": "string", "description": "base64 image (jpg, png, bmp)"}
+_URL = {"type": "string", "description": "http(s) or s3 URL of the image"}
+_BODY = {
+    "oneOf": [
+        {"type": "object", "properties": {"img": _IMG, "url": _URL}, "additionalProperties": False, "minProperties": 1},
+        {"type": "object", "properties": {"img_1": _IMG, "url_1": _URL, "img_2": _IMG, "url_2": _URL},
+         "additionalProperties": False, "minProperties": 2},
+    ]
+}  # fmt: skip
+
+
+@router.post(
+    "/image_similarity",
+    summary="Embed one image or compare two (AWS AI Solution Kit)",
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _BODY}}}},
+)
 async def image_similarity(request: Request):
     try:
         return await _handle(request)

@@ -24,7 +24,15 @@ def _failure(exc: LookalikeError, rid: str) -> JSONResponse:
     return JSONResponse(body, status_code=exc.status)
 
 
-@router.post("/api/predict/{service_name}", summary="Compare two images (PAI EAS)")
+_IMG = {"type": "string", "description": "base64 image"}
+_BODY = {"type": "object", "properties": {"imagea": _IMG, "imageb": _IMG}, "required": ["imagea", "imageb"], "additionalProperties": False}
+
+
+@router.post(
+    "/api/predict/{service_name}",
+    summary="Compare two images (PAI EAS)",
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _BODY}}}},
+)
 async def predict(service_name: str, request: Request):
     rid = request_id(request)
     try:

@@ -343,8 +343,22 @@ ACTIONS: dict[str, Handler] = {
 }
 
 
+def _openapi_extra() -> dict[str, Any]:
+    """The action's parameters as JSON, and the two headers that pick the action."""
+    kinds = {_STR: {"type": "string"}, _INT: {"type": "integer"}, _BOOL: {"type": "boolean"},
+             _RECT: {"type": "object", "properties": {k: {"type": "integer"} for k in ("X", "Y", "Width", "Height")}}}
+    bodies = [{"type": "object", "title": action, "properties": {n: kinds[k] for n, k in spec.items()},
+               "additionalProperties": False} for action, spec in PARAMS.items()]
+    headers = [
+        {"name": "X-TC-Action", "in": "header", "required": True, "schema": {"type": "string", "enum": list(PARAMS)}},
+        {"name": "X-TC-Version", "in": "header", "required": True, "schema": {"type": "string", "enum": [VERSION]}},
+    ]
+    return {"parameters": headers, "requestBody": {"required": True, "content": {"application/json": {"schema": {"anyOf": bodies}}}}}
+
+
 @router.post(
     "/",
+    openapi_extra=_openapi_extra(),
     summary="Tencent Cloud image search (tiia 2019-05-29): action in X-TC-Action",
     description="CreateGroup, DescribeGroups, DeleteGroup, CreateImage, DescribeImages, UpdateImage, "
     "DeleteImages, SearchImage. Bodies and answers as Tencent Cloud API 3.0; errors are HTTP 200.",
