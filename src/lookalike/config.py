@@ -42,8 +42,11 @@ class Settings(BaseSettings):
     max_batch_images: int = 64
     max_request_bytes: int = 32 * 1024 * 1024
     model_concurrency: int = Field(2, description="model runs at once; more wait in the queue")
-    model_queue: int = Field(64, description="requests waiting for the model; past it they get ServerBusy (503)")
-    model_queue_timeout_s: float = Field(30.0, description="longest wait for the model before ServerBusy")
+    model_queue: int = Field(
+        16, description="requests waiting for the model; past it they get ServerBusy (503). Keep it under the "
+        "server's 40 worker threads, or the wait moves to the thread pool, where nothing sheds it"
+    )
+    model_queue_timeout_s: float = Field(10.0, description="longest wait for the model before ServerBusy")
     group_qps: bool = Field(True, description="enforce each group's MaxQps on its searches")
 
     # Access
