@@ -5,6 +5,7 @@ Imported by the tests, their fixtures (conftest.py) and bench/web.py.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import signal
@@ -98,6 +99,44 @@ def running_server(data_dir: Path, env: dict[str, str] | None = None, *, timeout
         yield server.start(timeout)
     finally:
         server.stop()
+
+
+# --------------------------------------------------------------------------- a full disk
+
+
+@contextmanager
+def small_tmpfs(mnt: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` at ``mnt``: a real file system that runs out of space. Skips the
+    test where mounting is not permitted (it needs root); unmounted afterwards."""
+    mnt.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {done.stderr.strip() or done.returncode}")
+    try:
+        yield mnt
+    finally:
+        if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def take_space(folder: Path, leave: int = 0) -> Path:
+    """A ballast file that leaves about ``leave`` bytes free (0: not a page)."""
+    st = os.statvfs(folder)
+    todo = st.f_bavail * st.f_frsize - leave
+    path = folder / f"ballast{len(list(folder.glob('ballast*')))}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        for size in (1 << 16, 4096) if not leave else (1 << 16,):
+            try:
+                while leave == 0 or todo > 0:
+                    todo -= os.write(fd, bytes(size if leave == 0 else min(size, todo)))
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC, exc
+    finally:
+        os.close(fd)
+    return path
 
 
 # --------------------------------------------------------------------------- pictures

@@ -7,11 +7,8 @@ vector or thumbnail, counts that agree), and every acknowledged write present af
 from __future__ import annotations
 
 import base64
-import errno
-import os
 import socket
 import sqlite3
-import subprocess
 import threading
 import time
 from contextlib import closing
@@ -20,6 +17,8 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+
+from support import small_tmpfs, take_space
 
 GROUP_OPTIONS = {"model": "sscd-small", "max_qps": 100_000}
 """The fast model, and no per-group search rate limit in the way of the checks."""
@@ -352,34 +351,8 @@ def test_kill_9_during_deletes(server_factory, photos) -> None:
 @pytest.fixture
 def small_disk(tmp_path: Path):
     """An 8 MiB tmpfs to be a server's data dir; skips where mounting is not permitted."""
-    mnt = tmp_path / "data"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {done.stderr.strip() or done.returncode}")
-    yield mnt
-    if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
-
-
-def take_space(folder: Path, leave: int = 0) -> Path:
-    """A ballast file that leaves about ``leave`` bytes free (0: not a page)."""
-    st = os.statvfs(folder)
-    todo = st.f_bavail * st.f_frsize - leave
-    path = folder / f"ballast{len(list(folder.glob('ballast*')))}"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        for size in (1 << 16, 4096) if not leave else (1 << 16,):
-            try:
-                while leave == 0 or todo > 0:
-                    todo -= os.write(fd, bytes(size if leave == 0 else min(size, todo)))
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC, exc
-    finally:
-        os.close(fd)
-    return path
+    with small_tmpfs(tmp_path / "data", "8m") as mnt:
+        yield mnt
 
 
 def assert_storage_full(r: httpx.Response) -> None:

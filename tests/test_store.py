@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import random
 import signal
@@ -22,6 +21,7 @@ from lookalike.index.base import GroupRecord, ImageRecord
 from lookalike.index.filters import And, Compare, Expr, Or, matches
 from lookalike.index.memory import GroupVectors
 from lookalike.index.sqlite import SqliteStore
+from support import small_tmpfs, take_space
 
 DIM = 32
 SRC = str(Path(__file__).resolve().parent.parent / "src")
@@ -497,34 +497,8 @@ def test_concurrent_searches_and_writes(make) -> None:
 @pytest.fixture
 def small_disk(tmp_path: Path):
     """A 1 MiB tmpfs: a real file system that runs out of space. Skips where mounting is refused."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {done.stderr.strip() or done.returncode}")
-    yield mnt
-    if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
-
-
-def take_space(folder: Path, leave: int = 0) -> Path:
-    """A ballast file that leaves about ``leave`` bytes free (0: not a page)."""
-    st = os.statvfs(folder)
-    todo = st.f_bavail * st.f_frsize - leave
-    path = folder / f"ballast{len(list(folder.glob('ballast*')))}"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        for size in (1 << 16, 4096) if not leave else (1 << 16,):
-            try:
-                while leave == 0 or todo > 0:
-                    todo -= os.write(fd, bytes(size if leave == 0 else min(size, todo)))
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC, exc
-    finally:
-        os.close(fd)
-    return path
+    with small_tmpfs(tmp_path / "small", "1m") as mnt:
+        yield mnt
 
 
 def test_a_full_disk_is_storage_full_and_memory_follows_the_tables(small_disk: Path, make) -> None:
