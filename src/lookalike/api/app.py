@@ -23,7 +23,7 @@ from lookalike.api.metrics import Metrics
 from lookalike.api.security import Access, require_api_key
 from lookalike.config import Settings, get_settings
 from lookalike.engine import Engine
-from lookalike.errors import LookalikeError
+from lookalike.errors import LookalikeError, ServerBusy
 from lookalike.web import routes as web
 
 log = logging.getLogger("lookalike")
@@ -66,6 +66,47 @@ def _mount_docs(app: FastAPI) -> None:
         )
 
 
+def _render(request: Request, exc: LookalikeError):
+    """An error in the wire format of the dialect the request speaks."""
+    from lookalike.api import tencent
+
+    path, rid = request.url.path, getattr(request.state, "request_id", "")
+    if path == "/":
+        return tencent.error_response(exc, rid)
+    if path in aws.PATHS:
+        return aws.error_response(exc, rid)
+    if path.startswith("/api/predict/"):
+        return pai.error_response(exc, rid)
+    return native.error_response(exc, rid)
+
+
+_MODEL_ACTIONS = {"CreateImage", "SearchImage"}
+
+
+def _model_bound(request: Request) -> bool:
+    """Requests that will need the model: admitted (or shed) before their body is read."""
+    path = request.url.path
+    if request.method != "POST":
+        return False
+    if path == "/":
+        return request.headers.get("x-tc-action") in _MODEL_ACTIONS
+    return (
+        path in aws.PATHS
+        or path.startswith("/api/predict/")
+        or path in ("/v1/embed", "/v1/compare")
+        or (path.startswith("/v1/groups/") and path.endswith(("/search", "/images")))
+    )
+
+
+async def _drain(request: Request) -> None:
+    """Reads and drops a shed request's body, so its client gets the answer, not a reset."""
+    try:
+        async for _ in request.stream():
+            pass
+    except Exception:  # past the body limit, or the client went away: the answer still goes out
+        pass
+
+
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
     settings = settings or get_settings()
     engine = engine or Engine(settings)
@@ -106,6 +147,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     app.state.startup_error = None
     app.state.startup_hooks = []
+    app.state.model_requests = 0  # in flight on model-bound routes (one event loop: a plain int)
     app.state.shutdown_hooks = []
 
     @app.middleware("http")
@@ -113,13 +155,30 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         rid = request.headers.get(REQUEST_ID_HEADER) or str(uuid.uuid4())
         request.state.request_id = rid[:128]
         start = time.perf_counter()
+        state = request.app.state
+        admitted = _model_bound(request)
+        gate = state.engine.gate
         try:
-            response = await call_next(request)
+            if admitted and state.model_requests >= gate.concurrency + gate.queue:
+                # Shed on arrival: no body parsed, no image decoded, no worker thread taken.
+                admitted = False
+                gate.shed += 1
+                await _drain(request)
+                busy = ServerBusy(f"the server is busy: {state.model_requests} requests need the model already; retry later")
+                state.metrics.errors.labels(busy.code).inc()
+                response = _render(request, busy)
+            else:
+                if admitted:
+                    state.model_requests += 1
+                response = await call_next(request)
         except Exception:  # a bug: still an answer in the API's format, with its id, and counted
             log.exception("unexpected error")
-            request.app.state.metrics.errors.labels("InternalError").inc()
+            state.metrics.errors.labels("InternalError").inc()
             err = LookalikeError("internal error; see the server log", code="InternalError", status=500)
             response = native.error_response(err, request.state.request_id)
+        finally:
+            if admitted:
+                state.model_requests -= 1
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
         metrics: Metrics = request.app.state.metrics
@@ -131,8 +190,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     @app.exception_handler(LookalikeError)
     async def domain_error(request: Request, exc: LookalikeError):
         request.app.state.metrics.errors.labels(exc.code).inc()
-        render = aws.error_response if request.url.path in aws.PATHS else native.error_response
-        return render(exc, getattr(request.state, "request_id", ""))
+        return _render(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):

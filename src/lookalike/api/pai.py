@@ -19,7 +19,7 @@ router = APIRouter(tags=["Alibaba PAI EAS"])
 _FIELDS = {"imagea", "imageb"}
 
 
-def _failure(exc: LookalikeError, rid: str) -> JSONResponse:
+def error_response(exc: LookalikeError, rid: str) -> JSONResponse:
     body = {"success": False, "error_code": exc.code, "error_msg": exc.message, "request_id": rid}
     return JSONResponse(body, status_code=exc.status)
 
@@ -53,7 +53,7 @@ async def predict(service_name: str, request: Request):
 
         result = await in_thread(work)
     except LookalikeError as exc:
-        return _failure(exc, rid)
+        return error_response(exc, rid)
     return {
         "similarity": [round(result.score, 4)],
         "l2_distance": [round(result.l2_distance, 6)],
