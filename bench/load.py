@@ -35,7 +35,7 @@ Every phase also reports the CPU cores the server, this client and other work on
 
 Pictures: ``../shared/eval`` (UKBench for the gallery, queries and pairs; Holidays for creates) when
 present, read in place and never copied; else synthetic photos from tests/support.py.
-Results: bench/results/load.json (and the server's log next to it, load-server.log).
+Results: bench/results/load.json (and the server's log next to it, server-PORT-1.log).
 """
 
 from __future__ import annotations
@@ -47,8 +47,6 @@ import json
 import os
 import random
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -63,73 +61,15 @@ import numpy as np
 
 import common
 
+sys.path.insert(0, str(common.REPO_ROOT / "tests"))
+from support import ServerProcess, encode, synthetic_photo  # noqa: E402
+
 GROUP = "load"
 TC_VERSION = "2019-05-29"
 OPS = ("compare_aws", "compare_pai", "compare_native", "search_native", "search_tencent", "create_native")
 
 
 # --------------------------------------------------------------------------- the server
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """``python -m lookalike.cli serve`` on loopback (as tests/support.py ServerProcess does)."""
-
-    def __init__(self, data_dir: Path, env: dict[str, str], log_path: Path) -> None:
-        self.data_dir = data_dir
-        self.env = {**os.environ, "LOOKALIKE_DATA_DIR": str(data_dir), **env}
-        self.log_path = log_path
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 180) -> None:
-        src = str(common.REPO_ROOT / "src")
-        self.env["PYTHONPATH"] = src + os.pathsep + self.env.get("PYTHONPATH", "")
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "lookalike.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{self.base_url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"server not ready after {timeout}s:\n{self.log_tail()}")
-            time.sleep(0.2)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_tail(self, chars: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
 
 
 def proc_status(pid: int) -> dict[str, int]:
@@ -239,9 +179,6 @@ def load_pictures(seed_count: int) -> Pictures:
         creates = [p.read_bytes() for p in ho_files]
         source = f"{root} (ukbench1000: gallery, queries, pairs; holidays811: creates)"
         return Pictures(source, seed, queries, creates)
-
-    sys.path.insert(0, str(common.REPO_ROOT / "tests"))
-    from support import encode, synthetic_photo  # noqa: PLC0415
 
     def jpeg(i: int) -> bytes:
         return encode(synthetic_photo(i, (512, 384)), quality=90)
@@ -508,7 +445,7 @@ def server_limits(env: dict[str, str]) -> dict:
         return {"error": repr(exc)}
 
 
-def run_phase(name: str, server: Server, sampler: RssSampler, work: Workload, concurrency: int, seconds: float,
+def run_phase(name: str, server: ServerProcess, sampler: RssSampler, work: Workload, concurrency: int, seconds: float,
               seed: int, timeout: float) -> dict:  # fmt: skip
     pid = server.proc.pid
     sampler.phase = name
@@ -625,7 +562,6 @@ def main() -> int:
     print(f"server settings: {limits}; env {env or '{}'}", flush=True)
 
     common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    log_path = common.RESULTS_DIR / "load-server.log"
     payload: dict = {
         "argv": vars(args), "loadavg_at_start": [round(x, 2) for x in load_at_start], "mix": mix,
         "pictures": pics.source, "server_env": env, "server_settings": limits,
@@ -639,11 +575,12 @@ def main() -> int:
 
     failures: list[str] = []
     tmp = Path(tempfile.mkdtemp(prefix="lookalike-load-"))
-    server = Server(tmp / "data", env, log_path)
+    # Threads as the server's own default (all cores), not the test suite's 2, unless --threads.
+    server = ServerProcess(tmp / "data", {"LOOKALIKE_THREADS": "0", **env}, log_dir=common.RESULTS_DIR)
     sampler: RssSampler | None = None
     try:
         t0 = time.perf_counter()
-        server.start()
+        server.start(timeout=180)
         payload["server_start_s"] = round(time.perf_counter() - t0, 2)
         sampler = RssSampler(server.proc.pid)
         sampler.start()
@@ -725,7 +662,7 @@ def main() -> int:
 
     payload["failures"] = failures
     path = common.write_json(args.out, payload)
-    print(f"\nwrote {common.shown(path)} (server log: {common.shown(log_path)})")
+    print(f"\nwrote {common.shown(path)} (server log: {common.shown(server.log_path) if server.log_path else '-'})")
     if failures:
         print("FAILED:\n  " + "\n  ".join(failures))
         return 1

@@ -42,6 +42,7 @@ class ServerProcess:
         self.proc: subprocess.Popen | None = None
         self.port = 0
         self.starts = 0
+        self.log_path: Path | None = None
 
     @property
     def base_url(self) -> str:
@@ -54,7 +55,7 @@ class ServerProcess:
         self.port = free_port()
         self.starts += 1
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.log_dir / f"server-{self.port}-{self.starts}.log"
+        log_path = self.log_path = self.log_dir / f"server-{self.port}-{self.starts}.log"
         with open(log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "lookalike.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
@@ -75,6 +76,9 @@ class ServerProcess:
                 self.kill()
                 raise RuntimeError(f"server not ready after {timeout}s:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.1)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def kill(self) -> None:
         """SIGKILL: no shutdown hook runs, nothing is flushed that was not already durable."""
