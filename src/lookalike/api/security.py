@@ -58,9 +58,7 @@ class Access:
             log.warning("LOOKALIKE_AUTH=keys but no credential exists yet: every API call is refused until "
                         "`lookalike keys create --tenant NAME` makes one")
 
-    def _admit(self, credential: Credential | None) -> Principal:
-        if credential is None or not credential.active:
-            raise errors.SecretIdNotFound("the credential is unknown or revoked")
+    def _admit(self, credential: Credential) -> Principal:
         qps = self.settings.rate_limit_qps if credential.qps is None else credential.qps
         self.limits.acquire(credential.id, qps, f"credential {credential.id!r}")
         return Principal(credential.tenant, credential.id)
@@ -80,21 +78,25 @@ class Access:
         if self.keys is None:
             return ANONYMOUS
         keys = self.keys
+        signer: list[Credential] = []  # the credential secret_for found: read once per request
 
         def secret_for(secret_id: str) -> str | None:
             found = keys.get(secret_id)
-            return keys.derived_secret(found) if found and found.active and found.kind == "tencent" else None
+            if found is None or not found.active or found.kind != "tencent":
+                return None
+            signer.append(found)
+            return keys.derived_secret(found)
 
-        secret_id = verify_tencent(_signed(request, body), secret_for, skew=self.settings.auth_clock_skew_s)
-        return self._admit(keys.get(secret_id))
+        verify_tencent(_signed(request, body), secret_for, skew=self.settings.auth_clock_skew_s)
+        return self._admit(signer[-1])
 
     def eas(self, request: Request, body: bytes) -> Principal:
         if self.keys is None:
             return ANONYMOUS
         keys = self.keys
-        tokens = ((c.id, keys.derived_secret(c)) for c in keys.active("eas"))
-        cid = verify_eas(_signed(request, body), tokens, skew=self.settings.auth_clock_skew_s)
-        return self._admit(keys.get(cid))
+        active = {c.id: c for c in keys.active("eas")}
+        tokens = ((cid, keys.derived_secret(c)) for cid, c in active.items())
+        return self._admit(active[verify_eas(_signed(request, body), tokens, skew=self.settings.auth_clock_skew_s)])
 
     def close(self) -> None:
         if self.keys is not None:

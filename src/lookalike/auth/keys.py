@@ -183,12 +183,14 @@ class KeyStore:
         row = None
         if dot:
             row = self._conn().execute(
-                "SELECT secret_sha256 FROM credentials WHERE id = ? AND kind = 'api' AND revoked IS NULL", (cid,)
+                "SELECT id, kind, tenant, name, qps, created, revoked, secret_sha256 FROM credentials "
+                "WHERE id = ? AND kind = 'api' AND revoked IS NULL",
+                (cid,),
             ).fetchone()
         # Compare a digest either way, so an unknown id costs what a wrong key costs.
-        if not hmac.compare_digest(row[0] if row else "0" * 64, _sha256(key)) or row is None:
+        if not hmac.compare_digest(row[-1] if row else "0" * 64, _sha256(key)) or row is None:
             raise errors.SecretIdNotFound("the API key is unknown or revoked")
-        return self.get(cid)  # type: ignore[return-value]
+        return Credential(*row[:-1])
 
     def active(self, kind: Kind) -> list[Credential]:
         rows = self._conn().execute(
