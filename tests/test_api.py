@@ -385,6 +385,9 @@ def test_a_chunked_body_is_cut_off_at_the_request_limit(server_factory, photos):
         answer = httpx.post(server.base_url + path, content=chunks(), headers=headers, timeout=60)
         assert answer.status_code == 413, (path, answer.text)
         assert "ImageSizeExceed" in answer.text
+    # With a Content-Length past the limit, refused before a byte of the body is read.
+    declared = httpx.post(server.base_url + "/v1/embed", content=b"".join(chunks()), headers=headers, timeout=60)
+    assert declared.status_code == 413 and "the limit is 200000" in declared.json()["error"]["message"]
     small = {"img": base64.b64encode(photos.jpeg(1)).decode()}
     assert httpx.post(server.base_url + "/image_similarity", json=small, timeout=60).status_code == 200
 

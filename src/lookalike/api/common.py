@@ -16,7 +16,8 @@ from lookalike.images import decode_base64, fetch_url
 
 class BodyLimit:
     """ASGI middleware: no request body, however it is sent (chunked, multipart spooled to disk),
-    grows past ``limit`` bytes; the reader gets ImageSizeExceed, which every dialect maps."""
+    grows past ``limit`` bytes; the reader gets ImageSizeExceed, which every dialect maps. A
+    declared Content-Length past the limit is refused at the first read, before any byte is read."""
 
     def __init__(self, app, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -24,10 +25,13 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or ()).get(b"content-length", b"")
         seen = 0
 
         async def bounded_receive():
             nonlocal seen
+            if declared.isdigit() and int(declared) > self.limit:
+                raise ImageSizeExceed(f"the request body is {declared.decode()} bytes; the limit is {self.limit}")
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
@@ -51,24 +55,12 @@ def settings_of(request: Request) -> Settings:
 
 
 async def read_body(request: Request) -> bytes:
-    """The raw body, refused past ``max_request_bytes`` without buffering the rest.
-
-    Read once and kept: a signature check and the route read the same bytes."""
+    """The raw body (bounded by :class:`BodyLimit`), read once and kept: a signature check and
+    the route read the same bytes."""
     cached = getattr(request.state, "body", None)
-    if cached is not None:
-        return cached
-    limit = settings_of(request).max_request_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise ImageSizeExceed(f"the request body is {declared} bytes; the limit is {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ImageSizeExceed(f"the request body exceeds {limit} bytes")
-        chunks.append(chunk)
-    request.state.body = b"".join(chunks)
-    return request.state.body
+    if cached is None:
+        cached = request.state.body = b"".join([chunk async for chunk in request.stream()])
+    return cached
 
 
 async def read_json_object(request: Request) -> dict[str, Any]:

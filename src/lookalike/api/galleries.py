@@ -129,9 +129,6 @@ def _is_multipart(request: Request) -> bool:
 async def _form(request: Request, files: str, fields: set[str], max_files: int) -> tuple[list[tuple[str, bytes]], dict[str, str]]:
     """(filename, bytes) of the ``files`` field and the text fields, each file bounded."""
     settings = settings_of(request)
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > settings.max_request_bytes:
-        raise ImageSizeExceed(f"the request body is {declared} bytes; the limit is {settings.max_request_bytes}")
     try:
         form = await request.form(max_files=max_files, max_fields=len(fields) + 1)
     except LookalikeError:

@@ -40,9 +40,6 @@ _ERRORS = {400: {"model": schemas.ErrorResponse}, 413: {"model": schemas.ErrorRe
 async def _multipart_images(request: Request, *names: str) -> dict[str, list[bytes]]:
     """Files of a multipart form, by field name, each bounded by max_image_bytes."""
     settings = settings_of(request)
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > settings.max_request_bytes:
-        raise ImageSizeExceed(f"the request body is {declared} bytes; the limit is {settings.max_request_bytes}")
     try:
         form = await request.form(max_files=settings.max_batch_images + 2, max_fields=16)
     except LookalikeError:
