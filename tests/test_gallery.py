@@ -446,5 +446,12 @@ def test_cli_index_is_resumable_and_reports_refusals(tmp_path, photos):
 
     listed = lookalike("groups", data_dir=data_dir)
     assert listed.returncode == 0 and listed.stdout.split("\t")[:3] == ["cli", "sscd-small", "5 pictures"]
+    # A tenant's galleries are its own: index and groups with --tenant see only them.
+    tenant = lookalike("index", str(folder / "mug"), "--group", "cli", "--create", "--model", "sscd-small",
+                       "--tenant", "acme", data_dir=data_dir)  # fmt: skip
+    assert tenant.returncode == 0 and json.loads(tenant.stdout)["added"] == 4, tenant.stderr  # view0-3
+    assert lookalike("groups", "--tenant", "acme", data_dir=data_dir).stdout.split("\t")[:3] == ["cli", "sscd-small", "4 pictures"]
+    assert lookalike("groups", data_dir=data_dir).stdout.split("\t")[:3] == ["cli", "sscd-small", "5 pictures"]
+    assert lookalike("groups", "--tenant", "a/b", data_dir=data_dir).returncode == 2
     missing = lookalike("index", str(folder), "--group", "other", data_dir=data_dir)
     assert missing.returncode == 2 and "--create" in missing.stderr

@@ -307,22 +307,18 @@ def search(args: argparse.Namespace) -> int:
 @arg("--tenant", default="", help=_TENANT_HELP)
 @arg("--data-dir", type=Path, default=None)
 def groups(args: argparse.Namespace) -> int:
-    from lookalike.gallery import validation
-    from lookalike.index import open_store
-
-    namespace = validation.tenant(args.tenant) + "/" if args.tenant else ""
-    store = open_store(_settings(args))
+    gallery = _gallery(_settings(args), args.tenant)  # the tenant's namespace is the gallery's business
     try:
         offset = 0
         while True:
-            page, total = store.list_groups(offset, 100, namespace=namespace)
+            page, total = gallery.describe_groups(offset, 100)
             for g in page:
-                print(f"{g.group_id.removeprefix(namespace)}\t{g.model}\t{g.pic_count} pictures\t{g.group_name}")
+                print(f"{g.group_id}\t{g.model}\t{g.pic_count} pictures\t{g.group_name}")
             offset += len(page)
             if not page or offset >= total:
                 break
     finally:
-        store.close()
+        gallery.close()
     return 0
 
 
