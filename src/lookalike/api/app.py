@@ -175,7 +175,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             log.exception("unexpected error")
             state.metrics.errors.labels("InternalError").inc()
             err = LookalikeError("internal error; see the server log", code="InternalError", status=500)
-            response = native.error_response(err, request.state.request_id)
+            response = _render(request, err)
         finally:
             if admitted:
                 state.model_requests -= 1

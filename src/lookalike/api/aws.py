@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from lookalike.api.common import engine_of, in_thread, load_image_field, read_json_object, request_id
+from lookalike.api.common import engine_of, in_thread, load_image_field, read_json_object
 from lookalike.errors import AuthFailure, InvalidParameter, LookalikeError
 
 router = APIRouter(tags=["AWS AI Solution Kit"])
@@ -76,10 +76,7 @@ _BODY = {
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _BODY}}}},
 )
 async def image_similarity(request: Request):
-    try:
-        return await _handle(request)
-    except LookalikeError as exc:
-        return error_response(exc, request_id(request))
+    return await _handle(request)  # errors: error_response, by the app's handler
 
 
 @router.post("/text_similarity", include_in_schema=False)

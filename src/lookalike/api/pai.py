@@ -34,26 +34,24 @@ _BODY = {"type": "object", "properties": {"imagea": _IMG, "imageb": _IMG}, "requ
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _BODY}}}},
 )
 async def predict(service_name: str, request: Request):
+    """Errors: error_response, by the app's handler."""
+    await require_eas_signature(request)
+    body = await read_json_object(request)
+    unknown = set(body) - _FIELDS
+    if unknown:
+        raise InvalidParameter(f"unknown keys: {', '.join(sorted(unknown))}; send imagea and imageb")
+    for name in sorted(_FIELDS):
+        if name not in body:
+            raise InvalidParameter(f"missing {name} (base64 image)")
+    engine = engine_of(request)
+
+    def work():
+        a = load_image_field(engine.settings, b64=body["imagea"], name="imagea")
+        b = load_image_field(engine.settings, b64=body["imageb"], name="imageb")
+        return engine.compare(a, b)
+
+    result = await in_thread(work)
     rid = request_id(request)
-    try:
-        await require_eas_signature(request)
-        body = await read_json_object(request)
-        unknown = set(body) - _FIELDS
-        if unknown:
-            raise InvalidParameter(f"unknown keys: {', '.join(sorted(unknown))}; send imagea and imageb")
-        for name in sorted(_FIELDS):
-            if name not in body:
-                raise InvalidParameter(f"missing {name} (base64 image)")
-        engine = engine_of(request)
-
-        def work():
-            a = load_image_field(engine.settings, b64=body["imagea"], name="imagea")
-            b = load_image_field(engine.settings, b64=body["imageb"], name="imageb")
-            return engine.compare(a, b)
-
-        result = await in_thread(work)
-    except LookalikeError as exc:
-        return error_response(exc, rid)
     return {
         "similarity": [round(result.score, 4)],
         "l2_distance": [round(result.l2_distance, 6)],

@@ -19,7 +19,6 @@ This module only translates; :class:`lookalike.gallery.GalleryService` does the 
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -38,7 +37,6 @@ from lookalike.gallery import validation as v
 from lookalike.images import decode_base64, fetch_url
 from lookalike.index.base import GroupRecord, ImageRecord
 
-log = logging.getLogger("lookalike.tencent")
 
 router = APIRouter(tags=["Tencent Cloud image search"])
 
@@ -364,21 +362,14 @@ def _openapi_extra() -> dict[str, Any]:
     "DeleteImages, SearchImage. Bodies and answers as Tencent Cloud API 3.0; errors are HTTP 200.",
 )
 async def tencent(request: Request):
-    rid = request_id(request)
-    try:
-        await require_tencent_signature(request)
-        action, _, raw, from_text = await _read(request)
-        handler = ACTIONS.get(action)
-        if handler is None:
-            raise errors.InvalidAction(f"the action {action!r} does not exist; known: {', '.join(ACTIONS)}")
-        result = await handler(request, _params(action, raw, from_text))
-    except LookalikeError as exc:
-        request.app.state.metrics.errors.labels(exc.code).inc()
-        return error_response(exc, rid)
-    except Exception:
-        log.exception("unexpected error in the Tencent dialect")
-        return error_response(LookalikeError("internal error; see the server log", code="InternalError"), rid)
-    return JSONResponse({"Response": {**result, "RequestId": rid}})
+    """Errors, expected or not, are answered in Tencent's format by the app (``api.app._render``)."""
+    await require_tencent_signature(request)
+    action, _, raw, from_text = await _read(request)
+    handler = ACTIONS.get(action)
+    if handler is None:
+        raise errors.InvalidAction(f"the action {action!r} does not exist; known: {', '.join(ACTIONS)}")
+    result = await handler(request, _params(action, raw, from_text))
+    return JSONResponse({"Response": {**result, "RequestId": request_id(request)}})
 
 
 @router.get("/", include_in_schema=False)
