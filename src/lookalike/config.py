@@ -49,6 +49,19 @@ class Settings(BaseSettings):
     model_queue_timeout_s: float = Field(10.0, description="longest wait for the model before ServerBusy")
     group_qps: bool = Field(True, description="enforce each group's MaxQps on its searches")
 
+    # Scale-out storage (unset: the embedded SQLite store in data_dir)
+    milvus_uri: str | None = Field(None, description="e.g. http://milvus:19530: keep the galleries in Milvus")
+    milvus_token: str = Field("", description="Milvus credentials, 'user:password' or an API key")
+    milvus_db: str = Field("", description="Milvus database ('' = its default)")
+    milvus_prefix: str = Field("lookalike", description="collection name prefix (several deployments, one cluster)")
+    milvus_consistency: Literal["Strong", "Session", "Bounded", "Eventually"] = Field(
+        "Session", description="'Session': a server sees its own writes at once; 'Strong': every write, +1 time tick a search"
+    )
+    milvus_thumbnails: bool = Field(True, description="keep thumbnails in Milvus (memory: ~15 KB a picture)")
+    milvus_hnsw_m: int = 16
+    milvus_hnsw_ef_construction: int = 200
+    milvus_hnsw_ef: int = Field(128, description="HNSW search breadth (raised to Offset+Limit when larger)")
+
     # Access
     auth: Literal["open", "keys"] = Field(
         "open", description="'open': no credentials, one tenant; 'keys': every API call needs a key from `lookalike keys`"

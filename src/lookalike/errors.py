@@ -302,6 +302,13 @@ class ServerBusy(LookalikeError):
     status = 503
 
 
+class StoreUnavailable(LookalikeError):
+    """The vector database (Milvus) did not answer or failed; nothing was written by this call."""
+
+    code = "StoreUnavailable"
+    status = 503
+
+
 class StorageFull(LookalikeError):
     """The data directory ran out of space; nothing already stored is affected."""
 

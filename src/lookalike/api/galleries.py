@@ -261,7 +261,7 @@ async def add_images(request: Request, group_id: str):
     rid = request_id(request)
     settings = settings_of(request)
     gallery = gallery_of(request)
-    await in_thread(gallery.get_group, group_id)  # unknown group: 404 before reading images
+    await in_thread(gallery.get_group, group_id, count=False)  # unknown group: 404 before reading images
     if _is_multipart(request):
         fields = {"entity_id", "pic_name", "custom_content", "tags", "rect"}
         uploads, text = await _form(request, "images", fields, settings.max_batch_images)
@@ -440,7 +440,7 @@ async def search(request: Request, group_id: str):
         load = lambda: load_image_field(settings, b64=body.image.base64, url=body.image.url, name="image")  # noqa: E731
 
     def work() -> list[SearchHit]:
-        gallery.get_group(group_id)
+        gallery.get_group(group_id, count=False)
         v.limit(query["limit"]), v.offset(query["offset"]), v.match_threshold(query["match_threshold"])
         query["filter"] = parse_filter(query["filter"])  # refused before any download
         return gallery.search(group_id, load(), **query)

@@ -62,6 +62,7 @@ _CODES = {
     "AuthFailure.MissingAuthorization": "AuthFailure.InvalidAuthorization",
     "ServerBusy": "RequestLimitExceeded",  # the SDK's retryer backs off on this code
     "StorageFull": "ResourceInsufficient",
+    "StoreUnavailable": "FailedOperation.InnerError",
 }
 
 # Parameters of each action: name -> kind. Everything else in a request is UnknownParameter.
@@ -274,7 +275,7 @@ async def create_image(request: Request, p: dict[str, Any]) -> dict[str, Any]:
     gallery = gallery_of(request)
 
     def work() -> None:
-        group = gallery.get_group(p["GroupId"])  # an unknown group fails before any download
+        group = gallery.get_group(p["GroupId"], count=False)  # an unknown group fails before any download
         new = NewImage(
             entity_id=v.entity_id(p["EntityId"]),
             pic_name=v.pic_name(p["PicName"]),
@@ -315,7 +316,7 @@ async def search_image(request: Request, p: dict[str, Any]) -> dict[str, Any]:
     gallery = gallery_of(request)
 
     def work():
-        group = gallery.get_group(p["GroupId"])
+        group = gallery.get_group(p["GroupId"], count=False)
         limit, offset = v.limit(p["Limit"]), v.offset(p["Offset"])
         threshold = v.match_threshold(p["MatchThreshold"])
         rect = v.rect(p["ImageRect"])

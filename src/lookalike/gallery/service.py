@@ -127,13 +127,16 @@ class GalleryService:
         self.store.create_group(record)
         return self._public(self.store.get_group(record.group_id) or record)
 
-    def get_group(self, group_id: str) -> GroupRecord:
-        return self._public(self._group(group_id))
+    def get_group(self, group_id: str, *, count: bool = True) -> GroupRecord:
+        """The group (ImageGroupIdNotExist if there is none); ``count=False`` when only its
+        existence or settings matter (PicCount costs a query on some backends)."""
+        return self._public(self._group(group_id, count=count))
 
-    def _group(self, group_id: str) -> GroupRecord:
-        """The stored record (its key carries the tenant); ImageGroupIdNotExist in any other tenant."""
+    def _group(self, group_id: str, *, count: bool = False) -> GroupRecord:
+        """The stored record (its key carries the tenant); ImageGroupIdNotExist in any other tenant.
+        ``count``: with its PicCount (which costs a query on some backends)."""
         gid = v.group_id(group_id)
-        group = self.store.get_group(self._key(gid))
+        group = self.store.get_group(self._key(gid), count=count)
         if group is None:
             raise errors.ImageGroupIdNotExist(f"group {gid!r} does not exist")
         return group

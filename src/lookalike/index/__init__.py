@@ -13,8 +13,22 @@ __all__ = ["GroupRecord", "Hit", "ImageRecord", "Store", "open_store"]
 
 
 def open_store(settings: "Settings") -> Store:
-    """The store configured by ``settings`` (today always the embedded SQLite one, in
-    ``settings.data_dir``); imported lazily so that importing this package stays cheap."""
+    """Milvus when ``settings.milvus_uri`` is set, else the embedded SQLite store in
+    ``settings.data_dir``; imported lazily so that importing this package stays cheap."""
+    if settings.milvus_uri:
+        from lookalike.index.milvus import MilvusStore
+
+        return MilvusStore(
+            settings.milvus_uri,
+            token=settings.milvus_token,
+            db_name=settings.milvus_db,
+            prefix=settings.milvus_prefix,
+            consistency=settings.milvus_consistency,
+            thumbnails=settings.milvus_thumbnails,
+            hnsw_m=settings.milvus_hnsw_m,
+            hnsw_ef_construction=settings.milvus_hnsw_ef_construction,
+            hnsw_ef=settings.milvus_hnsw_ef,
+        )
     from lookalike.index.sqlite import SqliteStore
 
     return SqliteStore(settings.data_dir)

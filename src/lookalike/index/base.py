@@ -8,7 +8,7 @@ constraint violations (they are the only place those can be checked atomically).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -54,7 +54,8 @@ class Store(Protocol):
     def create_group(self, group: GroupRecord) -> None:
         """Raises ImageGroupIdAlreadyExist."""
 
-    def get_group(self, group_id: str) -> GroupRecord | None: ...
+    def get_group(self, group_id: str, *, count: bool = True) -> GroupRecord | None:
+        """``count=False``: ``pic_count`` may be left 0 (a backend where counting costs a query)."""
 
     def list_groups(self, offset: int, limit: int, *, namespace: str = "") -> tuple[list[GroupRecord], int]:
         """A page of groups (oldest first) and the total count, among the ids of ``namespace``:
@@ -105,5 +106,12 @@ class Store(Protocol):
     ) -> list[Hit]:
         """Best first. Returns ``limit`` hits whenever that many images pass ``where`` and
         ``min_cosine`` (a selective filter never silently loses results)."""
+
+    def iter_group(self, group_id: str, *, batch: int = 1000) -> Iterator[list[tuple[ImageRecord, np.ndarray, bytes | None]]]:
+        """Every picture of a group with its unit vector and thumbnail, in batches (migration)."""
+
+    def import_images(self, rows: Sequence[tuple[ImageRecord, np.ndarray, bytes | None]]) -> int:
+        """Bulk insert without the per-picture checks (migration, benchmarks): the caller vouches
+        that the groups exist and the names are new. Returns the number stored."""
 
     def close(self) -> None: ...

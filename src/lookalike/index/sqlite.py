@@ -443,7 +443,7 @@ class SqliteStore:
                 ),
             )
 
-    def get_group(self, group_id: str) -> GroupRecord | None:
+    def get_group(self, group_id: str, *, count: bool = True) -> GroupRecord | None:
         with self._read() as conn:
             row = conn.execute(f"SELECT {_GROUP_COLUMNS} FROM groups WHERE group_id = ?", (group_id,)).fetchone()
         return None if row is None else _group(row)

@@ -1,0 +1,804 @@
+"""The scale-out store: galleries held in Milvus, a distributed vector database.
+
+Chosen by ``LOOKALIKE_MILVUS_URI``. Everything lives in Milvus, so any number of lookalike
+servers can share one Milvus cluster:
+
+* ``<prefix>_groups``: one row per group (Milvus wants a vector in every collection: a 2-d dummy).
+* ``<prefix>_<model>``: one collection per model, every group's images in it, the group a
+  filtered field. Not a partition per group: Milvus caps partitions per collection (4096) while
+  groups are created freely, by every tenant. Not a partition key either: with Milvus 2.3.5 an
+  upsert into a partition-key collection lands outside the key's partition, and a filtered
+  read no longer finds the row (found while building this; see docs/benchmarks.md, "Milvus",
+  for the search cost of the filter). HNSW index on the vectors (inner product of unit vectors
+  = cosine).
+* ``<prefix>_thumbnails``: the small JPEGs the web page shows (optional: they cost memory in
+  Milvus, ``LOOKALIKE_MILVUS_THUMBNAILS=false`` keeps them out).
+
+Tags are kept three times: as given (returned), and two derived JSON fields that hold each tag
+as the filter language compares it: ``tag_num`` (as a number, where it reads as one) and
+``tag_str`` (as text). The filter AST compiles to one Milvus boolean expression over them, so
+Milvus filters inside the search and a selective filter still returns ``limit`` hits.
+
+Consistency (``LOOKALIKE_MILVUS_CONSISTENCY``): by default ("Session") a read of a collection
+this process wrote to in the last :data:`SESSION_S` seconds runs at Milvus' *Strong* level, so
+an acknowledged write is visible to the next search; other reads run at *Bounded* staleness and
+do not wait for a time tick (Strong costs one: 200 ms at Milvus' default ``proxy.timeTickInterval``,
+measured). pymilvus' own Session level is not used: with a 2.3 server it misses this process's
+deletes. Several lookalike servers behind one load balancer see each other's writes within
+Milvus' bounded staleness (5 s by default); "Strong" makes every read see every acknowledged
+write, at a tick per read.
+
+Constraints (unique PicName, 10 pictures per entity, MaxCapacity) are checked under a per-group
+lock of this process, against Milvus at Bounded staleness merged with this process's own recent
+writes (so an ingest does not wait for a tick per picture). A picture's primary key is a hash of
+its group and PicName, so two servers racing to add the same PicName cannot make two rows: the
+last write wins. An acknowledged write is in Milvus' write-ahead log (its message queue) and
+survives the lookalike process being killed.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import re
+import threading
+import time
+from collections import OrderedDict
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from lookalike import errors
+from lookalike.index.base import GroupRecord, Hit, ImageRecord
+from lookalike.index.filters import And, Compare, Expr, Or
+
+log = logging.getLogger(__name__)
+
+MAX_TOPK = 16384
+"""Milvus' largest ``limit`` (and query window); Offset + Limit beyond it finds nothing more."""
+QUERY_PAGE = 16384
+SESSION_S = 10.0
+"""After writing to a collection, this process reads it at Strong level for this long: more
+than Milvus' Bounded staleness (``common.gracefulTime``, 5 s by default)."""
+RECENT_S = 60.0
+"""How long this process remembers its own writes for its constraint checks: far longer than
+Milvus' Bounded staleness (5 s by default), so a check always sees them one way or the other."""
+THUMB_CHUNK = 65535
+"""Milvus' longest VARCHAR; a thumbnail's base64 spans two fields."""
+_DUMMY = [0.0, 1.0]
+_MAX_DOUBLE = 1.7976931348623157e308
+
+
+def _escape(text: str) -> str:
+    """A double-quoted Milvus string literal (Go-style escapes, which JSON's are a subset of)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def picture_key(group_id: str, pic_name: str) -> int:
+    """The primary key of a picture: 63 bits of its group and name, the same in every process."""
+    digest = hashlib.blake2b(f"{group_id}\x00{pic_name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
+def tag_numbers(tags: dict[str, object]) -> dict[str, float]:
+    """Each tag as a number filter compares it (the reference semantics in index/filters.py)."""
+    out: dict[str, float] = {}
+    for key, value in tags.items():
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            continue
+        if math.isnan(number):
+            continue  # compares false with everything, like a missing key
+        out[key] = max(-_MAX_DOUBLE, min(_MAX_DOUBLE, number))
+    return out
+
+
+def tag_texts(tags: dict[str, object]) -> dict[str, str]:
+    return {key: str(value) for key, value in tags.items()}
+
+
+def compile_filter(expr: Expr) -> str:
+    """The Milvus boolean expression that selects exactly what :func:`filters.matches` does."""
+    if isinstance(expr, Compare):
+        number = isinstance(expr.value, (int, float)) and not isinstance(expr.value, bool)
+        field = f"tag_num[{_escape(expr.key)}]" if number else f"tag_str[{_escape(expr.key)}]"
+        value = repr(float(expr.value)) if number else _escape(str(expr.value))
+        if number and not math.isfinite(float(expr.value)):
+            value = repr(math.copysign(_MAX_DOUBLE, float(expr.value)))
+        if expr.op == "!=":
+            return f"(not ({field} == {value}))"
+        op = "==" if expr.op == "=" else expr.op
+        return f"({field} {op} {value})"
+    if isinstance(expr, And):
+        return "(" + " and ".join(compile_filter(item) for item in expr.items) + ")"
+    if isinstance(expr, Or):
+        return "(" + " or ".join(compile_filter(item) for item in expr.items) + ")"
+    raise TypeError(f"not a filter expression: {expr!r}")
+
+
+def _collection_name(prefix: str, model: str) -> str:
+    return f"{prefix}_{re.sub(r'[^A-Za-z0-9_]', '_', model)}"
+
+
+class _Recent:
+    """This process's own writes of the last :data:`RECENT_S` seconds: key -> record or None
+    (deleted). Merged into Bounded-staleness reads, they give read-your-writes without waiting."""
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[int, tuple[float, str, ImageRecord | None]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, key: int, group_id: str, record: ImageRecord | None) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+            self._items[key] = (time.monotonic(), group_id, record)
+            self._expire()
+
+    def _expire(self) -> None:
+        cutoff = time.monotonic() - RECENT_S
+        while self._items:
+            key, (stamp, _, _) = next(iter(self._items.items()))
+            if stamp >= cutoff:
+                break
+            self._items.popitem(last=False)
+
+    def of_group(self, group_id: str) -> dict[int, ImageRecord | None]:
+        with self._lock:
+            self._expire()
+            return {k: rec for k, (_, g, rec) in self._items.items() if g == group_id}
+
+    def forget_group(self, group_id: str) -> None:
+        with self._lock:
+            for key in [k for k, (_, g, _) in self._items.items() if g == group_id]:
+                del self._items[key]
+
+
+class MilvusStore:
+    """The :class:`~lookalike.index.base.Store` over a Milvus server or cluster. Thread-safe."""
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        token: str = "",
+        db_name: str = "",
+        prefix: str = "lookalike",
+        dim: int = 512,
+        consistency: str = "Session",
+        thumbnails: bool = True,
+        hnsw_m: int = 16,
+        hnsw_ef_construction: int = 200,
+        hnsw_ef: int = 128,
+        timeout: float = 30.0,
+    ) -> None:
+        try:
+            from pymilvus import MilvusClient
+        except ImportError as exc:  # pragma: no cover - depends on the installation
+            raise errors.StoreUnavailable(
+                "LOOKALIKE_MILVUS_URI is set but pymilvus is not installed: pip install 'lookalike[milvus]'"
+            ) from exc
+        if consistency not in ("Strong", "Session", "Bounded", "Eventually"):
+            raise ValueError("consistency must be Strong, Session, Bounded or Eventually")
+        self.uri = uri
+        self.prefix = prefix
+        self.dim = dim
+        self.consistency = consistency
+        self.thumbnails = thumbnails
+        self.hnsw = {"M": hnsw_m, "efConstruction": hnsw_ef_construction}
+        self.hnsw_ef = hnsw_ef
+        self.timeout = timeout
+        self._closed = False
+        self._recent = _Recent()
+        self._group_locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+        self._writes: dict[str, float] = {}
+        """collection -> when this process last wrote to it (monotonic)."""
+        self._group_cache: dict[str, tuple[float, GroupRecord | None]] = {}
+        """group id -> (when read, record or None): this process's own group writes, and reads
+        of others' for :data:`SESSION_S` seconds."""
+        self._models: dict[str, str] = {}
+        """group id -> model (immutable while the group lives; dropped on delete)."""
+        self._ready: set[str] = set()
+        self._ready_lock = threading.Lock()
+        with self._unavailable():
+            kwargs: dict[str, Any] = {"uri": uri, "timeout": timeout}
+            if token:
+                kwargs["token"] = token
+            if db_name:
+                kwargs["db_name"] = db_name
+            self.client = MilvusClient(**kwargs)
+            self.groups_collection = f"{prefix}_groups"
+            self.thumbnails_collection = f"{prefix}_thumbnails"
+            self._ensure(self.groups_collection, self._groups_schema)
+            if thumbnails:
+                self._ensure(self.thumbnails_collection, self._thumbnails_schema)
+
+    # ------------------------------------------------------------------ plumbing
+
+    @contextmanager
+    def _unavailable(self) -> Iterator[None]:
+        """Milvus' own failures (unreachable, timed out) become StoreUnavailable (503)."""
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        from pymilvus.exceptions import MilvusException
+
+        try:
+            yield
+        except errors.LookalikeError:
+            raise
+        except MilvusException as exc:
+            raise errors.StoreUnavailable(f"Milvus at {self.uri} failed: {exc.message}") from exc
+        except (ConnectionError, TimeoutError) as exc:
+            raise errors.StoreUnavailable(f"Milvus at {self.uri} is unreachable: {exc}") from exc
+
+    def _ensure(self, name: str, schema_of) -> None:
+        """Create (if missing) and load a collection; another process may race us to it."""
+        with self._ready_lock:
+            if name in self._ready:
+                return
+            from pymilvus.exceptions import MilvusException
+
+            if not self.client.has_collection(name):
+                schema, index = schema_of()
+                try:
+                    self.client.create_collection(
+                        name, schema=schema, index_params=index, consistency_level="Bounded"
+                    )
+                except MilvusException:
+                    if not self.client.has_collection(name):
+                        raise
+            self.client.load_collection(name)
+            self._ready.add(name)
+
+    def _base_schema(self, pk_type):
+        from pymilvus import DataType, MilvusClient
+
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        if pk_type == "int":
+            schema.add_field("pk", DataType.INT64, is_primary=True)
+        else:
+            schema.add_field("pk", DataType.VARCHAR, is_primary=True, max_length=512)
+        return schema, DataType
+
+    def _dummy_index(self):
+        index = self.client.prepare_index_params()
+        index.add_index("vec", index_type="FLAT", metric_type="IP")
+        return index
+
+    def _groups_schema(self):
+        schema, T = self._base_schema("str")
+        schema.add_field("group_name", T.VARCHAR, max_length=1024)
+        schema.add_field("brief", T.VARCHAR, max_length=4096)
+        schema.add_field("max_capacity", T.INT64)
+        schema.add_field("max_qps", T.INT64)
+        schema.add_field("group_type", T.INT64)
+        schema.add_field("model", T.VARCHAR, max_length=128)
+        schema.add_field("create_time", T.DOUBLE)
+        schema.add_field("update_time", T.DOUBLE)
+        schema.add_field("vec", T.FLOAT_VECTOR, dim=2)
+        return schema, self._dummy_index()
+
+    def _thumbnails_schema(self):
+        schema, T = self._base_schema("int")
+        schema.add_field("data1", T.VARCHAR, max_length=THUMB_CHUNK)
+        schema.add_field("data2", T.VARCHAR, max_length=THUMB_CHUNK)
+        schema.add_field("vec", T.FLOAT_VECTOR, dim=2)
+        return schema, self._dummy_index()
+
+    def _images_schema(self):
+        schema, T = self._base_schema("int")
+        schema.add_field("group_id", T.VARCHAR, max_length=512)
+        schema.add_field("entity_id", T.VARCHAR, max_length=512)
+        schema.add_field("pic_name", T.VARCHAR, max_length=512)
+        schema.add_field("custom_content", T.VARCHAR, max_length=THUMB_CHUNK)
+        schema.add_field("tags", T.JSON)
+        schema.add_field("tag_num", T.JSON)
+        schema.add_field("tag_str", T.JSON)
+        schema.add_field("rect", T.VARCHAR, max_length=128)
+        schema.add_field("create_time", T.DOUBLE)
+        schema.add_field("update_time", T.DOUBLE)
+        schema.add_field("vec", T.FLOAT_VECTOR, dim=self.dim)
+        index = self.client.prepare_index_params()
+        index.add_index("vec", index_type="HNSW", metric_type="IP", params=self.hnsw)
+        return schema, index
+
+    def _images(self, group_id: str) -> str | None:
+        """The collection that holds the group's images (None: no such group)."""
+        model = self._models.get(group_id)
+        if model is None:
+            group = self.get_group(group_id, count=False)
+            if group is None:
+                return None
+            model = group.model
+        name = _collection_name(self.prefix, model)
+        self._ensure(name, self._images_schema)
+        return name
+
+    def _lock(self, group_id: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._group_locks.setdefault(group_id, threading.Lock())
+
+    def _level(self, collection: str) -> str:
+        """The consistency level of a read (see the module's docstring)."""
+        if self.consistency != "Session":
+            return self.consistency
+        if collection == self.groups_collection:
+            return "Bounded"  # this process's own group writes are in _group_cache
+        wrote = self._writes.get(collection)
+        return "Strong" if wrote is not None and time.monotonic() - wrote < SESSION_S else "Bounded"
+
+    def _insert(self, collection: str, rows: list[dict[str, Any]]) -> None:
+        self.client.insert(collection, rows)
+        self._writes[collection] = time.monotonic()
+
+    def _upsert(self, collection: str, rows: list[dict[str, Any]]) -> None:
+        self.client.upsert(collection, rows)
+        self._writes[collection] = time.monotonic()
+
+    def _delete(self, collection: str, keys: list[int] | list[str]) -> None:
+        self.client.delete(collection, ids=keys)
+        self._writes[collection] = time.monotonic()
+
+    def _get(self, collection: str, keys: list[int] | list[str], fields: list[str]) -> list[dict]:
+        return self.client.get(collection, ids=keys, output_fields=fields, consistency_level=self._level(collection))
+
+    def _query(self, collection: str, expr: str, fields: list[str], *, consistency: str | None = None) -> list[dict]:
+        """Every row matching ``expr`` (paged past Milvus' query window)."""
+        level = consistency or self._level(collection)
+        out: list[dict] = []
+        last: int | None = None
+        while True:
+            page_expr = expr if last is None else f"({expr}) and pk > {last}"
+            rows = self.client.query(
+                collection, filter=page_expr, output_fields=list({"pk", *fields}), limit=QUERY_PAGE,
+                consistency_level=level,
+            )
+            out.extend(rows)
+            if len(rows) < QUERY_PAGE:
+                return out
+            last = max(int(r["pk"]) for r in rows)
+
+    def _count(self, collection: str, expr: str, *, consistency: str | None = None) -> int:
+        rows = self.client.query(
+            collection, filter=expr, output_fields=["count(*)"], consistency_level=consistency or self._level(collection)
+        )
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    # ------------------------------------------------------------------ groups
+
+    def _group_record(self, row: dict, pic_count: int) -> GroupRecord:
+        return GroupRecord(
+            group_id=row["pk"],
+            group_name=row["group_name"],
+            brief=row["brief"],
+            max_capacity=int(row["max_capacity"]),
+            max_qps=int(row["max_qps"]),
+            group_type=int(row["group_type"]),
+            model=row["model"],
+            pic_count=pic_count,
+            create_time=float(row["create_time"]),
+            update_time=float(row["update_time"]),
+        )
+
+    _GROUP_FIELDS = ["group_name", "brief", "max_capacity", "max_qps", "group_type", "model", "create_time", "update_time"]
+
+    def create_group(self, group: GroupRecord) -> None:
+        now = time.time()
+        with self._unavailable(), self._lock(group.group_id):
+            if self.get_group(group.group_id, count=False) is not None:
+                raise errors.ImageGroupIdAlreadyExist(f"group {group.group_id!r} already exists")
+            self._ensure(_collection_name(self.prefix, group.model), self._images_schema)
+            for name in self.client.list_collections():  # a delete_group cut short left rows behind
+                if name.startswith(f"{self.prefix}_") and name not in (self.groups_collection, self.thumbnails_collection):
+                    self._ensure(name, self._images_schema)
+                    self._delete_rows(name, f"group_id == {_escape(group.group_id)}")
+            self._recent.forget_group(group.group_id)
+            self._insert(
+                self.groups_collection,
+                [
+                    {
+                        "pk": group.group_id,
+                        "group_name": group.group_name,
+                        "brief": group.brief,
+                        "max_capacity": int(group.max_capacity),
+                        "max_qps": int(group.max_qps),
+                        "group_type": int(group.group_type),
+                        "model": group.model,
+                        "create_time": group.create_time or now,
+                        "update_time": group.update_time or group.create_time or now,
+                        "vec": _DUMMY,
+                    }
+                ],
+            )
+            self._remember(group.group_id, dataclasses.replace(group, pic_count=0, create_time=group.create_time or now, update_time=group.update_time or group.create_time or now))
+
+    def get_group(self, group_id: str, *, count: bool = True) -> GroupRecord | None:
+        """``count=False`` skips counting the pictures (a query over the group), for callers
+        that only need the group's settings."""
+        with self._unavailable():
+            cached = self._group_cache.get(group_id)
+            if cached is not None and time.monotonic() - cached[0] < SESSION_S:
+                group = cached[1]
+            else:
+                # Bounded: this process's own recent group writes are in the cache.
+                rows = self._get(self.groups_collection, [group_id], self._GROUP_FIELDS)
+                group = self._group_record(rows[0], 0) if rows else None
+                self._remember(group_id, group)
+            if group is None:
+                return None
+            if count:
+                group = dataclasses.replace(group, pic_count=self._pic_count(group_id, group.model))
+        return group
+
+    def _remember(self, group_id: str, group: GroupRecord | None) -> None:
+        self._group_cache[group_id] = (time.monotonic(), group)
+        if group is None:
+            self._models.pop(group_id, None)
+        else:
+            self._models[group_id] = group.model
+
+    def _pic_count(self, group_id: str, model: str) -> int:
+        name = _collection_name(self.prefix, model)
+        self._ensure(name, self._images_schema)
+        return self._count(name, f"group_id == {_escape(group_id)}")
+
+    def list_groups(self, offset: int, limit: int, *, namespace: str = "") -> tuple[list[GroupRecord], int]:
+        with self._unavailable():
+            expr = f"pk like {_escape(namespace.replace('%', '') + '%')}" if namespace else 'pk != ""'
+            rows = self._query(self.groups_collection, expr, self._GROUP_FIELDS)
+            rows = [r for r in rows if r["pk"].startswith(namespace) and "/" not in r["pk"][len(namespace) :]]
+            rows.sort(key=lambda r: (r["create_time"], r["pk"]))
+            page = rows[max(offset, 0) : max(offset, 0) + max(limit, 0)]
+            out = [self._group_record(r, self._pic_count(r["pk"], r["model"])) for r in page]
+        return out, len(rows)
+
+    def delete_group(self, group_id: str) -> None:
+        with self._unavailable(), self._lock(group_id):
+            collection = self._images(group_id)
+            if collection is None:
+                raise errors.ImageGroupIdNotExist(f"group {group_id!r} does not exist")
+            # The group row goes first: from then on the group does not exist for anyone, and a
+            # crash halfway leaves orphan rows that a re-created group's key never reaches
+            # (create_group clears them).
+            self._delete(self.groups_collection, [group_id])
+            self._remember(group_id, None)
+            self._delete_rows(collection, f"group_id == {_escape(group_id)}")
+            self._recent.forget_group(group_id)
+
+    def _delete_rows(self, collection: str, expr: str) -> list[int]:
+        """Delete by primary keys, in chunks (a delete by expression is a query first anyway)."""
+        keys = [int(r["pk"]) for r in self._query(collection, expr, ["pk"], consistency="Strong")]
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start : start + 1000]
+            self._delete(collection, chunk)
+            if self.thumbnails:
+                self._delete(self.thumbnails_collection, chunk)
+        return keys
+
+    # ------------------------------------------------------------------ images
+
+    def _vector(self, vector: np.ndarray) -> np.ndarray:
+        vec = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if vec.shape != (self.dim,) or not np.all(np.isfinite(vec)):
+            raise errors.InvalidParameterValue(f"expected a finite {self.dim}-d vector, got shape {vec.shape}")
+        norm = float(np.linalg.norm(vec))
+        if norm == 0.0:
+            raise errors.InvalidParameterValue("the zero vector has no direction")
+        return vec / norm
+
+    @staticmethod
+    def _row(image: ImageRecord, key: int, vec: Sequence[float]) -> dict[str, Any]:
+        return {
+            "pk": key,
+            "group_id": image.group_id,
+            "entity_id": image.entity_id,
+            "pic_name": image.pic_name,
+            "custom_content": image.custom_content,
+            "tags": dict(image.tags),
+            "tag_num": tag_numbers(image.tags),
+            "tag_str": tag_texts(image.tags),
+            "rect": "" if image.rect is None else json.dumps(list(image.rect)),
+            "create_time": image.create_time,
+            "update_time": image.update_time,
+            "vec": vec,
+        }
+
+    @staticmethod
+    def _record(row: dict) -> ImageRecord:
+        return ImageRecord(
+            group_id=row["group_id"],
+            entity_id=row["entity_id"],
+            pic_name=row["pic_name"],
+            custom_content=row["custom_content"],
+            tags=dict(row["tags"] or {}),
+            rect=tuple(json.loads(row["rect"])) if row["rect"] else None,  # type: ignore[arg-type]
+            create_time=float(row["create_time"]),
+            update_time=float(row["update_time"]),
+        )
+
+    _IMAGE_FIELDS = ["group_id", "entity_id", "pic_name", "custom_content", "tags", "rect", "create_time", "update_time"]
+
+    def _fresh(self, collection: str, group_id: str, expr: str, keep) -> dict[int, ImageRecord]:
+        """Rows of the group matching ``expr`` as this process last knows them: Milvus at
+        Bounded staleness, overlaid with this process's own recent writes (``keep`` is the same
+        condition as a Python predicate on a record, for those)."""
+        rows = self._query(collection, f"group_id == {_escape(group_id)} and ({expr})", self._IMAGE_FIELDS, consistency="Bounded")
+        found = {int(r["pk"]): self._record(r) for r in rows}
+        for key, record in self._recent.of_group(group_id).items():
+            if record is None or not keep(record):
+                found.pop(key, None)
+            else:
+                found[key] = record
+        return found
+
+    def add_image(
+        self, image: ImageRecord, vector: np.ndarray, *, max_per_entity: int, thumbnail: bytes | None = None
+    ) -> None:
+        vec = self._vector(vector)
+        now = time.time()
+        record = ImageRecord(
+            group_id=image.group_id,
+            entity_id=image.entity_id,
+            pic_name=image.pic_name,
+            custom_content=image.custom_content,
+            tags=dict(image.tags),
+            rect=image.rect,
+            create_time=image.create_time or now,
+            update_time=image.update_time or image.create_time or now,
+        )
+        with self._unavailable(), self._lock(image.group_id):
+            group = self.get_group(image.group_id, count=False)
+            if group is None:
+                raise errors.ImageGroupIdNotExist(f"group {image.group_id!r} does not exist")
+            collection = self._images(image.group_id)
+            assert collection is not None
+            key = picture_key(image.group_id, image.pic_name)
+            near = self._fresh(
+                collection,
+                image.group_id,
+                f"pic_name == {_escape(image.pic_name)} or entity_id == {_escape(image.entity_id)}",
+                lambda r: r.pic_name == image.pic_name or r.entity_id == image.entity_id,
+            )
+            if key in near or any(r.pic_name == image.pic_name for r in near.values()):
+                raise errors.PicNameAlreadyExist(f"picture {image.pic_name!r} already exists in the group")
+            per_entity = sum(1 for r in near.values() if r.entity_id == image.entity_id)
+            if per_entity >= max_per_entity:
+                raise errors.ImageEntityCountExceed(
+                    f"entity {image.entity_id!r} already has {per_entity} pictures (at most {max_per_entity})"
+                )
+            if group.max_capacity > 0:
+                self._check_capacity(collection, group)
+            self._insert(collection, [self._row(record, key, vec.tolist())])
+            if thumbnail is not None and self.thumbnails:
+                self._put_thumbnail(key, thumbnail)
+            self._recent.put(key, image.group_id, record)
+
+    def _check_capacity(self, collection: str, group: GroupRecord) -> None:
+        expr = f"group_id == {_escape(group.group_id)}"
+        recent = sum(1 for r in self._recent.of_group(group.group_id).values() if r is not None)
+        if self._count(collection, expr, consistency="Bounded") + recent < group.max_capacity:
+            return  # an upper bound of the count is below the capacity: no need to wait
+        if self._count(collection, expr, consistency="Strong") >= group.max_capacity:
+            raise errors.ImageNumExceed(f"group {group.group_id!r} is full ({group.max_capacity} pictures)")
+
+    def _put_thumbnail(self, key: int, data: bytes) -> None:
+        text = base64.b64encode(data).decode()
+        if len(text) > 2 * THUMB_CHUNK:
+            log.warning("thumbnail of %d bytes not stored in Milvus (too large)", len(data))
+            return
+        self._upsert(
+            self.thumbnails_collection,
+            [{"pk": key, "data1": text[:THUMB_CHUNK], "data2": text[THUMB_CHUNK:], "vec": _DUMMY}],
+        )
+
+    def import_images(self, rows: Sequence[tuple[ImageRecord, np.ndarray, bytes | None]]) -> int:
+        """Bulk insert without per-picture checks (migration, benchmarks): the caller vouches
+        that the names are new and the groups exist. Re-importing a picture overwrites it."""
+        by_collection: dict[str, list[dict[str, Any]]] = {}
+        thumbs: list[tuple[int, bytes]] = []
+        with self._unavailable():
+            for record, vector, thumb in rows:
+                collection = self._images(record.group_id)
+                if collection is None:
+                    raise errors.ImageGroupIdNotExist(f"group {record.group_id!r} does not exist")
+                key = picture_key(record.group_id, record.pic_name)
+                by_collection.setdefault(collection, []).append(self._row(record, key, self._vector(vector).tolist()))
+                if thumb is not None and self.thumbnails:
+                    thumbs.append((key, thumb))
+            for collection, batch in by_collection.items():
+                self._upsert(collection, batch)
+            for key, thumb in thumbs:
+                self._put_thumbnail(key, thumb)
+        return sum(len(b) for b in by_collection.values())
+
+    def _match(self, group_id: str, entity_id: str, pic_name: str | None) -> tuple[str, Any]:
+        expr = f"entity_id == {_escape(entity_id)}"
+        if pic_name is not None:
+            expr += f" and pic_name == {_escape(pic_name)}"
+        return expr, lambda r: r.entity_id == entity_id and (pic_name is None or r.pic_name == pic_name)
+
+    def get_images(self, group_id: str, entity_id: str, pic_name: str | None = None) -> list[ImageRecord]:
+        with self._unavailable():
+            collection = self._images(group_id)
+            if collection is None:
+                return []
+            found = self._fresh(collection, group_id, *self._match(group_id, entity_id, pic_name))
+        return [found[k] for k in sorted(found, key=lambda k: (found[k].create_time, found[k].pic_name))]
+
+    def get_image(self, group_id: str, pic_name: str) -> ImageRecord | None:
+        with self._unavailable():
+            collection = self._images(group_id)
+            if collection is None:
+                return None
+            found = self._fresh(
+                collection, group_id, f"pic_name == {_escape(pic_name)}", lambda r: r.pic_name == pic_name
+            )
+        return next(iter(found.values()), None)
+
+    def list_images(self, group_id: str, offset: int, limit: int) -> tuple[list[ImageRecord], int]:
+        """Newest first. Milvus cannot sort a query, so this reads the group's keys and times
+        (O(group size)); browsing is for people, searching is what scales."""
+        with self._unavailable():
+            collection = self._images(group_id)
+            if collection is None:
+                return [], 0
+            rows = self._query(collection, f"group_id == {_escape(group_id)}", ["create_time"])
+            rows.sort(key=lambda r: (-r["create_time"], -int(r["pk"])))
+            page = [int(r["pk"]) for r in rows[max(offset, 0) : max(offset, 0) + max(limit, 0)]]
+            records = self._by_keys(collection, page)
+        return [records[k] for k in page if k in records], len(rows)
+
+    def _by_keys(self, collection: str, keys: list[int]) -> dict[int, ImageRecord]:
+        if not keys:
+            return {}
+        rows = self._get(collection, keys, self._IMAGE_FIELDS)
+        return {int(r["pk"]): self._record(r) for r in rows}
+
+    def get_thumbnail(self, group_id: str, pic_name: str) -> bytes | None:
+        if not self.thumbnails or self.get_image(group_id, pic_name) is None:
+            return None
+        with self._unavailable():
+            rows = self._get(self.thumbnails_collection, [picture_key(group_id, pic_name)], ["data1", "data2"])
+        return base64.b64decode(rows[0]["data1"] + rows[0]["data2"]) if rows else None
+
+    def update_images(
+        self,
+        group_id: str,
+        entity_id: str,
+        pic_name: str | None,
+        *,
+        tags: dict[str, object] | None = None,
+        custom_content: str | None = None,
+    ) -> int:
+        with self._unavailable(), self._lock(group_id):
+            collection = self._images(group_id)
+            if collection is None:
+                return 0
+            expr, _ = self._match(group_id, entity_id, pic_name)
+            rows = self._query(
+                collection, f"group_id == {_escape(group_id)} and {expr}", [*self._IMAGE_FIELDS, "vec"],
+                consistency="Strong",
+            )
+            if not rows:
+                return 0
+            now = time.time()
+            updated = []
+            for row in rows:
+                record = self._record(row)
+                if tags is not None:
+                    record.tags = dict(tags)
+                if custom_content is not None:
+                    record.custom_content = custom_content
+                record.update_time = now
+                updated.append((record, int(row["pk"]), row["vec"]))
+            self._upsert(collection, [self._row(r, k, list(v)) for r, k, v in updated])
+            for record, key, _ in updated:
+                self._recent.put(key, group_id, record)
+        return len(updated)
+
+    def delete_images(self, group_id: str, entity_id: str, pic_name: str | None = None) -> int:
+        with self._unavailable(), self._lock(group_id):
+            collection = self._images(group_id)
+            if collection is None:
+                return 0
+            expr, _ = self._match(group_id, entity_id, pic_name)
+            keys = self._delete_rows(collection, f"group_id == {_escape(group_id)} and {expr}")
+            for key in keys:
+                self._recent.put(key, group_id, None)
+        return len(keys)
+
+    # ------------------------------------------------------------------ search
+
+    def search(
+        self,
+        group_id: str,
+        vector: np.ndarray,
+        *,
+        limit: int,
+        offset: int = 0,
+        min_cosine: float = -1.0,
+        where: Expr | None = None,
+    ) -> list[Hit]:
+        """HNSW inside Milvus, the group and the tag filter applied by Milvus during the search."""
+        if limit <= 0:
+            return []
+        q = self._vector(vector)
+        offset = max(offset, 0)
+        top = min(offset + limit, MAX_TOPK)
+        if offset >= top:
+            return []
+        with self._unavailable():
+            collection = self._images(group_id)
+            if collection is None:
+                return []
+            expr = f"group_id == {_escape(group_id)}"
+            if where is not None:
+                expr += f" and {compile_filter(where)}"
+            result = self.client.search(
+                collection,
+                data=[q.tolist()],
+                filter=expr,
+                limit=top,
+                output_fields=self._IMAGE_FIELDS,
+                search_params={"metric_type": "IP", "params": {"ef": max(self.hnsw_ef, top)}},
+                consistency_level=self._level(collection),
+            )
+        hits = []
+        for item in result[0][offset:]:
+            cosine = min(1.0, float(item["distance"]))
+            if cosine < min_cosine:
+                break
+            hits.append(Hit(self._record(item["entity"]), cosine))
+        return hits
+
+    # ------------------------------------------------------------------ life cycle
+
+    def iter_group(self, group_id: str, *, batch: int = 1000) -> Iterator[list[tuple[ImageRecord, np.ndarray, bytes | None]]]:
+        """Every picture of a group with its vector and thumbnail, in batches (migration)."""
+        with self._unavailable():
+            collection = self._images(group_id)
+            if collection is None:
+                return
+            keys = sorted(int(r["pk"]) for r in self._query(collection, f"group_id == {_escape(group_id)}", ["pk"]))
+        for start in range(0, len(keys), batch):
+            chunk = keys[start : start + batch]
+            with self._unavailable():
+                rows = self._get(collection, chunk, [*self._IMAGE_FIELDS, "vec"])
+                thumbs: dict[int, bytes] = {}
+                if self.thumbnails:
+                    for t in self._get(self.thumbnails_collection, chunk, ["data1", "data2"]):
+                        thumbs[int(t["pk"])] = base64.b64decode(t["data1"] + t["data2"])
+            yield [
+                (self._record(r), np.asarray(r["vec"], dtype=np.float32), thumbs.get(int(r["pk"])))
+                for r in rows
+            ]
+
+    def drop_all(self) -> None:
+        """Drop every collection of this prefix (tests, benchmarks)."""
+        with self._unavailable():
+            for name in self.client.list_collections():
+                if name.startswith(f"{self.prefix}_"):
+                    self.client.drop_collection(name)
+            self._ready.clear()
+            self._models.clear()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.client.close()
+        except Exception:  # noqa: BLE001 - closing a dead connection is not an error
+            log.debug("closing the Milvus client failed", exc_info=True)
+
+    def __enter__(self) -> "MilvusStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
