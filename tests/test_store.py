@@ -595,3 +595,77 @@ def test_ann_save_on_a_full_disk_keeps_the_previous_file(small_disk: Path) -> No
     index.save(path)
     again = AnnIndex.load(path, 64)
     assert again is not None and len(again) == 3000
+
+
+# ---------------------------------------------------------------------------- bulk copy (migration)
+
+
+def test_iter_group_returns_every_picture_with_its_vector_and_thumbnail(make) -> None:
+    store = make()
+    vectors = unit(np.random.default_rng(30), 25)
+    store.create_group(GroupRecord("g", "G"))
+    for i, v in enumerate(vectors):
+        rec = ImageRecord("g", f"e{i % 4}", f"p{i}", custom_content=f"c{i}", tags={"n": i, "s": "x"}, rect=(i, 1, 2, 3))
+        store.add_image(rec, v * 3, max_per_entity=100, thumbnail=b"t%d" % i if i % 2 else None)
+    assert list(store.iter_group("nope")) == []
+    batches = list(store.iter_group("g", batch=10))
+    assert [len(b) for b in batches] == [10, 10, 5]
+    rows = [row for b in batches for row in b]
+    assert [r.pic_name for r, _, _ in rows] == [f"p{i}" for i in range(25)]
+    for i, (record, vec, thumb) in enumerate(rows):
+        assert record == store.get_image("g", f"p{i}")
+        assert (record.entity_id, record.custom_content, record.tags, record.rect) == (
+            f"e{i % 4}", f"c{i}", {"n": i, "s": "x"}, (i, 1, 2, 3)
+        )
+        assert vec.dtype == np.float32 and np.allclose(vec, vectors[i], atol=1e-6)
+        assert thumb == (b"t%d" % i if i % 2 else None)
+
+
+def test_import_images_keeps_times_skips_existing_names_and_is_searchable(make) -> None:
+    store = make()
+    vectors = unit(np.random.default_rng(31), 40)
+    store.create_group(GroupRecord("g", "G", max_capacity=5))  # capacity and per-entity limits are not checked
+    assert names(store.search("g", vectors[0], limit=1)) == []  # the group's rows are in memory from now on
+    store.add_image(image(0), vectors[0], max_per_entity=5)
+    rows = [
+        (ImageRecord("g", "same", f"p{i}", tags={"n": i}, create_time=1000.0 + i, update_time=2000.0 + i), vectors[i],
+         b"thumb" if i == 3 else None)
+        for i in range(40)
+    ]
+    assert store.import_images(rows[:20] + rows[:3]) == 19  # p0 exists; repeats in one call count once
+    assert store.import_images(rows) == 20
+    assert store.import_images(rows) == 0
+    assert store.get_group("g").pic_count == 40  # type: ignore[union-attr]
+    got = store.get_image("g", "p7")
+    assert got is not None and (got.entity_id, got.tags, got.create_time, got.update_time) == ("same", {"n": 7}, 1007.0, 2007.0)
+    assert store.get_image("g", "p0").entity_id == "e0"  # type: ignore[union-attr]  # not overwritten
+    assert store.get_thumbnail("g", "p3") == b"thumb"
+    for i in (5, 25, 39):
+        assert names(store.search("g", vectors[i], limit=1)) == [i]
+    assert names(store.search("g", vectors[9], limit=5, where=Compare("n", "=", 9))) == [9]
+    with pytest.raises(errors.ImageGroupIdNotExist):
+        store.import_images([(ImageRecord("nope", "e", "p"), vectors[0], None)])
+    with pytest.raises(errors.InvalidParameterValue):
+        store.import_images([(ImageRecord("g", "e", "zero"), np.zeros(DIM), None)])
+    assert store.get_image("g", "zero") is None
+
+
+def test_imported_pictures_reach_another_store_and_the_ann_index(make, tmp_path: Path) -> None:
+    vectors = clustered(np.random.default_rng(32), 1500)
+    path = tmp_path / "shared"
+    server = make(path, exact_threshold=500)
+    server.create_group(GroupRecord("g", "G"))
+    assert server.search("g", vectors[0], limit=1) == []  # loaded and empty
+    cli = make(path, exact_threshold=500)
+    rows = [(image(i, tags={"n": i}), v, None) for i, v in enumerate(vectors)]
+    for start in range(0, len(rows), 400):
+        assert cli.import_images(rows[start : start + 400]) == len(rows[start : start + 400])
+    assert names(server.search("g", vectors[1234], limit=1)) == [1234]
+    assert server.wait_for_index(60) and ann_ready(server)
+    assert server.get_group("g").pic_count == 1500  # type: ignore[union-attr]
+    assert names(server.search("g", vectors[42], limit=1)) == [42]
+    cli.close()
+    reopened = make(path, exact_threshold=500)
+    assert reopened.get_group("g").pic_count == 1500  # type: ignore[union-attr]
+    assert sum(len(b) for b in reopened.iter_group("g", batch=333)) == 1500
+    assert names(reopened.search("g", vectors[77], limit=1)) == [77]

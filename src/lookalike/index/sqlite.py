@@ -388,16 +388,18 @@ class SqliteStore:
                     return
 
     @contextmanager
-    def _writing(self, group_id: str) -> Iterator[GroupVectors | None]:
+    def _writing(self, group_id: str, *, load: bool = True) -> Iterator[GroupVectors | None]:
         """The group's handle under its write lock (None: no such group). The lock is held
-        across the SQLite commit and the memory update, so searches never see them disagree."""
+        across the SQLite commit and the memory update, so searches never see them disagree.
+        ``load=False``: a handle not loaded yet stays so (it reads the tables when it loads)."""
         while True:
             handle = self._handle(group_id)
             if handle is None:
                 yield None
                 return
             with handle.lock.write():
-                self._load(group_id, handle)  # memory follows every write from the first one on
+                if load:
+                    self._load(group_id, handle)  # memory follows every write from the first one on
                 if handle.dead:  # deleted (and maybe re-created) since we looked it up
                     self._forget(group_id, handle)
                     continue
@@ -551,6 +553,108 @@ class SqliteStore:
                 handle.add(image_id, vec, tags)
                 if handle.ann is not None or handle.n >= self.exact_threshold:
                     self._wake.set()
+
+    def import_images(self, rows: Sequence[tuple[ImageRecord, np.ndarray, bytes | None]]) -> int:
+        """Bulk insert for migrations: one transaction per group, no entity or capacity checks.
+        Names already in the group (or repeated in ``rows``) are skipped, so a re-run resumes.
+        Keeps the records' times. Returns the number stored."""
+        now = time.time()
+        by_group: dict[str, list[tuple[ImageRecord, np.ndarray, bytes | None]]] = {}
+        for record, vector, thumb in rows:  # validate every vector before writing anything
+            by_group.setdefault(record.group_id, []).append((record, self._vector(vector), thumb))
+        stored = 0
+        for group_id, items in by_group.items():
+            with self._writing(group_id, load=False) as handle:
+                if handle is None:
+                    raise errors.ImageGroupIdNotExist(f"group {group_id!r} does not exist")
+                with self._write() as conn:
+                    gid = self._gid(conn, group_id)
+                    if gid is None:
+                        raise errors.ImageGroupIdNotExist(f"group {group_id!r} does not exist")
+                    names = list({r.pic_name for r, _, _ in items})
+                    taken: set[str] = set()
+                    for start in range(0, len(names), 500):
+                        chunk = names[start : start + 500]
+                        marks = ",".join("?" * len(chunk))
+                        taken.update(
+                            n for (n,) in conn.execute(
+                                f"SELECT pic_name FROM images WHERE gid = ? AND pic_name IN ({marks})", (gid, *chunk)
+                            )
+                        )
+                    new = []
+                    for item in items:
+                        if item[0].pic_name not in taken:
+                            taken.add(item[0].pic_name)
+                            new.append(item)
+                    if not new:
+                        continue
+                    conn.executemany(
+                        "INSERT INTO images (gid, entity_id, pic_name, custom_content, tags, rect, create_time, "
+                        "update_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [
+                            (
+                                gid,
+                                r.entity_id,
+                                r.pic_name,
+                                r.custom_content,
+                                _tags_json(r.tags),
+                                None if r.rect is None else json.dumps(list(r.rect)),
+                                r.create_time or now,
+                                r.update_time or r.create_time or now,
+                            )
+                            for r, _, _ in new
+                        ],
+                    )
+                    # One writer inside one transaction: AUTOINCREMENT gave consecutive ids.
+                    (last,) = conn.execute("SELECT last_insert_rowid()").fetchone()
+                    ids = list(range(int(last) - len(new) + 1, int(last) + 1))
+                    conn.executemany(
+                        "INSERT INTO vectors (image_id, vec) VALUES (?, ?)",
+                        [(i, vec.tobytes()) for i, (_, vec, _) in zip(ids, new)],
+                    )
+                    conn.executemany(
+                        "INSERT INTO thumbnails (image_id, data) VALUES (?, ?)",
+                        [(i, thumb) for i, (_, _, thumb) in zip(ids, new) if thumb is not None],
+                    )
+                    conn.execute("UPDATE groups SET pic_count = pic_count + ? WHERE gid = ?", (len(new), gid))
+                    self._log(conn, group_id, "add", ids)
+                if handle.loaded:
+                    for i, (record, vec, _) in zip(ids, new):
+                        handle.add(i, vec, dict(record.tags))
+                    if handle.ann is not None or handle.n >= self.exact_threshold:
+                        self._wake.set()
+                stored += len(new)
+        return stored
+
+    def iter_group(
+        self, group_id: str, *, batch: int = 1000
+    ) -> Iterator[list[tuple[ImageRecord, np.ndarray, bytes | None]]]:
+        """Oldest first, a short read per batch (no snapshot held between them): pictures added
+        meanwhile may or may not appear, deleted ones may still appear in an earlier batch."""
+        with self._read() as conn:
+            gid = self._gid(conn, group_id)
+        if gid is None:
+            return
+        columns = ", ".join(f"i.{c}" for c in _IMAGE_COLUMNS.split(", "))
+        last = 0
+        while True:
+            with self._read() as conn:
+                rows = conn.execute(
+                    f"SELECT {columns}, v.vec, t.data FROM images i JOIN vectors v ON v.image_id = i.id "
+                    "LEFT JOIN thumbnails t ON t.image_id = i.id WHERE i.gid = ? AND i.id > ? ORDER BY i.id LIMIT ?",
+                    (gid, last, max(1, batch)),
+                ).fetchall()
+            if not rows:
+                return
+            last = int(rows[-1][0])
+            yield [
+                (
+                    _image(group_id, row[:-2]),
+                    np.frombuffer(row[-2], dtype=np.float32).copy(),
+                    None if row[-1] is None else bytes(row[-1]),
+                )
+                for row in rows
+            ]
 
     def _where(self, group_id: str, entity_id: str, pic_name: str | None) -> tuple[str, tuple[object, ...]]:
         sql = "gid = (SELECT gid FROM groups WHERE group_id = ?) AND entity_id = ?"
