@@ -22,6 +22,8 @@ from lookalike.images import Rect
 from lookalike.index import open_store
 from lookalike.index.filters import And, Compare, Or, matches
 
+from backends import backend  # noqa: F401 - fixture: every gallery test runs on each storage backend
+
 COLOURS = ("red", "blue", "green")
 
 
@@ -35,8 +37,8 @@ def engine() -> Engine:
 
 
 @pytest.fixture(scope="module")
-def gallery(tmp_path_factory, engine):
-    settings = Settings(data_dir=tmp_path_factory.mktemp("gallery") / "data", threads=2)
+def gallery(tmp_path_factory, engine, backend):
+    settings = backend.make_settings(tmp_path_factory.mktemp("gallery") / "data", threads=2)
     service = GalleryService(open_store(settings), engine)
     yield service
     service.close()
@@ -324,8 +326,8 @@ def test_describe_groups_pages(gallery):
 
 
 @pytest.fixture(scope="module")
-def api(server):
-    with httpx.Client(base_url=server, timeout=120) as client:
+def api(server_factory, backend):
+    with httpx.Client(base_url=server_factory(env=backend.env).base_url, timeout=120) as client:
         yield client
 
 
@@ -412,12 +414,13 @@ def test_native_rest_refusals_use_the_native_error_format(api, photos):
 # --------------------------------------------------------------------------- CLI
 
 
-def lookalike(*args: str, data_dir) -> subprocess.CompletedProcess:
-    env = {**os.environ, "LOOKALIKE_DATA_DIR": str(data_dir), "LOOKALIKE_THREADS": "2"}
+def lookalike(*args: str, data_dir, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LOOKALIKE_DATA_DIR": str(data_dir), "LOOKALIKE_THREADS": "2", **(env or {})}
     return subprocess.run([sys.executable, "-m", "lookalike.cli", *args], env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_cli_index_is_resumable_and_reports_refusals(tmp_path, photos):
+def test_cli_index_is_resumable_and_reports_refusals(tmp_path, photos, backend):
+    backend = backend.isolated()  # a fresh store, as a fresh data dir is
     folder, data_dir = tmp_path / "pictures", tmp_path / "data"
     (folder / "mug").mkdir(parents=True)
     for i in range(3):
@@ -426,32 +429,32 @@ def test_cli_index_is_resumable_and_reports_refusals(tmp_path, photos):
     (folder / "blank.jpg").write_bytes(photos.solid())
     (folder / "notes.txt").write_text("not a picture")
 
-    first = lookalike("index", str(folder), "--group", "cli", "--create", "--model", "sscd-small", data_dir=data_dir)
+    first = lookalike("index", str(folder), "--group", "cli", "--create", "--model", "sscd-small", data_dir=data_dir, env=backend.env)
     assert first.returncode == 1, first.stderr  # one refusal
     assert json.loads(first.stdout) == {"group": "cli", "added": 4, "skipped": 0, "refused": 1}
     assert "refused blank.jpg: InvalidParameter.PictureSolidColorError" in first.stderr
 
     (folder / "mug" / "view3.jpg").write_bytes(photos.jpeg(1103, (200, 150)))
     (folder / "blank.jpg").unlink()
-    again = lookalike("index", str(folder), "--group", "cli", data_dir=data_dir)
+    again = lookalike("index", str(folder), "--group", "cli", data_dir=data_dir, env=backend.env)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout) == {"group": "cli", "added": 1, "skipped": 4, "refused": 0}
 
-    found = lookalike("search", str(folder / "mug" / "view2.jpg"), "--group", "cli", "--limit", "2", data_dir=data_dir)
+    found = lookalike("search", str(folder / "mug" / "view2.jpg"), "--group", "cli", "--limit", "2", data_dir=data_dir, env=backend.env)
     assert found.returncode == 0, found.stderr
     top = json.loads(found.stdout.splitlines()[0])
     assert (top["entity_id"], top["pic_name"], top["score"]) == ("mug", "mug/view2.jpg", 100)
-    bad = lookalike("search", str(folder / "poster.png"), "--group", "cli", "--filter", "a >", data_dir=data_dir)
+    bad = lookalike("search", str(folder / "poster.png"), "--group", "cli", "--filter", "a >", data_dir=data_dir, env=backend.env)
     assert bad.returncode == 2 and "InvalidParameterValue.FilterInvalid" in bad.stderr
 
-    listed = lookalike("groups", data_dir=data_dir)
+    listed = lookalike("groups", data_dir=data_dir, env=backend.env)
     assert listed.returncode == 0 and listed.stdout.split("\t")[:3] == ["cli", "sscd-small", "5 pictures"]
     # A tenant's galleries are its own: index and groups with --tenant see only them.
     tenant = lookalike("index", str(folder / "mug"), "--group", "cli", "--create", "--model", "sscd-small",
-                       "--tenant", "acme", data_dir=data_dir)  # fmt: skip
+                       "--tenant", "acme", data_dir=data_dir, env=backend.env)  # fmt: skip
     assert tenant.returncode == 0 and json.loads(tenant.stdout)["added"] == 4, tenant.stderr  # view0-3
-    assert lookalike("groups", "--tenant", "acme", data_dir=data_dir).stdout.split("\t")[:3] == ["cli", "sscd-small", "4 pictures"]
-    assert lookalike("groups", data_dir=data_dir).stdout.split("\t")[:3] == ["cli", "sscd-small", "5 pictures"]
-    assert lookalike("groups", "--tenant", "a/b", data_dir=data_dir).returncode == 2
-    missing = lookalike("index", str(folder), "--group", "other", data_dir=data_dir)
+    assert lookalike("groups", "--tenant", "acme", data_dir=data_dir, env=backend.env).stdout.split("\t")[:3] == ["cli", "sscd-small", "4 pictures"]
+    assert lookalike("groups", data_dir=data_dir, env=backend.env).stdout.split("\t")[:3] == ["cli", "sscd-small", "5 pictures"]
+    assert lookalike("groups", "--tenant", "a/b", data_dir=data_dir, env=backend.env).returncode == 2
+    missing = lookalike("index", str(folder), "--group", "other", data_dir=data_dir, env=backend.env)
     assert missing.returncode == 2 and "--create" in missing.stderr

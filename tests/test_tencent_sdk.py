@@ -15,6 +15,8 @@ from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.tiia.v20190529 import models, tiia_client
 
+from backends import backend  # noqa: F401 - fixture: the suite runs on each storage backend
+
 SMALL = (192, 144)
 
 # The SDK itself calls datetime.utcfromtimestamp (deprecated in Python 3.12).
@@ -26,9 +28,9 @@ def b64(data: bytes) -> str:
 
 
 @pytest.fixture(scope="module")
-def tc_server(server_factory) -> str:
+def tc_server(server_factory, backend) -> str:
     """A server that may fetch loopback URLs (ImageUrl points at a test HTTP server)."""
-    return server_factory(env={"LOOKALIKE_ALLOW_PRIVATE_URLS": "true"}).base_url
+    return server_factory(env={"LOOKALIKE_ALLOW_PRIVATE_URLS": "true", **backend.env}).base_url
 
 
 def make_client(base_url: str, sign_method: str | None = None, method: str = "POST") -> tiia_client.TiiaClient:

@@ -448,15 +448,26 @@ class MilvusStore:
         self._ensure(name, self._images_schema)
         return self._count(name, f"group_id == {_escape(group_id)}")
 
-    def list_groups(self, offset: int, limit: int, *, namespace: str = "") -> tuple[list[GroupRecord], int]:
+    def list_groups(self, offset: int, limit: int, *, namespace: str | None = "") -> tuple[list[GroupRecord], int]:
+        """``namespace=None``: every group of every tenant (migrations)."""
         with self._unavailable():
             expr = f"pk like {_escape(namespace.replace('%', '') + '%')}" if namespace else 'pk != ""'
-            rows = self._query(self.groups_collection, expr, self._GROUP_FIELDS)
-            rows = [r for r in rows if r["pk"].startswith(namespace) and "/" not in r["pk"][len(namespace) :]]
-            rows.sort(key=lambda r: (r["create_time"], r["pk"]))
-            page = rows[max(offset, 0) : max(offset, 0) + max(limit, 0)]
-            out = [self._group_record(r, self._pic_count(r["pk"], r["model"])) for r in page]
-        return out, len(rows)
+            found = {r["pk"]: self._group_record(r, 0) for r in self._query(self.groups_collection, expr, self._GROUP_FIELDS)}
+            now = time.monotonic()
+            for group_id, (stamp, cached) in list(self._group_cache.items()):
+                if now - stamp < SESSION_S:  # fresher than a Bounded read: this process's own writes
+                    if cached is None:
+                        found.pop(group_id, None)
+                    else:
+                        found[group_id] = cached
+            groups = [
+                g for g in found.values()
+                if namespace is None or (g.group_id.startswith(namespace) and "/" not in g.group_id[len(namespace) :])
+            ]
+            groups.sort(key=lambda g: (g.create_time, g.group_id))
+            page = groups[max(offset, 0) : max(offset, 0) + max(limit, 0)]
+            out = [dataclasses.replace(g, pic_count=self._pic_count(g.group_id, g.model)) for g in page]
+        return out, len(groups)
 
     def delete_group(self, group_id: str) -> None:
         with self._unavailable(), self._lock(group_id):
