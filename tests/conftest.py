@@ -5,12 +5,17 @@
   (say with ``LOOKALIKE_ALLOW_PRIVATE_URLS=true``) and returns its :class:`ServerProcess`, which
   can be ``kill()``-ed with SIGKILL and ``start()``-ed again on the same data dir.
 * ``photos`` (session): synthetic photos by seed, and real ones from ../shared/eval when present.
+* ``milvus_uri`` (session): ``http://127.0.0.1:PORT`` of a real Milvus standalone server
+  (tests/milvus_server.py) on a temporary base dir, started on first use and shared by the
+  session: each test uses collection names of its own. Without the ``milvus`` package the tests
+  that use it fail, never skip. A test that restarts or kills Milvus starts its own
+  ``MilvusProcess``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 
@@ -45,3 +50,18 @@ def server(server_factory) -> str:
 @pytest.fixture(scope="session")
 def photos() -> Photos:
     return Photos()
+
+
+@pytest.fixture(scope="session")
+def milvus_uri(tmp_path_factory) -> Iterator[str]:
+    """URI of a Milvus server shared by the session (proxy.timeTickInterval 200 ms)."""
+    try:
+        from milvus_server import MilvusProcess
+    except ImportError as exc:
+        pytest.fail(f"cannot start Milvus: {exc}", pytrace=False)
+    server = MilvusProcess(tmp_path_factory.mktemp("milvus"), time_tick_ms=200)
+    try:
+        server.start()
+        yield server.uri
+    finally:
+        server.stop()
