@@ -6,6 +6,7 @@
     lookalike models
     lookalike index FOLDER --group G [--tenant T]   /  search IMG --group G  /  groups
     lookalike keys create --tenant T [--kind api|tencent|eas]  /  keys list  /  keys revoke ID
+    lookalike migrate --to milvus|sqlite [--data-dir D] [--milvus-uri U] [--dry-run]
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def _settings(args: argparse.Namespace):
     from lookalike.config import Settings
 
     overrides = {}
-    for key in ("host", "port", "data_dir", "model", "threads"):
+    for key in ("host", "port", "data_dir", "model", "threads", "milvus_uri", "milvus_prefix"):
         value = getattr(args, key, None)
         if value is not None:
             overrides[key] = value
@@ -358,6 +359,152 @@ def keys(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 0
+
+
+# --------------------------------------------------------------------------- migration
+
+
+class _Progress:
+    """A tqdm bar on a terminal; otherwise a plain line to stderr every few seconds (logs)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.done, self.group, self._last = total, 0, "", 0.0
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="img", file=sys.stderr)
+
+    def start(self, group_id: str) -> None:
+        self.group = group_id
+        if self.bar is not None:
+            self.bar.set_description(group_id)
+
+    def update(self, n: int) -> None:
+        import time
+
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif time.monotonic() - self._last >= 5 or self.done >= self.total:
+            self._last = time.monotonic()
+            print(f"migrate: {self.done}/{self.total} pictures ({self.group})", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _all_groups(store) -> list:
+    groups, offset = [], 0
+    while True:
+        page, total = store.list_groups(offset, 1000, namespace=None)
+        groups.extend(page)
+        offset += len(page)
+        if not page or offset >= total:
+            return groups
+
+
+def _copy_group(source, target, group, *, batch: int, dry_run: bool, progress: _Progress) -> tuple[str, int, int]:
+    """(what happened, pictures copied, pictures skipped); target None: an empty one (dry run)."""
+    import dataclasses
+
+    there = None if target is None else target.get_group(group.group_id)
+    if there is not None and there.model != group.model:
+        return f"model {there.model!r} in the target, {group.model!r} in the source: not copied", 0, 0
+    present: set[str] = set()
+    if there is not None and there.pic_count:  # a re-run: leave what an earlier run copied
+        present = {record.pic_name for rows in target.iter_group(group.group_id, batch=batch) for record, _, _ in rows}
+    if dry_run:
+        todo = group.pic_count
+        if present:
+            rows = (row for chunk in source.iter_group(group.group_id, batch=batch) for row in chunk)
+            todo = sum(record.pic_name not in present for record, _, _ in rows)
+        state = "exists" if there is not None else f"would be created (model {group.model})"
+        return f"{state}; {group.pic_count} in the source, {len(present)} in the target", todo, group.pic_count - todo
+    if there is None:
+        target.create_group(dataclasses.replace(group, pic_count=0))
+    copied = skipped = 0
+    for rows in source.iter_group(group.group_id, batch=batch):
+        new = [row for row in rows if row[0].pic_name not in present]
+        stored = target.import_images(new) if new else 0  # SQLite skips names it has too
+        copied, skipped = copied + stored, skipped + len(rows) - stored
+        progress.update(len(rows))
+    return ("created" if there is None else "exists"), copied, skipped
+
+
+@command("migrate", "copy every tenant's galleries between the data dir and Milvus (resumable)")
+@arg("--to", required=True, choices=("milvus", "sqlite"),
+     help="milvus: from the data dir into Milvus; sqlite: from Milvus into the data dir")
+@arg("--data-dir", type=Path, default=None, help="the embedded store (default LOOKALIKE_DATA_DIR or ./data)")
+@arg("--milvus-uri", default=None, help="default LOOKALIKE_MILVUS_URI")
+@arg("--milvus-prefix", default=None, help="Milvus collection prefix (default LOOKALIKE_MILVUS_PREFIX or lookalike)")
+@arg("--batch", type=int, default=1000, help="pictures read and written together")
+@arg("--dry-run", action="store_true", help="print what would be copied; change nothing")
+def migrate(args: argparse.Namespace) -> int:
+    """Vectors, records (with their times) and thumbnails are copied, never re-embedded. Groups
+    and pictures already in the target are kept, so an interrupted run is finished by running it
+    again. Ends by comparing every group's picture count in both stores: 1 if any differ."""
+    from lookalike.index import open_store
+
+    # Strong: every acknowledged write is read, whoever made it (Bounded reads could miss the last
+    # seconds' pictures in the source, and the final count check with them).
+    settings = _settings(args).model_copy(update={"milvus_consistency": "Strong"})
+    if not settings.milvus_uri:
+        print("lookalike: migrate needs --milvus-uri or LOOKALIKE_MILVUS_URI", file=sys.stderr)
+        return 2
+    local = settings.model_copy(update={"milvus_uri": None})
+    has_local = (settings.data_dir / "gallery.db").exists()
+    if args.to == "milvus" and not has_local:
+        print(f"lookalike: no galleries in {settings.data_dir} (no gallery.db)", file=sys.stderr)
+        return 2
+    batch = max(1, args.batch)
+    milvus = open_store(settings)
+    embedded = open_store(local) if has_local or not args.dry_run else None
+    source, target = (embedded, milvus) if args.to == "milvus" else (milvus, embedded)
+    assert source is not None
+    where = f"Milvus at {settings.milvus_uri} (prefix {settings.milvus_prefix})"
+    names = (str(settings.data_dir), where) if args.to == "milvus" else (where, str(settings.data_dir))
+    try:
+        groups = _all_groups(source)
+        print(f"{'dry run: ' if args.dry_run else ''}{len(groups)} groups, "
+              f"{sum(g.pic_count for g in groups)} pictures from {names[0]} to {names[1]}", file=sys.stderr)
+        progress = _Progress(sum(g.pic_count for g in groups), not args.dry_run)
+        refused: dict[str, str] = {}
+        created = copied = skipped = 0
+        try:
+            for group in groups:
+                progress.start(group.group_id)
+                state, n, k = _copy_group(source, target, group, batch=batch, dry_run=args.dry_run, progress=progress)
+                if state.startswith("model"):
+                    refused[group.group_id] = state
+                created += state == "created" or state.startswith("would be created")
+                copied, skipped = copied + n, skipped + k
+                if args.dry_run:
+                    print(f"{group.group_id}: {state}; would copy {n}")
+        finally:
+            progress.close()
+        summary = {"groups": len(groups), "created": created, "copied": copied, "skipped": skipped}
+        if args.dry_run:
+            print(json.dumps({"groups": len(groups), "would_create": created, "would_copy": copied,
+                              "present": skipped, "refused": len(refused), "dry_run": True}))
+            return 0
+        assert target is not None
+        mismatched: dict[str, str] = {}
+        for group in groups:
+            if group.group_id not in refused:
+                counts = [store.get_group(group.group_id) for store in (source, target)]
+                a, b = ("missing" if g is None else g.pic_count for g in counts)
+                if a != b:
+                    mismatched[group.group_id] = f"{a} pictures in the source, {b} in the target"
+        print(json.dumps({**summary, "refused": len(refused), "mismatched": len(mismatched)}))
+        for group_id, why in {**refused, **mismatched}.items():
+            print(f"lookalike: migrate: {group_id}: {why}", file=sys.stderr)
+        return 1 if refused or mismatched else 0
+    finally:
+        milvus.close()
+        if embedded is not None:
+            embedded.close()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -57,9 +57,10 @@ class Store(Protocol):
     def get_group(self, group_id: str, *, count: bool = True) -> GroupRecord | None:
         """``count=False``: ``pic_count`` may be left 0 (a backend where counting costs a query)."""
 
-    def list_groups(self, offset: int, limit: int, *, namespace: str = "") -> tuple[list[GroupRecord], int]:
+    def list_groups(self, offset: int, limit: int, *, namespace: str | None = "") -> tuple[list[GroupRecord], int]:
         """A page of groups (oldest first) and the total count, among the ids of ``namespace``:
-        those that start with it and contain no other "/" (tenants keep their groups apart so)."""
+        those that start with it and contain no other "/" (tenants keep their groups apart so).
+        ``namespace=None``: every group of every tenant (migrations)."""
 
     def delete_group(self, group_id: str) -> None:
         """Raises ImageGroupIdNotExist."""

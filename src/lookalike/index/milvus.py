@@ -598,15 +598,18 @@ class MilvusStore:
         if self._count(collection, expr, consistency="Strong") >= group.max_capacity:
             raise errors.ImageNumExceed(f"group {group.group_id!r} is full ({group.max_capacity} pictures)")
 
-    def _put_thumbnail(self, key: int, data: bytes) -> None:
+    @staticmethod
+    def _thumbnail_row(key: int, data: bytes) -> dict[str, Any] | None:
         text = base64.b64encode(data).decode()
         if len(text) > 2 * THUMB_CHUNK:
             log.warning("thumbnail of %d bytes not stored in Milvus (too large)", len(data))
-            return
-        self._upsert(
-            self.thumbnails_collection,
-            [{"pk": key, "data1": text[:THUMB_CHUNK], "data2": text[THUMB_CHUNK:], "vec": _DUMMY}],
-        )
+            return None
+        return {"pk": key, "data1": text[:THUMB_CHUNK], "data2": text[THUMB_CHUNK:], "vec": _DUMMY}
+
+    def _put_thumbnail(self, key: int, data: bytes) -> None:
+        row = self._thumbnail_row(key, data)
+        if row is not None:
+            self._upsert(self.thumbnails_collection, [row])
 
     def import_images(self, rows: Sequence[tuple[ImageRecord, np.ndarray, bytes | None]]) -> int:
         """Bulk insert without per-picture checks (migration, benchmarks): the caller vouches
@@ -624,8 +627,9 @@ class MilvusStore:
                     thumbs.append((key, thumb))
             for collection, batch in by_collection.items():
                 self._upsert(collection, batch)
-            for key, thumb in thumbs:
-                self._put_thumbnail(key, thumb)
+            thumb_rows = [row for key, thumb in thumbs if (row := self._thumbnail_row(key, thumb)) is not None]
+            for start in range(0, len(thumb_rows), 256):  # one call per 256 (at most ~33 MiB), not per picture
+                self._upsert(self.thumbnails_collection, thumb_rows[start : start + 256])
         return sum(len(b) for b in by_collection.values())
 
     def _match(self, group_id: str, entity_id: str, pic_name: str | None) -> tuple[str, Any]:

@@ -450,11 +450,14 @@ class SqliteStore:
             row = conn.execute(f"SELECT {_GROUP_COLUMNS} FROM groups WHERE group_id = ?", (group_id,)).fetchone()
         return None if row is None else _group(row)
 
-    def list_groups(self, offset: int, limit: int, *, namespace: str = "") -> tuple[list[GroupRecord], int]:
+    def list_groups(self, offset: int, limit: int, *, namespace: str | None = "") -> tuple[list[GroupRecord], int]:
         # A namespace ("tenant/") owns the ids that start with it and have no further "/";
-        # the empty namespace owns the ids without any "/".
-        where = "substr(group_id, 1, ?) = ? AND instr(substr(group_id, ?), '/') = 0"
-        args = (len(namespace), namespace, len(namespace) + 1)
+        # the empty namespace owns the ids without any "/"; None: every group.
+        where: str = "1"
+        args: tuple[object, ...] = ()
+        if namespace is not None:
+            where = "substr(group_id, 1, ?) = ? AND instr(substr(group_id, ?), '/') = 0"
+            args = (len(namespace), namespace, len(namespace) + 1)
         with self._read() as conn:
             conn.execute("BEGIN")  # one snapshot for the page and the total
             try:
