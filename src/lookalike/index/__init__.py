@@ -28,6 +28,7 @@ def open_store(settings: "Settings") -> Store:
             hnsw_m=settings.milvus_hnsw_m,
             hnsw_ef_construction=settings.milvus_hnsw_ef_construction,
             hnsw_ef=settings.milvus_hnsw_ef,
+            timeout=settings.milvus_timeout_s,
         )
     from lookalike.index.sqlite import SqliteStore
 

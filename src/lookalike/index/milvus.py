@@ -175,8 +175,9 @@ class MilvusStore:
         hnsw_m: int = 16,
         hnsw_ef_construction: int = 200,
         hnsw_ef: int = 128,
-        timeout: float = 30.0,
+        timeout: float = 10.0,
     ) -> None:
+        """``timeout``: seconds one call to Milvus may take, retries included, before StoreUnavailable."""
         try:
             from pymilvus import MilvusClient
         except ImportError as exc:  # pragma: no cover - depends on the installation
@@ -192,7 +193,7 @@ class MilvusStore:
         self.thumbnails = thumbnails
         self.hnsw = {"M": hnsw_m, "efConstruction": hnsw_ef_construction}
         self.hnsw_ef = hnsw_ef
-        self.timeout = timeout
+        self.timeout = max(1, math.ceil(timeout))  # pymilvus ignores a float timeout (and retries for minutes)
         self._closed = False
         self._recent = _Recent()
         self._group_locks: dict[str, threading.Lock] = {}
@@ -244,16 +245,16 @@ class MilvusStore:
                 return
             from pymilvus.exceptions import MilvusException
 
-            if not self.client.has_collection(name):
+            if not self.client.has_collection(name, timeout=self.timeout):
                 schema, index = schema_of()
                 try:
                     self.client.create_collection(
-                        name, schema=schema, index_params=index, consistency_level="Bounded"
+                        name, schema=schema, index_params=index, consistency_level="Bounded", timeout=self.timeout
                     )
                 except MilvusException:
-                    if not self.client.has_collection(name):
+                    if not self.client.has_collection(name, timeout=self.timeout):
                         raise
-            self.client.load_collection(name)
+            self.client.load_collection(name, timeout=self.timeout)
             self._ready.add(name)
 
     def _base_schema(self, pk_type):
@@ -334,39 +335,47 @@ class MilvusStore:
         return "Strong" if wrote is not None and time.monotonic() - wrote < SESSION_S else "Bounded"
 
     def _insert(self, collection: str, rows: list[dict[str, Any]]) -> None:
-        self.client.insert(collection, rows)
+        self.client.insert(collection, rows, timeout=self.timeout)
         self._writes[collection] = time.monotonic()
 
     def _upsert(self, collection: str, rows: list[dict[str, Any]]) -> None:
-        self.client.upsert(collection, rows)
+        self.client.upsert(collection, rows, timeout=self.timeout)
         self._writes[collection] = time.monotonic()
 
     def _delete(self, collection: str, keys: list[int] | list[str]) -> None:
-        self.client.delete(collection, ids=keys)
+        self.client.delete(collection, ids=keys, timeout=self.timeout)
         self._writes[collection] = time.monotonic()
 
     def _get(self, collection: str, keys: list[int] | list[str], fields: list[str]) -> list[dict]:
-        return self.client.get(collection, ids=keys, output_fields=fields, consistency_level=self._level(collection))
+        return self.client.get(collection, ids=keys, output_fields=fields, consistency_level=self._level(collection), timeout=self.timeout
+        )
 
     def _query(self, collection: str, expr: str, fields: list[str], *, consistency: str | None = None) -> list[dict]:
         """Every row matching ``expr`` (paged past Milvus' query window)."""
         level = consistency or self._level(collection)
+        fields = list({"pk", *fields})
+        rows = self.client.query(
+            collection, filter=expr, output_fields=fields, limit=QUERY_PAGE, consistency_level=level, timeout=self.timeout
+        )
+        if len(rows) < QUERY_PAGE:
+            return rows
+        # More than one window: Milvus' iterator pages by primary key.
         out: list[dict] = []
-        last: int | None = None
-        while True:
-            page_expr = expr if last is None else f"({expr}) and pk > {last}"
-            rows = self.client.query(
-                collection, filter=page_expr, output_fields=list({"pk", *fields}), limit=QUERY_PAGE,
-                consistency_level=level,
-            )
-            out.extend(rows)
-            if len(rows) < QUERY_PAGE:
-                return out
-            last = max(int(r["pk"]) for r in rows)
+        iterator = self.client.query_iterator(
+            collection, batch_size=QUERY_PAGE // 4, filter=expr, output_fields=fields, consistency_level=level,
+            timeout=self.timeout,
+        )
+        try:
+            while page := iterator.next():
+                out.extend(page)
+        finally:
+            iterator.close()
+        return out
 
     def _count(self, collection: str, expr: str, *, consistency: str | None = None) -> int:
         rows = self.client.query(
-            collection, filter=expr, output_fields=["count(*)"], consistency_level=consistency or self._level(collection)
+            collection, filter=expr, output_fields=["count(*)"], consistency_level=consistency or self._level(collection),
+            timeout=self.timeout,
         )
         return int(rows[0]["count(*)"]) if rows else 0
 
@@ -394,7 +403,7 @@ class MilvusStore:
             if self.get_group(group.group_id, count=False) is not None:
                 raise errors.ImageGroupIdAlreadyExist(f"group {group.group_id!r} already exists")
             self._ensure(_collection_name(self.prefix, group.model), self._images_schema)
-            for name in self.client.list_collections():  # a delete_group cut short left rows behind
+            for name in self.client.list_collections(timeout=self.timeout):  # a delete_group cut short left rows behind
                 if name.startswith(f"{self.prefix}_") and name not in (self.groups_collection, self.thumbnails_collection):
                     self._ensure(name, self._images_schema)
                     self._delete_rows(name, f"group_id == {_escape(group.group_id)}")
@@ -763,6 +772,7 @@ class MilvusStore:
                 output_fields=self._IMAGE_FIELDS,
                 search_params={"metric_type": "IP", "params": {"ef": max(self.hnsw_ef, top)}},
                 consistency_level=self._level(collection),
+                timeout=self.timeout,
             )
         hits = []
         for item in result[0][offset:]:
@@ -797,9 +807,9 @@ class MilvusStore:
     def drop_all(self) -> None:
         """Drop every collection of this prefix (tests, benchmarks)."""
         with self._unavailable():
-            for name in self.client.list_collections():
+            for name in self.client.list_collections(timeout=self.timeout):
                 if name.startswith(f"{self.prefix}_"):
-                    self.client.drop_collection(name)
+                    self.client.drop_collection(name, timeout=self.timeout)
             self._ready.clear()
             self._models.clear()
 
