@@ -12,7 +12,13 @@ from typing import Iterator, Protocol, Sequence
 
 import numpy as np
 
+from lookalike import errors
 from lookalike.index.filters import Expr
+
+
+def no_such_group(group_id: str) -> errors.ImageGroupIdNotExist:
+    """The one wording of a store's "no such group" (the gallery's own checks come first)."""
+    return errors.ImageGroupIdNotExist(f"group {group_id!r} does not exist")
 
 
 @dataclass

@@ -54,7 +54,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from lookalike import errors
-from lookalike.index.base import GroupRecord, Hit, ImageRecord
+from lookalike.index.base import GroupRecord, Hit, ImageRecord, no_such_group
 from lookalike.index.filters import And, Compare, Expr, Or
 
 log = logging.getLogger(__name__)
@@ -482,7 +482,7 @@ class MilvusStore:
         with self._unavailable(), self._lock(group_id):
             collection = self._images(group_id)
             if collection is None:
-                raise errors.ImageGroupIdNotExist(f"group {group_id!r} does not exist")
+                raise no_such_group(group_id)
             # The group row goes first: from then on the group does not exist for anyone, and a
             # crash halfway leaves orphan rows that a re-created group's key never reaches
             # (create_group clears them).
@@ -575,7 +575,7 @@ class MilvusStore:
         with self._unavailable(), self._lock(image.group_id):
             group = self.get_group(image.group_id, count=False)
             if group is None:
-                raise errors.ImageGroupIdNotExist(f"group {image.group_id!r} does not exist")
+                raise no_such_group(image.group_id)
             collection = self._images(image.group_id)
             assert collection is not None
             key = picture_key(image.group_id, image.pic_name)
@@ -629,7 +629,7 @@ class MilvusStore:
             for record, vector, thumb in rows:
                 collection = self._images(record.group_id)
                 if collection is None:
-                    raise errors.ImageGroupIdNotExist(f"group {record.group_id!r} does not exist")
+                    raise no_such_group(record.group_id)
                 key = picture_key(record.group_id, record.pic_name)
                 by_collection.setdefault(collection, []).append(self._row(record, key, self._vector(vector).tolist()))
                 if thumb is not None and self.thumbnails:

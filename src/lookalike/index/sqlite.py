@@ -40,7 +40,7 @@ import numpy as np
 
 from lookalike import errors
 from lookalike.index.ann import ADD_CHUNK, AnnIndex
-from lookalike.index.base import GroupRecord, Hit, ImageRecord
+from lookalike.index.base import GroupRecord, Hit, ImageRecord, no_such_group
 from lookalike.index.filters import Expr
 from lookalike.index.memory import GroupVectors
 
@@ -473,11 +473,11 @@ class SqliteStore:
     def delete_group(self, group_id: str) -> None:
         with self._writing(group_id) as handle:
             if handle is None:
-                raise errors.ImageGroupIdNotExist(f"group {group_id!r} does not exist")
+                raise no_such_group(group_id)
             with self._write() as conn:
                 gid = self._gid(conn, group_id)
                 if gid is None:
-                    raise errors.ImageGroupIdNotExist(f"group {group_id!r} does not exist")
+                    raise no_such_group(group_id)
                 sub = "SELECT id FROM images WHERE gid = ?"
                 conn.execute(f"DELETE FROM thumbnails WHERE image_id IN ({sub})", (gid,))
                 conn.execute(f"DELETE FROM vectors WHERE image_id IN ({sub})", (gid,))
@@ -511,7 +511,7 @@ class SqliteStore:
         tags = dict(image.tags)
         with self._writing(image.group_id) as handle:
             if handle is None:
-                raise errors.ImageGroupIdNotExist(f"group {image.group_id!r} does not exist")
+                raise no_such_group(image.group_id)
             with self._write() as conn:
                 row = conn.execute(
                     "SELECT gid, max_capacity, pic_count, "
@@ -521,7 +521,7 @@ class SqliteStore:
                     (image.pic_name, image.entity_id, image.group_id),
                 ).fetchone()
                 if row is None:
-                    raise errors.ImageGroupIdNotExist(f"group {image.group_id!r} does not exist")
+                    raise no_such_group(image.group_id)
                 gid, capacity, count, taken, per_entity = row
                 if taken:
                     raise errors.PicNameAlreadyExist(f"picture {image.pic_name!r} already exists in the group")
@@ -569,11 +569,11 @@ class SqliteStore:
         for group_id, items in by_group.items():
             with self._writing(group_id, load=False) as handle:
                 if handle is None:
-                    raise errors.ImageGroupIdNotExist(f"group {group_id!r} does not exist")
+                    raise no_such_group(group_id)
                 with self._write() as conn:
                     gid = self._gid(conn, group_id)
                     if gid is None:
-                        raise errors.ImageGroupIdNotExist(f"group {group_id!r} does not exist")
+                        raise no_such_group(group_id)
                     names = list({r.pic_name for r, _, _ in items})
                     taken: set[str] = set()
                     for start in range(0, len(names), 500):
