@@ -354,3 +354,17 @@ def png_bytes(image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, "PNG")
     return buf.getvalue()
+
+
+def unit_mixture(n: int, seed: int, *, centres: int, centres_seed: int, dim: int = 512) -> np.ndarray:
+    """Unit vectors around ``centres`` random centres, the noise of the centre's norm (seeded):
+    synthetic embeddings with cluster structure, for the vector-store benchmarks."""
+    middle = np.random.default_rng(centres_seed).standard_normal((centres, dim)).astype(np.float32)
+    middle /= np.linalg.norm(middle, axis=1, keepdims=True)
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, dim), dtype=np.float32)
+    for s in range(0, n, 50_000):
+        m = min(50_000, n - s)
+        x = middle[rng.integers(0, centres, m)] + rng.standard_normal((m, dim), dtype=np.float32) / np.sqrt(dim)
+        out[s : s + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out

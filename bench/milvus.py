@@ -80,15 +80,7 @@ def log(msg: str) -> None:
 
 def mixture(n: int, seed: int, centres_seed: int = 777) -> np.ndarray:
     """Unit vectors around CENTRES random centres; the noise has the centre's norm."""
-    centres = np.random.default_rng(centres_seed).standard_normal((CENTRES, DIM)).astype(np.float32)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    rng = np.random.default_rng(seed)
-    out = np.empty((n, DIM), dtype=np.float32)
-    for s in range(0, n, 50_000):
-        m = min(50_000, n - s)
-        x = centres[rng.integers(0, CENTRES, m)] + rng.standard_normal((m, DIM), dtype=np.float32) / np.sqrt(DIM)
-        out[s : s + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
-    return out
+    return common.unit_mixture(n, seed, centres=CENTRES, centres_seed=centres_seed, dim=DIM)
 
 
 def perturbed(x: np.ndarray, rows: np.ndarray, seed: int, scale: float = 0.3) -> np.ndarray:

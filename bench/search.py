@@ -34,6 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT / "src") not in sys.path:
     sys.path.insert(0, str(REPO_ROOT / "src"))
 
+import common  # noqa: E402
 from lookalike.index.ann import EXPANSION_SEARCH, AnnIndex  # noqa: E402
 from lookalike.index.base import GroupRecord, ImageRecord  # noqa: E402
 from lookalike.index.filters import Compare  # noqa: E402
@@ -63,15 +64,7 @@ def allowed(name: str, n: int) -> np.ndarray:
 
 def clustered(seed: int, n: int, dim: int = DIM) -> np.ndarray:
     """Unit vectors around CLUSTERS centres (noise of the same norm as the centre)."""
-    centres = np.random.default_rng(12345).standard_normal((CLUSTERS, dim)).astype(np.float32)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    rng = np.random.default_rng(seed)
-    out = np.empty((n, dim), dtype=np.float32)
-    for s in range(0, n, 50_000):
-        m = min(50_000, n - s)
-        x = centres[rng.integers(0, CLUSTERS, m)] + rng.standard_normal((m, dim), dtype=np.float32) / np.sqrt(dim)
-        out[s : s + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
-    return out
+    return common.unit_mixture(n, seed, centres=CLUSTERS, centres_seed=12345, dim=dim)
 
 
 def mem_mb(field: str = "VmRSS") -> float:
