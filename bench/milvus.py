@@ -14,8 +14,12 @@ draws from the mixture. Ground truth: exact top 10 with numpy over the same vect
   tests/milvus_server.py (data under ``--workdir``, default time tick 200 ms). The same bulk
   insert, then: until a Strong ``count(*)`` sees every row, ``flush``, and until Milvus reports
   every row indexed (``describe_index``) and every loaded segment sealed with its HNSW index
-  (``get_query_segment_info``). Searches through ``MilvusStore.search`` at Bounded, Strong and
-  Eventually consistency. Memory: resident set of the Milvus server process.
+  (``get_query_segment_info``). Compactions may still be merging segments and indexing the
+  merged ones then: the index builds still pending and the cores Milvus used while the searches
+  ran are recorded. Searches through ``MilvusStore.search`` at Bounded, Strong and Eventually
+  consistency, and at other ``hnsw_ef`` settings (``--ef-sweep``; a filtered search uses
+  ``FILTERED_EF_FACTOR`` times it where milvus.py has one). Memory: resident set of the Milvus
+  server process.
 * **groups**: 200k vectors over 100 groups, searched by group in three layouts built with
   pymilvus directly: a filtered field (``group_id == "g"``, what MilvusStore does), a partition
   key field (``is_partition_key=True``) and one partition per group.
@@ -23,9 +27,9 @@ draws from the mixture. Ground truth: exact top 10 with numpy over the same vect
 Both stores also add ``--add-sample`` pictures one by one through ``add_image`` (the API's
 path: constraint checks, durable on return) into a second, new group.
 
-    .venv/bin/python bench/milvus.py --n 50000                 # smoke, ~5 minutes
-    .venv/bin/python bench/milvus.py                            # 1M
-    .venv/bin/python bench/milvus.py --phases groups            # one phase
+    .venv/bin/python bench/milvus.py --n 50000 --groups-n 50000   # smoke, ~10 minutes
+    .venv/bin/python bench/milvus.py                              # 1M, ~45 minutes on 2 cores
+    .venv/bin/python bench/milvus.py --phases groups              # one phase
 
 pymilvus encodes requests with protobuf; the test extra pins protobuf 3.20.3 (eas-prediction
 requires it), whose Python 3.12 build is pure Python and makes pymilvus' inserts CPU-bound in
@@ -316,6 +320,7 @@ def start_milvus(args: argparse.Namespace, name: str):
 
 
 def run_milvus(args: argparse.Namespace) -> dict[str, object]:
+    from lookalike.index import milvus as milvus_store
     from lookalike.index.milvus import MilvusStore, _collection_name
 
     n = args.n
@@ -324,12 +329,21 @@ def run_milvus(args: argparse.Namespace) -> dict[str, object]:
     qs = make_queries(x, args.queries)
     truth = truths(x, qs)
     out: dict[str, object] = {"n": n, "protobuf": protobuf_impl(), "time_tick_ms": args.time_tick_ms}
+    # MilvusStore widens a filtered search's ef by this factor (1 before it did).
+    out["filtered_ef_factor"] = getattr(milvus_store, "FILTERED_EF_FACTOR", 1)
     server = start_milvus(args, f"milvus-{n}")
     pid = server.pid
     try:
         time.sleep(5)
         out["server_rss_idle_mb"] = rss_mb(pid)
-        store = MilvusStore(server.uri, prefix="bench", dim=DIM, consistency="Bounded", thumbnails=False)
+        hnsw = {"hnsw_m": args.hnsw_m, "hnsw_ef_construction": args.hnsw_ef_construction, "hnsw_ef": args.hnsw_ef}
+
+        def open_store(consistency: str, **overrides) -> MilvusStore:
+            return MilvusStore(
+                server.uri, prefix="bench", dim=DIM, consistency=consistency, thumbnails=False, **{**hnsw, **overrides}
+            )
+
+        store = open_store("Bounded")
         store.create_group(GroupRecord(GROUP, GROUP))
         collection = _collection_name("bench", "sscd")
         out["hnsw"] = {**store.hnsw, "ef": store.hnsw_ef}
@@ -374,7 +388,7 @@ def run_milvus(args: argparse.Namespace) -> dict[str, object]:
         cpu0, t = cpu_s(pid), time.perf_counter()
         stores = {"Bounded": store}
         for level in ("Strong", "Eventually"):
-            stores[level] = MilvusStore(server.uri, prefix="bench", dim=DIM, consistency=level, thumbnails=False)
+            stores[level] = open_store(level)
         for level, st in stores.items():
             for name, f in (("none", None), ("filter", where)):
                 if level != "Bounded" and name == "filter":
@@ -388,7 +402,7 @@ def run_milvus(args: argparse.Namespace) -> dict[str, object]:
                 log(f"milvus: search {level} {name} {out[key]}")
         sweep = {}
         for ef in args.ef_sweep:
-            st = MilvusStore(server.uri, prefix="bench", dim=DIM, consistency="Bounded", thumbnails=False, hnsw_ef=ef)
+            st = open_store("Bounded", hnsw_ef=ef)
             for name, f in (("none", None), ("filter", where)):
                 sweep[f"{ef}_{name}"] = timed_searches(
                     lambda q, st=st, f=f: [h.image.pic_name for h in st.search(GROUP, q, limit=10, where=f)],
@@ -403,7 +417,7 @@ def run_milvus(args: argparse.Namespace) -> dict[str, object]:
         out["pending_after_searches"] = pending_rows(client, collection)
         out["server_rss_mb"] = rss_mb(pid)
         out["server_rss_peak_mb"] = rss_mb(pid, "VmHWM")
-        session = MilvusStore(server.uri, prefix="bench", dim=DIM, consistency="Session", thumbnails=False)
+        session = open_store("Session")
         out.update(add_sample(session, x, args.add_sample))
         log(f"milvus: add_image {out['add_image_per_s']:.0f}/s")
         for st in (*stores.values(), session):
@@ -429,12 +443,9 @@ def run_groups(args: argparse.Namespace) -> dict[str, object]:
     group_of = np.arange(n) % groups
     rng = np.random.default_rng(12)
     targets = rng.integers(0, groups, args.queries)
-    qs = np.concatenate(
-        [
-            perturbed(x, np.array([rng.choice(np.flatnonzero(group_of == g)) for g in targets[: len(targets) // 2]]), 13),
-            mixture(len(targets) - len(targets) // 2, 14),
-        ]
-    )
+    half = len(targets) // 2
+    copied = np.array([rng.choice(np.flatnonzero(group_of == g)) for g in targets[:half]])
+    qs = np.concatenate([perturbed(x, copied, 13), mixture(len(targets) - half, 14)])
     every = np.arange(n)
     truth = [{int(i) for i in exact_tops(x, every[group_of == g], q[None, :])[0]} for g, q in zip(targets, qs)]
     hnsw = {"M": args.hnsw_m, "efConstruction": args.hnsw_ef_construction}
@@ -472,7 +483,7 @@ def run_groups(args: argparse.Namespace) -> dict[str, object]:
             client.flush(name)
             res["flush_s"] = time.perf_counter() - t
             waited = wait_indexed(client, name, n, args.index_timeout, f"groups/{layout}")
-            res["index_s"], res["segments"], res["pending_after_index"] = waited["s"], waited["segments"], waited["pending"]
+            res.update(index_s=waited["s"], segments=waited["segments"], pending_after_index=waited["pending"])
             res["index_timed_out"] = bool(waited.get("timed_out"))
 
             def search(i: int, q: np.ndarray) -> list[int]:
@@ -560,6 +571,12 @@ def tables(report: dict) -> str:
             f"after import {m['server_rss_after_import_mb']:,.0f} MB, indexed {m['server_rss_indexed_mb']:,.0f} MB, "
             f"after searches {m['server_rss_mb']:,.0f} MB, peak {m['server_rss_peak_mb']:,.0f} MB"
         )
+        if "pending_after_index" in m:
+            lines.append(
+                f"milvus: index builds pending (compactions) once every loaded segment was indexed: "
+                f"{m['pending_after_index']:,} rows, after the searches {m['pending_after_searches']:,}; "
+                f"Milvus used {m['search_phase_server_cores']:.2f} cores while the searches ran"
+            )
         lines.append("\n" + common.markdown_table(
             ["Milvus consistency", "p50 ms", "p99 ms", "recall@10"],
             [
@@ -573,12 +590,14 @@ def tables(report: dict) -> str:
     if m and m.get("ef_sweep"):
         sweep = {(int(k.split("_")[0]), k.split("_")[1]): v for k, v in m["ef_sweep"].items()}
         sweep |= {(m["hnsw"]["ef"], name): m[f"search_{name}"] for name in ("none", "filter")}
+        factor = m.get("filtered_ef_factor", 1)
         lines.append("\n" + common.markdown_table(
-            ["Milvus ef", "p50 / p99 ms", "recall@10", f"p50 / p99 ms, {FILTER}", "recall@10, filter"],
+            ["hnsw_ef", "p50 / p99 ms", "recall@10", "ef of the filtered search", f"p50 / p99 ms, {FILTER}",
+             "recall@10, filter"],
             [
                 [
                     ef, f"{sweep[ef, 'none']['p50_ms']:.1f} / {sweep[ef, 'none']['p99_ms']:.1f}",
-                    f"{sweep[ef, 'none']['recall10']:.3f}",
+                    f"{sweep[ef, 'none']['recall10']:.3f}", min(16384, ef * factor),
                     f"{sweep[ef, 'filter']['p50_ms']:.1f} / {sweep[ef, 'filter']['p99_ms']:.1f}",
                     f"{sweep[ef, 'filter']['recall10']:.3f}",
                 ]
@@ -616,19 +635,23 @@ def main() -> None:
     ap.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated, of {', '.join(PHASES)}")
     ap.add_argument("--groups-n", type=int, default=200_000, help="vectors of the groups phase")
     ap.add_argument("--groups", type=int, default=100, help="groups of the groups phase")
-    ap.add_argument("--hnsw-m", type=int, default=16, help="groups phase (the store's own default too)")
+    ap.add_argument("--hnsw-m", type=int, default=16, help="Milvus' HNSW (the store's defaults)")
     ap.add_argument("--hnsw-ef-construction", type=int, default=200)
     ap.add_argument("--hnsw-ef", type=int, default=128)
     ap.add_argument("--ef-sweep", type=lambda t: [int(v) for v in t.split(",") if v], default=[32, 64, 256, 512, 1024],
-                    help="Milvus search ef values to time besides the store's 128 (no filter, Bounded)")
+                    help="MilvusStore hnsw_ef values to time besides --hnsw-ef (Bounded)")
     ap.add_argument("--time-tick-ms", type=int, default=200, help="Milvus proxy.timeTickInterval")
     ap.add_argument("--index-timeout", type=float, default=3600, help="longest wait for Milvus' index, s")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "lookalike-bench-milvus")
     ap.add_argument("--keep", action="store_true", help="keep the Milvus data dirs")
     ap.add_argument("--out", type=Path, default=common.RESULTS_DIR / "milvus.json")
+    ap.add_argument("--report", action="store_true", help="print the tables of --out and exit")
     ap.add_argument("--one", choices=PHASES, help=argparse.SUPPRESS)
     ap.add_argument("--one-out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.report:
+        print(tables(json.loads(args.out.read_text())))
+        return
     args.workdir.mkdir(parents=True, exist_ok=True)
     if args.one:
         res = {"embedded": run_embedded, "milvus": run_milvus, "groups": run_groups}[args.one](args)
