@@ -33,7 +33,7 @@ path: constraint checks, durable on return) into a second, new group.
 
 pymilvus encodes requests with protobuf; the test extra pins protobuf 3.20.3 (eas-prediction
 requires it), whose Python 3.12 build is pure Python and makes pymilvus' inserts CPU-bound in
-this process (about 4x slower). A production install (``lookalike[milvus]``) gets protobuf's
+this process (1,728 against 4,938 rows/s at 50k). A production install (``lookalike[milvus]``) gets protobuf's
 C implementation (upb). To measure that, run with a newer protobuf ahead on the path:
 
     .venv/bin/python -m pip install --target /tmp/pb 'protobuf>=5,<7'
