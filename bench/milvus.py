@@ -33,8 +33,9 @@ path: constraint checks, durable on return) into a second, new group.
 
 pymilvus encodes requests with protobuf; the test extra pins protobuf 3.20.3 (eas-prediction
 requires it), whose Python 3.12 build is pure Python and makes pymilvus' inserts CPU-bound in
-this process (1,728 against 4,938 rows/s at 50k). A production install (``lookalike[milvus]``) gets protobuf's
-C implementation (upb). To measure that, run with a newer protobuf ahead on the path:
+this process (1,728 against 4,938 rows/s at 50k). A production install (``lookalike[milvus]``)
+gets protobuf's C implementation (upb). To measure that, run with a newer protobuf ahead on the
+path:
 
     .venv/bin/python -m pip install --target /tmp/pb 'protobuf>=5,<7'
     PYTHONPATH=/tmp/pb .venv/bin/python bench/milvus.py
