@@ -821,13 +821,10 @@ class MilvusStore:
             self._models.clear()
 
     def close(self) -> None:
-        if self._closed:
-            return
+        """Marks the store closed. The connection stays open: pymilvus shares one connection
+        among every client of the same URI, database and token in a process, so closing it here
+        would break the others (another store, a migration's source or target)."""
         self._closed = True
-        try:
-            self.client.close()
-        except Exception:  # noqa: BLE001 - closing a dead connection is not an error
-            log.debug("closing the Milvus client failed", exc_info=True)
 
     def __enter__(self) -> "MilvusStore":
         return self
