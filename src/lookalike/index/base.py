@@ -21,6 +21,18 @@ def no_such_group(group_id: str) -> errors.ImageGroupIdNotExist:
     return errors.ImageGroupIdNotExist(f"group {group_id!r} does not exist")
 
 
+def unit_vector(vector: np.ndarray, dim: int) -> np.ndarray:
+    """A unit float32 vector of ``dim`` dimensions (cosine is then a dot product), or
+    InvalidParameterValue: every store stores and searches these."""
+    vec = np.asarray(vector, dtype=np.float32).reshape(-1)
+    if vec.shape != (dim,) or not np.all(np.isfinite(vec)):
+        raise errors.InvalidParameterValue(f"expected a finite {dim}-d vector, got shape {vec.shape}")
+    norm = float(np.linalg.norm(vec))
+    if norm == 0.0:
+        raise errors.InvalidParameterValue("the zero vector has no direction")
+    return np.ascontiguousarray(vec / norm, dtype=np.float32)
+
+
 @dataclass
 class GroupRecord:
     group_id: str

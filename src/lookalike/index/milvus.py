@@ -54,14 +54,13 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from lookalike import errors
-from lookalike.index.base import GroupRecord, Hit, ImageRecord, no_such_group
+from lookalike.index.base import GroupRecord, Hit, ImageRecord, no_such_group, unit_vector
 from lookalike.index.filters import And, Compare, Expr, Or
 
 log = logging.getLogger(__name__)
 
 MAX_TOPK = 16384
 """Milvus' largest ``limit`` (and query window); Offset + Limit beyond it finds nothing more."""
-QUERY_PAGE = 16384
 FILTERED_EF_FACTOR = 8
 """A filtered search widens HNSW's breadth this much. Milvus 2.3's HNSW walks the graph and
 drops the rows the filter refuses, so a filter that keeps 10% starves ef=128: recall@10 0.70 at
@@ -125,6 +124,11 @@ def compile_filter(expr: Expr) -> str:
     if isinstance(expr, Or):
         return "(" + " or ".join(compile_filter(item) for item in expr.items) + ")"
     raise TypeError(f"not a filter expression: {expr!r}")
+
+
+def _in_group(group_id: str) -> str:
+    """The expression selecting one group's rows (the group is a filtered field)."""
+    return f"group_id == {_escape(group_id)}"
 
 
 def _collection_name(prefix: str, model: str) -> str:
@@ -208,8 +212,6 @@ class MilvusStore:
         self._group_cache: dict[str, tuple[float, GroupRecord | None]] = {}
         """group id -> (when read, record or None): this process's own group writes, and reads
         of others' for :data:`SESSION_S` seconds."""
-        self._models: dict[str, str] = {}
-        """group id -> model (immutable while the group lives; dropped on delete)."""
         self._ready: set[str] = set()
         self._ready_lock = threading.Lock()
         with self._unavailable():
@@ -316,13 +318,13 @@ class MilvusStore:
 
     def _images(self, group_id: str) -> str | None:
         """The collection that holds the group's images (None: no such group)."""
-        model = self._models.get(group_id)
-        if model is None:
+        cached = self._group_cache.get(group_id)
+        group = cached[1] if cached is not None and cached[1] is not None else None  # a model never changes
+        if group is None:
             group = self.get_group(group_id, count=False)
             if group is None:
                 return None
-            model = group.model
-        name = _collection_name(self.prefix, model)
+        name = _collection_name(self.prefix, group.model)
         self._ensure(name, self._images_schema)
         return name
 
@@ -352,7 +354,8 @@ class MilvusStore:
         self._writes[collection] = time.monotonic()
 
     def _get(self, collection: str, keys: list[int] | list[str], fields: list[str]) -> list[dict]:
-        return self.client.get(collection, ids=keys, output_fields=fields, consistency_level=self._level(collection), timeout=self.timeout
+        return self.client.get(
+            collection, ids=keys, output_fields=fields, consistency_level=self._level(collection), timeout=self.timeout
         )
 
     def _query(self, collection: str, expr: str, fields: list[str], *, consistency: str | None = None) -> list[dict]:
@@ -360,14 +363,14 @@ class MilvusStore:
         level = consistency or self._level(collection)
         fields = list({"pk", *fields})
         rows = self.client.query(
-            collection, filter=expr, output_fields=fields, limit=QUERY_PAGE, consistency_level=level, timeout=self.timeout
+            collection, filter=expr, output_fields=fields, limit=MAX_TOPK, consistency_level=level, timeout=self.timeout
         )
-        if len(rows) < QUERY_PAGE:
+        if len(rows) < MAX_TOPK:
             return rows
         # More than one window: Milvus' iterator pages by primary key.
         out: list[dict] = []
         iterator = self.client.query_iterator(
-            collection, batch_size=QUERY_PAGE // 4, filter=expr, output_fields=fields, consistency_level=level,
+            collection, batch_size=MAX_TOPK // 4, filter=expr, output_fields=fields, consistency_level=level,
             timeout=self.timeout,
         )
         try:
@@ -404,6 +407,8 @@ class MilvusStore:
 
     def create_group(self, group: GroupRecord) -> None:
         now = time.time()
+        created = group.create_time or now
+        record = dataclasses.replace(group, pic_count=0, create_time=created, update_time=group.update_time or created)
         with self._unavailable(), self._lock(group.group_id):
             if self.get_group(group.group_id, count=False) is not None:
                 raise errors.ImageGroupIdAlreadyExist(f"group {group.group_id!r} already exists")
@@ -411,26 +416,11 @@ class MilvusStore:
             for name in self.client.list_collections(timeout=self.timeout):  # a delete_group cut short left rows behind
                 if name.startswith(f"{self.prefix}_") and name not in (self.groups_collection, self.thumbnails_collection):
                     self._ensure(name, self._images_schema)
-                    self._delete_rows(name, f"group_id == {_escape(group.group_id)}")
+                    self._delete_rows(name, _in_group(group.group_id))
             self._recent.forget_group(group.group_id)
-            self._insert(
-                self.groups_collection,
-                [
-                    {
-                        "pk": group.group_id,
-                        "group_name": group.group_name,
-                        "brief": group.brief,
-                        "max_capacity": int(group.max_capacity),
-                        "max_qps": int(group.max_qps),
-                        "group_type": int(group.group_type),
-                        "model": group.model,
-                        "create_time": group.create_time or now,
-                        "update_time": group.update_time or group.create_time or now,
-                        "vec": _DUMMY,
-                    }
-                ],
-            )
-            self._remember(group.group_id, dataclasses.replace(group, pic_count=0, create_time=group.create_time or now, update_time=group.update_time or group.create_time or now))
+            row = {field: getattr(record, field) for field in self._GROUP_FIELDS}
+            self._insert(self.groups_collection, [{**row, "pk": record.group_id, "vec": _DUMMY}])
+            self._remember(record.group_id, record)
 
     def get_group(self, group_id: str, *, count: bool = True) -> GroupRecord | None:
         """``count=False`` skips counting the pictures (a query over the group), for callers
@@ -452,15 +442,11 @@ class MilvusStore:
 
     def _remember(self, group_id: str, group: GroupRecord | None) -> None:
         self._group_cache[group_id] = (time.monotonic(), group)
-        if group is None:
-            self._models.pop(group_id, None)
-        else:
-            self._models[group_id] = group.model
 
     def _pic_count(self, group_id: str, model: str) -> int:
         name = _collection_name(self.prefix, model)
         self._ensure(name, self._images_schema)
-        return self._count(name, f"group_id == {_escape(group_id)}")
+        return self._count(name, _in_group(group_id))
 
     def list_groups(self, offset: int, limit: int, *, namespace: str | None = "") -> tuple[list[GroupRecord], int]:
         """``namespace=None``: every group of every tenant (migrations)."""
@@ -493,7 +479,7 @@ class MilvusStore:
             # (create_group clears them).
             self._delete(self.groups_collection, [group_id])
             self._remember(group_id, None)
-            self._delete_rows(collection, f"group_id == {_escape(group_id)}")
+            self._delete_rows(collection, _in_group(group_id))
             self._recent.forget_group(group_id)
 
     def _delete_rows(self, collection: str, expr: str) -> list[int]:
@@ -507,15 +493,6 @@ class MilvusStore:
         return keys
 
     # ------------------------------------------------------------------ images
-
-    def _vector(self, vector: np.ndarray) -> np.ndarray:
-        vec = np.asarray(vector, dtype=np.float32).reshape(-1)
-        if vec.shape != (self.dim,) or not np.all(np.isfinite(vec)):
-            raise errors.InvalidParameterValue(f"expected a finite {self.dim}-d vector, got shape {vec.shape}")
-        norm = float(np.linalg.norm(vec))
-        if norm == 0.0:
-            raise errors.InvalidParameterValue("the zero vector has no direction")
-        return vec / norm
 
     @staticmethod
     def _row(image: ImageRecord, key: int, vec: Sequence[float]) -> dict[str, Any]:
@@ -553,7 +530,7 @@ class MilvusStore:
         """Rows of the group matching ``expr`` as this process last knows them: Milvus at
         Bounded staleness, overlaid with this process's own recent writes (``keep`` is the same
         condition as a Python predicate on a record, for those)."""
-        rows = self._query(collection, f"group_id == {_escape(group_id)} and ({expr})", self._IMAGE_FIELDS, consistency="Bounded")
+        rows = self._query(collection, f"{_in_group(group_id)} and ({expr})", self._IMAGE_FIELDS, consistency="Bounded")
         found = {int(r["pk"]): self._record(r) for r in rows}
         for key, record in self._recent.of_group(group_id).items():
             if record is None or not keep(record):
@@ -565,18 +542,10 @@ class MilvusStore:
     def add_image(
         self, image: ImageRecord, vector: np.ndarray, *, max_per_entity: int, thumbnail: bytes | None = None
     ) -> None:
-        vec = self._vector(vector)
+        vec = unit_vector(vector, self.dim)
         now = time.time()
-        record = ImageRecord(
-            group_id=image.group_id,
-            entity_id=image.entity_id,
-            pic_name=image.pic_name,
-            custom_content=image.custom_content,
-            tags=dict(image.tags),
-            rect=image.rect,
-            create_time=image.create_time or now,
-            update_time=image.update_time or image.create_time or now,
-        )
+        created = image.create_time or now
+        record = dataclasses.replace(image, tags=dict(image.tags), create_time=created, update_time=image.update_time or created)
         with self._unavailable(), self._lock(image.group_id):
             group = self.get_group(image.group_id, count=False)
             if group is None:
@@ -590,7 +559,7 @@ class MilvusStore:
                 f"pic_name == {_escape(image.pic_name)} or entity_id == {_escape(image.entity_id)}",
                 lambda r: r.pic_name == image.pic_name or r.entity_id == image.entity_id,
             )
-            if key in near or any(r.pic_name == image.pic_name for r in near.values()):
+            if any(r.pic_name == image.pic_name for r in near.values()):
                 raise errors.PicNameAlreadyExist(f"picture {image.pic_name!r} already exists in the group")
             per_entity = sum(1 for r in near.values() if r.entity_id == image.entity_id)
             if per_entity >= max_per_entity:
@@ -605,7 +574,7 @@ class MilvusStore:
             self._recent.put(key, image.group_id, record)
 
     def _check_capacity(self, collection: str, group: GroupRecord) -> None:
-        expr = f"group_id == {_escape(group.group_id)}"
+        expr = _in_group(group.group_id)
         recent = sum(1 for r in self._recent.of_group(group.group_id).values() if r is not None)
         if self._count(collection, expr, consistency="Bounded") + recent < group.max_capacity:
             return  # an upper bound of the count is below the capacity: no need to wait
@@ -636,7 +605,7 @@ class MilvusStore:
                 if collection is None:
                     raise no_such_group(record.group_id)
                 key = picture_key(record.group_id, record.pic_name)
-                by_collection.setdefault(collection, []).append(self._row(record, key, self._vector(vector).tolist()))
+                by_collection.setdefault(collection, []).append(self._row(record, key, unit_vector(vector, self.dim).tolist()))
                 if thumb is not None and self.thumbnails:
                     thumbs.append((key, thumb))
             for collection, batch in by_collection.items():
@@ -646,7 +615,7 @@ class MilvusStore:
                 self._upsert(self.thumbnails_collection, thumb_rows[start : start + 256])
         return sum(len(b) for b in by_collection.values())
 
-    def _match(self, group_id: str, entity_id: str, pic_name: str | None) -> tuple[str, Any]:
+    def _match(self, entity_id: str, pic_name: str | None) -> tuple[str, Any]:
         expr = f"entity_id == {_escape(entity_id)}"
         if pic_name is not None:
             expr += f" and pic_name == {_escape(pic_name)}"
@@ -657,7 +626,7 @@ class MilvusStore:
             collection = self._images(group_id)
             if collection is None:
                 return []
-            found = self._fresh(collection, group_id, *self._match(group_id, entity_id, pic_name))
+            found = self._fresh(collection, group_id, *self._match(entity_id, pic_name))
         return [found[k] for k in sorted(found, key=lambda k: (found[k].create_time, found[k].pic_name))]
 
     def get_image(self, group_id: str, pic_name: str) -> ImageRecord | None:
@@ -677,7 +646,7 @@ class MilvusStore:
             collection = self._images(group_id)
             if collection is None:
                 return [], 0
-            rows = self._query(collection, f"group_id == {_escape(group_id)}", ["create_time"])
+            rows = self._query(collection, _in_group(group_id), ["create_time"])
             rows.sort(key=lambda r: (-r["create_time"], -int(r["pk"])))
             page = [int(r["pk"]) for r in rows[max(offset, 0) : max(offset, 0) + max(limit, 0)]]
             records = self._by_keys(collection, page)
@@ -709,9 +678,9 @@ class MilvusStore:
             collection = self._images(group_id)
             if collection is None:
                 return 0
-            expr, _ = self._match(group_id, entity_id, pic_name)
+            expr, _ = self._match(entity_id, pic_name)
             rows = self._query(
-                collection, f"group_id == {_escape(group_id)} and {expr}", [*self._IMAGE_FIELDS, "vec"],
+                collection, f"{_in_group(group_id)} and {expr}", [*self._IMAGE_FIELDS, "vec"],
                 consistency="Strong",
             )
             if not rows:
@@ -736,8 +705,8 @@ class MilvusStore:
             collection = self._images(group_id)
             if collection is None:
                 return 0
-            expr, _ = self._match(group_id, entity_id, pic_name)
-            keys = self._delete_rows(collection, f"group_id == {_escape(group_id)} and {expr}")
+            expr, _ = self._match(entity_id, pic_name)
+            keys = self._delete_rows(collection, f"{_in_group(group_id)} and {expr}")
             for key in keys:
                 self._recent.put(key, group_id, None)
         return len(keys)
@@ -757,7 +726,7 @@ class MilvusStore:
         """HNSW inside Milvus, the group and the tag filter applied by Milvus during the search."""
         if limit <= 0:
             return []
-        q = self._vector(vector)
+        q = unit_vector(vector, self.dim)
         offset = max(offset, 0)
         top = min(offset + limit, MAX_TOPK)
         if offset >= top:
@@ -766,7 +735,7 @@ class MilvusStore:
             collection = self._images(group_id)
             if collection is None:
                 return []
-            expr = f"group_id == {_escape(group_id)}"
+            expr = _in_group(group_id)
             ef = max(self.hnsw_ef, top)
             if where is not None:
                 expr += f" and {compile_filter(where)}"
@@ -797,7 +766,7 @@ class MilvusStore:
             collection = self._images(group_id)
             if collection is None:
                 return
-            keys = sorted(int(r["pk"]) for r in self._query(collection, f"group_id == {_escape(group_id)}", ["pk"]))
+            keys = sorted(int(r["pk"]) for r in self._query(collection, _in_group(group_id), ["pk"]))
         for start in range(0, len(keys), batch):
             chunk = keys[start : start + batch]
             with self._unavailable():
@@ -818,7 +787,7 @@ class MilvusStore:
                 if name.startswith(f"{self.prefix}_"):
                     self.client.drop_collection(name, timeout=self.timeout)
             self._ready.clear()
-            self._models.clear()
+            self._group_cache.clear()
 
     def close(self) -> None:
         """Marks the store closed. The connection stays open: pymilvus shares one connection

@@ -40,7 +40,7 @@ import numpy as np
 
 from lookalike import errors
 from lookalike.index.ann import ADD_CHUNK, AnnIndex
-from lookalike.index.base import GroupRecord, Hit, ImageRecord, no_such_group
+from lookalike.index.base import GroupRecord, Hit, ImageRecord, no_such_group, unit_vector
 from lookalike.index.filters import Expr
 from lookalike.index.memory import GroupVectors
 
@@ -140,6 +140,26 @@ def _tags_json(tags: dict[str, object]) -> str:
 
 def _tags_load(text: str) -> dict[str, object]:
     return _EMPTY_TAGS if text == "{}" else json.loads(text)
+
+
+_INSERT_IMAGE = (
+    "INSERT INTO images (gid, entity_id, pic_name, custom_content, tags, rect, create_time, update_time) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _image_row(gid: int, image: ImageRecord, now: float) -> tuple[object, ...]:
+    """The ``images`` row of a new picture; a record without times gets ``now``."""
+    return (
+        gid,
+        image.entity_id,
+        image.pic_name,
+        image.custom_content,
+        _tags_json(image.tags),
+        None if image.rect is None else json.dumps(list(image.rect)),
+        image.create_time or now,
+        image.update_time or image.create_time or now,
+    )
 
 
 def _group(row: Sequence[object]) -> GroupRecord:
@@ -493,20 +513,10 @@ class SqliteStore:
 
     # ------------------------------------------------------------------ images
 
-    def _vector(self, vector: np.ndarray) -> np.ndarray:
-        """A unit float32 vector of the store's dimension (cosine is then a dot product)."""
-        vec = np.asarray(vector, dtype=np.float32).reshape(-1)
-        if vec.shape != (self.dim,) or not np.all(np.isfinite(vec)):
-            raise errors.InvalidParameterValue(f"expected a finite {self.dim}-d vector, got shape {vec.shape}")
-        norm = float(np.linalg.norm(vec))
-        if norm == 0.0:
-            raise errors.InvalidParameterValue("the zero vector has no direction")
-        return np.ascontiguousarray(vec / norm, dtype=np.float32)
-
     def add_image(
         self, image: ImageRecord, vector: np.ndarray, *, max_per_entity: int, thumbnail: bytes | None = None
     ) -> None:
-        vec = self._vector(vector)
+        vec = unit_vector(vector, self.dim)
         now = time.time()
         tags = dict(image.tags)
         with self._writing(image.group_id) as handle:
@@ -531,20 +541,7 @@ class SqliteStore:
                     )
                 if capacity > 0 and count >= capacity:
                     raise errors.ImageNumExceed(f"group {image.group_id!r} is full ({capacity} pictures)")
-                cursor = conn.execute(
-                    "INSERT INTO images (gid, entity_id, pic_name, custom_content, tags, rect, create_time, "
-                    "update_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        gid,
-                        image.entity_id,
-                        image.pic_name,
-                        image.custom_content,
-                        _tags_json(tags),
-                        None if image.rect is None else json.dumps(list(image.rect)),
-                        image.create_time or now,
-                        image.update_time or image.create_time or now,
-                    ),
-                )
+                cursor = conn.execute(_INSERT_IMAGE, _image_row(gid, image, now))
                 image_id = int(cursor.lastrowid)  # type: ignore[arg-type]
                 conn.execute("INSERT INTO vectors (image_id, vec) VALUES (?, ?)", (image_id, vec.tobytes()))
                 if thumbnail is not None:
@@ -564,7 +561,7 @@ class SqliteStore:
         now = time.time()
         by_group: dict[str, list[tuple[ImageRecord, np.ndarray, bytes | None]]] = {}
         for record, vector, thumb in rows:  # validate every vector before writing anything
-            by_group.setdefault(record.group_id, []).append((record, self._vector(vector), thumb))
+            by_group.setdefault(record.group_id, []).append((record, unit_vector(vector, self.dim), thumb))
         stored = 0
         for group_id, items in by_group.items():
             with self._writing(group_id, load=False) as handle:
@@ -591,23 +588,7 @@ class SqliteStore:
                             new.append(item)
                     if not new:
                         continue
-                    conn.executemany(
-                        "INSERT INTO images (gid, entity_id, pic_name, custom_content, tags, rect, create_time, "
-                        "update_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        [
-                            (
-                                gid,
-                                r.entity_id,
-                                r.pic_name,
-                                r.custom_content,
-                                _tags_json(r.tags),
-                                None if r.rect is None else json.dumps(list(r.rect)),
-                                r.create_time or now,
-                                r.update_time or r.create_time or now,
-                            )
-                            for r, _, _ in new
-                        ],
-                    )
+                    conn.executemany(_INSERT_IMAGE, [_image_row(gid, r, now) for r, _, _ in new])
                     # One writer inside one transaction: AUTOINCREMENT gave consecutive ids.
                     (last,) = conn.execute("SELECT last_insert_rowid()").fetchone()
                     ids = list(range(int(last) - len(new) + 1, int(last) + 1))
@@ -781,7 +762,7 @@ class SqliteStore:
         """
         if limit <= 0:
             return []
-        q = self._vector(vector)
+        q = unit_vector(vector, self.dim)
         offset = max(offset, 0)
         self._sync()
         with self._reading(group_id) as handle:
