@@ -122,6 +122,7 @@ def test_writes_are_visible_to_the_next_search_and_constraints_hold(make) -> Non
     assert store.delete_images("g", "e", "p4") == 1
     assert "p4" not in {h.image.pic_name for h in store.search("g", vectors[4], limit=20)}
     assert store.get_group("g").pic_count == 10
+    assert store.pic_names("g") == {f"p{i}" for i in range(11) if i != 4} and store.pic_names("nope") == set()
     store.add_image(ImageRecord("g", "f", "p11"), vectors[11], max_per_entity=10)  # room again
     store.delete_group("g")
     assert store.get_group("g") is None and store.search("g", vectors[0], limit=3) == []

@@ -619,6 +619,7 @@ def test_iter_group_returns_every_picture_with_its_vector_and_thumbnail(make) ->
         )
         assert vec.dtype == np.float32 and np.allclose(vec, vectors[i], atol=1e-6)
         assert thumb == (b"t%d" % i if i % 2 else None)
+    assert store.pic_names("g") == {f"p{i}" for i in range(25)} and store.pic_names("nope") == set()
 
 
 def test_import_images_keeps_times_skips_existing_names_and_is_searchable(make) -> None:

@@ -414,12 +414,9 @@ def _copy_group(source, target, group, *, batch: int, dry_run: bool, progress: _
         return f"model {there.model!r} in the target, {group.model!r} in the source: not copied", 0, 0
     present: set[str] = set()
     if there is not None and there.pic_count:  # a re-run: leave what an earlier run copied
-        present = {record.pic_name for rows in target.iter_group(group.group_id, batch=batch) for record, _, _ in rows}
+        present = target.pic_names(group.group_id)
     if dry_run:
-        todo = group.pic_count
-        if present:
-            rows = (row for chunk in source.iter_group(group.group_id, batch=batch) for row in chunk)
-            todo = sum(record.pic_name not in present for record, _, _ in rows)
+        todo = len(source.pic_names(group.group_id) - present) if present else group.pic_count
         state = "exists" if there is not None else f"would be created (model {group.model})"
         return f"{state}; {group.pic_count} in the source, {len(present)} in the target", todo, group.pic_count - todo
     if there is None:

@@ -99,6 +99,9 @@ class Store(Protocol):
 
     def get_thumbnail(self, group_id: str, pic_name: str) -> bytes | None: ...
 
+    def pic_names(self, group_id: str) -> set[str]:
+        """Every PicName of a group, and nothing else (a resumed migration's cheap check)."""
+
     def update_images(
         self,
         group_id: str,

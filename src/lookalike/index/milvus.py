@@ -658,6 +658,13 @@ class MilvusStore:
         rows = self._get(collection, keys, self._IMAGE_FIELDS)
         return {int(r["pk"]): self._record(r) for r in rows}
 
+    def pic_names(self, group_id: str) -> set[str]:
+        with self._unavailable():
+            collection = self._images(group_id)
+            if collection is None:
+                return set()
+            return {r["pic_name"] for r in self._query(collection, _in_group(group_id), ["pic_name"])}
+
     def get_thumbnail(self, group_id: str, pic_name: str) -> bytes | None:
         if not self.thumbnails or self.get_image(group_id, pic_name) is None:
             return None

@@ -680,6 +680,13 @@ class SqliteStore:
                 conn.execute("COMMIT")
         return [_image(group_id, r) for r in rows], int(total)
 
+    def pic_names(self, group_id: str) -> set[str]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT pic_name FROM images WHERE gid = (SELECT gid FROM groups WHERE group_id = ?)", (group_id,)
+            ).fetchall()
+        return {name for (name,) in rows}
+
     def get_thumbnail(self, group_id: str, pic_name: str) -> bytes | None:
         with self._read() as conn:
             row = conn.execute(
