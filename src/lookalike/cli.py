@@ -7,6 +7,7 @@
     lookalike index FOLDER --group G [--tenant T]   /  search IMG --group G  /  groups
     lookalike keys create --tenant T [--kind api|tencent|eas]  /  keys list  /  keys revoke ID
     lookalike migrate --to milvus|sqlite [--data-dir D] [--milvus-uri U] [--dry-run]
+    lookalike dedup FOLDER [--level exact|near|scene] [--format summary|json|csv] [--move|--link DIR | --delete]
 """
 
 from __future__ import annotations
@@ -154,10 +155,69 @@ def models(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("dedup", "find duplicate images in a folder (exact, near copies, same scene)")
+@arg("folder", type=Path, help="folder searched, sub-folders included")
+@arg("--level", default="near", choices=["exact", "near", "scene"],
+     help="exact: same bytes or pixels (no model); near: copies, crops, edits (default); scene: same scene")
+@arg("--threshold", type=float, default=None,
+     help="instead of the level's: the lowest cosine (-1..1) of a pair of duplicates")
+@arg("--keep", default="largest", choices=["largest", "oldest", "newest", "first"],
+     help="the file each group keeps: most pixels (default), oldest, newest, first by path")
+@arg("--format", dest="fmt", default="summary", choices=["summary", "json", "csv"])
+@arg("--out", type=Path, default=None, help="write the report there instead of printing it")
+@arg("--move", type=Path, default=None, metavar="DIR", help="move the duplicates (never the kept files) into DIR")
+@arg("--link", type=Path, default=None, metavar="DIR", help="symlink each group into DIR/0001, DIR/0002... to review")
+@arg("--delete", action="store_true", help="delete the duplicates (the kept files stay); nothing is deleted without it")
+@arg("--dry-run", action="store_true", help="with --move/--link/--delete: say what would happen, change nothing")
+@arg("--no-cache", action="store_true", help="keep no digests or vectors in the data dir for the next run")
+@arg("--data-dir", type=Path, default=None, help="holds the embedding cache (default LOOKALIKE_DATA_DIR or ./data)")
+@arg("--model", default=None)
+@arg("--threads", type=int, default=None)
+def dedup(args: argparse.Namespace) -> int:
+    """Prints the report (and acts on it when asked). Exit 0, or 2 on an error."""
+    from lookalike.dedup import actions, find_duplicates
+    from lookalike.errors import InvalidParameterValue
+
+    chosen = [name for name in ("move", "link") if getattr(args, name) is not None] + (["delete"] if args.delete else [])
+    if len(chosen) > 1:
+        raise InvalidParameterValue(f"choose one of --move, --link and --delete, not {' and '.join(chosen)}")
+    if args.dry_run and not chosen:
+        raise InvalidParameterValue("--dry-run goes with --move, --link or --delete")
+    exclude = [p for p in (args.move, args.link) if p is not None]
+    settings = _settings(args)
+    report = find_duplicates(
+        args.folder,
+        args.level,
+        min_cosine=args.threshold,
+        model=args.model,
+        keep=args.keep,
+        settings=settings,
+        cache=not args.no_cache,
+        exclude=exclude,
+        progress=sys.stderr.isatty(),
+    )
+    text = {"summary": report.summary, "json": report.to_json, "csv": report.to_csv}[args.fmt]()
+    if args.out:
+        args.out.write_text(text if text.endswith("\n") else text + "\n")
+    else:
+        print(text)
+    if chosen:
+        verb = chosen[0]
+        if verb == "move":
+            result = actions.move_duplicates(report, args.move, dry_run=args.dry_run)
+        elif verb == "link":
+            result = actions.link_groups(report, args.link, dry_run=args.dry_run)
+        else:
+            result = actions.delete_duplicates(report, dry_run=args.dry_run)
+        past = {"move": "moved", "link": "linked", "delete": "deleted"}[verb]
+        for path, why in result.refused:
+            print(f"left alone {path}: {why}", file=sys.stderr)
+        would = "would be " if args.dry_run else ""
+        print(f"{len(result.done)} duplicates {would}{past}, {len(result.refused)} left alone", file=sys.stderr)
+    return 0
+
+
 # --------------------------------------------------------------------------- galleries
-
-_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-
 
 def _gallery(settings, tenant: str = ""):
     """A tenant's GalleryService straight on the data dir (no server needed; SQLite lets both share it)."""
@@ -195,6 +255,7 @@ def index(args: argparse.Namespace) -> int:
     from lookalike.gallery import NewImage
     from lookalike.gallery import validation
     from lookalike.images import read_local
+    from lookalike.images.decode import IMAGE_SUFFIXES
 
     model = args.model
     args.model = None  # --model names the group's model, not the engine's default
@@ -203,7 +264,7 @@ def index(args: argparse.Namespace) -> int:
     if not root.is_dir():
         raise InvalidParameterValue(f"{root} is not a folder")
     tags = validation.tags(args.tags) if args.tags else {}
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     gallery = _gallery(settings, args.tenant)
     try:
         try:

@@ -19,6 +19,9 @@ MATCH_COSINE = 0.33  # best F1, same object/scene vs unrelated (sscd): P 0.947, 
 COPY_COSINE = 0.81  # best F1, copies vs non-copies (sscd): P 0.880, R 0.746
 SAME_IMAGE_COSINE = 0.93  # best F1, re-encodes/resizes vs edits + non-copies (sscd): P 0.738, R 0.838
 
+NEAR_DUPLICATE_COSINE = 0.75  # dedup "near": copies incl. crops, flips, rotations (bench/peers.py)
+SAME_SCENE_COSINE = 0.5  # dedup "scene": other photos of one scene, without chaining unrelated ones
+
 MATCH_SCORE = 60.0
 COPY_SCORE = 80.0
 SAME_IMAGE_SCORE = 97.0

@@ -6,6 +6,7 @@ DCT-scaled (1/2, 1/4, 1/8) when the image is much larger than what the model nee
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import warnings
@@ -57,6 +58,10 @@ class Rect:
     y: int
     width: int
     height: int
+
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+"""File names the CLI picks up from a folder (the formats :func:`sniff_format` accepts)."""
 
 
 def sniff_format(data: bytes) -> str:
@@ -125,7 +130,8 @@ def open_image(data: bytes, *, max_bytes: int, max_side: int, max_pixels: int) -
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageResolutionExceed(f"the image has too many pixels: {exc}") from None
     except Exception as exc:  # Pillow raises many types for malformed headers
-        raise ImageDecodeFailed(f"cannot read the {fmt} header: {exc}") from None
+        why = "it is damaged" if isinstance(exc, Image.UnidentifiedImageError) else str(exc)
+        raise ImageDecodeFailed(f"cannot read the {fmt} header: {why}") from None
     width, height = image.size
     if width <= 0 or height <= 0:
         raise ImageDecodeFailed("the image has no pixels")
@@ -226,6 +232,25 @@ def decode_image(
         )
         image = image.crop(box)
     return image
+
+
+def pixel_digest(data: bytes, *, max_bytes: int, max_side: int, max_pixels: int) -> bytes:
+    """A digest of the image as shown (full size, EXIF-oriented, RGB): equal for files that
+    differ in bytes (format, metadata, compression) but not in a single pixel."""
+    image = open_image(data, max_bytes=max_bytes, max_side=max_side, max_pixels=max_pixels)
+    try:
+        image.load()
+    except Exception as exc:
+        raise ImageDecodeFailed(f"the {image.format} data is corrupt or truncated: {exc}") from None
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception:
+        pass
+    image = _to_rgb(image)
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(b"%dx%d:" % image.size)
+    digest.update(image.tobytes())
+    return digest.digest()
 
 
 def to_pixels(image: Image.Image, size: tuple[int, int]) -> np.ndarray:

@@ -99,6 +99,15 @@ class AnnIndex:
         found = self._index.search(vector, k, threads=1)
         return np.asarray(found.keys, dtype=np.int64), 1.0 - np.asarray(found.distances, dtype=np.float64)
 
+    def search_many(self, vectors: np.ndarray, k: int, *, threads: int = 1) -> np.ndarray:
+        """Keys of up to ``k`` nearest for each row, best first; -1 where fewer were found.
+        Order only (int8 scores): callers re-score exactly."""
+        found = self._index.search(vectors, k, threads=threads)
+        keys = np.asarray(found.keys, dtype=np.int64).reshape(len(vectors), -1)
+        counts = np.asarray(found.counts).reshape(-1, 1)
+        keys[np.arange(keys.shape[1])[None, :] >= counts] = -1
+        return keys
+
     def save(self, path: Path) -> None:
         """Atomically: a crash or a full disk mid-save leaves the previous file (or none), never
         half of one, and no partial temporary file taking the space. A full disk (or quota)

@@ -1,0 +1,380 @@
+"""Duplicates in a folder: files -> digests -> (exact groups) -> vectors -> similar pairs -> groups.
+
+Exact duplicates never need the model: identical bytes share a content digest, and files with
+the same dimensions are compared by a digest of their decoded pixels. Only one file per
+content is embedded, and only contents the cache has not seen before.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from hashlib import blake2b
+from pathlib import Path
+from typing import Callable, Iterable, Literal
+
+import numpy as np
+
+from lookalike.config import Settings, get_settings
+from lookalike.dedup.cache import CACHE_FILE, Content, DedupCache
+from lookalike.dedup.matching import DisjointSet, similar_pairs
+from lookalike.dedup.report import LEVEL_COSINE, DedupReport, DuplicateGroup, Level, Match, Member, Skipped
+from lookalike.errors import InvalidParameterValue, LookalikeError
+from lookalike.images.decode import IMAGE_SUFFIXES, open_image, pixel_digest
+
+KeepPolicy = Literal["largest", "oldest", "newest", "first"]
+KEEP_POLICIES: tuple[str, ...] = ("largest", "oldest", "newest", "first")
+
+PIXEL_CHECK_COSINE = 0.95
+"""Model-matched pairs this close with equal dimensions get their pixels compared, to tell a
+pixel-identical copy (another format, stripped metadata) from a near one."""
+EMBED_BATCH = 32
+
+LOCAL_LIMITS = {"max_image_bytes": 256 << 20, "max_image_side": 30_000, "max_image_pixels": 200_000_000}
+"""A folder holds the user's own photos: camera sizes (up to 200 MP) pass, unlike the API's
+4096 px. Still bounded, so a crafted file cannot exhaust memory."""
+
+
+@dataclass
+class _File:
+    path: Path
+    rel: str
+    size: int
+    mtime_ns: int
+    digest: bytes = b""
+    content: Content | None = None
+
+    @property
+    def dims(self) -> tuple[int, int]:
+        """Width and height, orientation-free (an EXIF-rotated copy has the same pixels)."""
+        c = self.content
+        return (min(c.width, c.height), max(c.width, c.height)) if c else (0, 0)
+
+
+def scan(root: Path, exclude: Iterable[Path] = ()) -> list[Path]:
+    """Image files under ``root`` (by suffix), sorted; symlinks, hidden folders and ``exclude``
+    (e.g. the folder duplicates are moved to, the data dir) are left out."""
+    skip = {p.resolve() for p in exclude}
+    found: list[Path] = []
+    for folder, dirs, names in os.walk(root):
+        here = Path(folder)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (here / d).resolve() not in skip)
+        for name in names:
+            path = here / name
+            if path.suffix.lower() in IMAGE_SUFFIXES and not path.is_symlink() and path.is_file():
+                found.append(path)
+    return sorted(found)
+
+
+def find_duplicates(
+    root: str | Path,
+    level: Level | str = Level.NEAR,
+    *,
+    min_cosine: float | None = None,
+    model: str | None = None,
+    keep: KeepPolicy = "largest",
+    settings: Settings | None = None,
+    engine=None,
+    cache: bool = True,
+    exclude: Iterable[Path] = (),
+    progress: bool = False,
+) -> DedupReport:
+    """Groups of duplicates among the images under ``root``.
+
+    ``level``: exact (bytes or pixels, no model), near (copies, crops, edits) or scene (same
+    scene); ``min_cosine`` overrides the level's threshold. ``keep`` picks the file each group
+    keeps. With ``cache``, digests and vectors are kept in the data dir for the next run.
+    """
+    started = time.perf_counter()
+    root = Path(root)
+    if not root.is_dir():
+        raise InvalidParameterValue(f"{root} is not a folder")
+    try:
+        level = Level(level)
+    except ValueError:
+        raise InvalidParameterValue(f"level must be one of {', '.join(Level)}, not {level!r}") from None
+    if keep not in KEEP_POLICIES:
+        raise InvalidParameterValue(f"keep must be one of {', '.join(KEEP_POLICIES)}, not {keep!r}")
+    if min_cosine is not None and not -1.0 <= min_cosine <= 1.0:
+        raise InvalidParameterValue(f"min_cosine must be within -1..1, not {min_cosine}")
+    settings = (settings or get_settings()).model_copy(
+        update={k: max(v, getattr(settings or get_settings(), k)) for k, v in LOCAL_LIMITS.items()}
+    )
+    model = model or settings.model
+    cosine = None if level is Level.EXACT else (min_cosine if min_cosine is not None else LEVEL_COSINE[level])
+    store = DedupCache(Path(settings.data_dir) / CACHE_FILE if cache else None)
+    seconds: dict[str, float] = {}
+    try:
+        tick = time.perf_counter()
+        paths = scan(root, exclude=[*exclude, Path(settings.data_dir)])
+        files = _identify(root, paths, store, settings, progress)
+        seconds["scan"] = time.perf_counter() - tick
+        report = DedupReport(root.resolve(), level, None if cosine is None else model, cosine, len(files))
+        report.skipped = [
+            Skipped(f.rel, f.content.error_code or "ImageDecodeFailed", f.content.error or "")
+            for f in files
+            if f.content and f.content.error_code
+        ]
+        usable = [f for f in files if f.content and not f.content.error_code]
+        sets = DisjointSet(len(usable))
+        by_digest: dict[bytes, list[int]] = defaultdict(list)
+        for i, f in enumerate(usable):
+            by_digest[f.digest].append(i)
+        for members in by_digest.values():
+            for other in members[1:]:
+                sets.union(members[0], other)
+        unique = [members[0] for members in by_digest.values()]  # one file per content
+        pixels = _PixelDigests(usable, store, settings)
+        vectors: np.ndarray | None = None
+        row_of: dict[bytes, int] = {}
+        tick = time.perf_counter()
+        if cosine is None:
+            _join_equal_pixels(unique, usable, pixels, sets)
+            seconds["pixels"] = time.perf_counter() - tick
+        else:
+            from lookalike.engine import Engine
+
+            engine = engine or Engine(settings)
+            vectors, unique, report.embedded, report.cached = _vectors(usable, unique, store, engine, model, progress, report)
+            seconds["embed"] = time.perf_counter() - tick
+            tick = time.perf_counter()
+            row_of = {usable[file_index].digest: row for row, file_index in enumerate(unique)}
+            pairs = similar_pairs(vectors, cosine, threads=settings.threads)
+            for a, b in zip(pairs.left.tolist(), pairs.right.tolist()):
+                sets.union(unique[a], unique[b])
+            seconds["match"] = time.perf_counter() - tick
+        report.groups = [
+            _describe(members, usable, keep, pixels, vectors, row_of, level)
+            for members in sets.groups()
+        ]
+        report.groups.sort(key=lambda g: g.keep.path)
+        seconds["total"] = time.perf_counter() - started
+        report.seconds = seconds
+        return report
+    finally:
+        store.close()
+
+
+def _read_digest(f: _File) -> tuple[bytes, bytes | None, LookalikeError | None]:
+    try:
+        data = f.path.read_bytes()
+    except OSError as exc:
+        return b"", None, InvalidParameterValue(f"cannot read: {exc.strerror or exc}")
+    return blake2b(data, digest_size=16).digest(), data, None
+
+
+def _identify(root: Path, paths: list[Path], store: DedupCache, settings: Settings, progress: bool) -> list[_File]:
+    """Each file's content digest and header facts, from the cache where the file is unchanged."""
+    files: list[_File] = []
+    for path in paths:
+        try:
+            st = path.stat()
+        except OSError:
+            continue  # vanished since the scan
+        files.append(_File(path, path.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
+    known = store.digests([(str(f.path.resolve()), f.size, f.mtime_ns) for f in files])
+    for f in files:
+        f.digest = known.get(str(f.path.resolve()), b"")
+    contents = store.contents(list({f.digest for f in files if f.digest}))
+    contents = {d: c for d, c in contents.items() if not c.error_code}  # refusals are looked at again
+    todo = [f for f in files if not f.digest or f.digest not in contents]
+
+    def read(f: _File) -> tuple[_File, bytes, Content]:
+        digest, data, error = _read_digest(f)
+        if error is not None:
+            return f, digest, Content(error_code=error.code, error=error.message)
+        try:
+            image = open_image(
+                data,
+                max_bytes=settings.max_image_bytes,
+                max_side=settings.max_image_side,
+                max_pixels=settings.max_image_pixels,
+            )
+            return f, digest, Content(*image.size)
+        except LookalikeError as exc:
+            return f, digest, Content(error_code=exc.code, error=exc.message)
+
+    new_digests, new_contents = [], {}
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for f, digest, content in _bar(pool.map(read, todo), progress, len(todo), "reading"):
+            f.digest = digest
+            if digest:
+                new_digests.append((str(f.path.resolve()), f.size, f.mtime_ns, digest))
+                new_contents[digest] = content
+            else:
+                f.content = content  # unreadable: nothing to remember
+    store.put_digests(new_digests)
+    store.put_contents(new_contents.items())
+    contents.update(new_contents)
+    for f in files:
+        if f.content is None:
+            f.content = contents.get(f.digest)
+    return files
+
+
+class _PixelDigests:
+    """Pixel digests computed on demand (full decodes are the costly part) and cached."""
+
+    def __init__(self, files: list[_File], store: DedupCache, settings: Settings) -> None:
+        self.files, self.store, self.settings = files, store, settings
+
+    def of(self, index: int) -> bytes | None:
+        f = self.files[index]
+        content = f.content
+        assert content is not None
+        if content.pixels is None:
+            try:
+                content.pixels = pixel_digest(
+                    f.path.read_bytes(),
+                    max_bytes=self.settings.max_image_bytes,
+                    max_side=self.settings.max_image_side,
+                    max_pixels=self.settings.max_image_pixels,
+                )
+            except (OSError, LookalikeError):
+                return None
+            self.store.put_contents([(f.digest, content)])
+        return content.pixels
+
+
+def _join_equal_pixels(unique: list[int], files: list[_File], pixels: _PixelDigests, sets: DisjointSet) -> None:
+    """Exact level: contents of equal dimensions whose decoded pixels are identical."""
+    by_dims: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for i in unique:
+        by_dims[files[i].dims].append(i)
+    for candidates in by_dims.values():
+        if len(candidates) < 2:
+            continue
+        first_of: dict[bytes, int] = {}
+        for i in candidates:
+            digest = pixels.of(i)
+            if digest is None:
+                continue
+            if digest in first_of:
+                sets.union(first_of[digest], i)
+            else:
+                first_of[digest] = i
+
+
+def _vectors(
+    files: list[_File],
+    unique: list[int],
+    store: DedupCache,
+    engine,
+    model: str,
+    progress: bool,
+    report: DedupReport,
+) -> tuple[np.ndarray, list[int], int, int]:
+    """A vector for each unique content (cached or embedded now). Contents the decoder refuses
+    join ``report.skipped`` and leave ``unique``."""
+    embedder = engine.embedder(model)
+    dim = embedder.spec.dim
+    cached = store.vectors([files[i].digest for i in unique], model, dim)
+    todo = [i for i in unique if files[i].digest not in cached]
+    found: dict[bytes, np.ndarray] = dict(cached)
+    failed: set[int] = set()
+
+    def pixels_of(i: int) -> np.ndarray | LookalikeError:
+        try:
+            return engine.pixels(files[i].path.read_bytes(), model=model)
+        except LookalikeError as exc:
+            return exc
+        except OSError as exc:
+            return InvalidParameterValue(f"cannot read: {exc.strerror or exc}")
+
+    batches = [todo[s : s + EMBED_BATCH] for s in range(0, len(todo), EMBED_BATCH)]
+    threads = engine.settings.threads or os.cpu_count() or 2
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        bar = _bar(None, progress, len(todo), "embedding")
+        for batch in batches:
+            decoded = list(pool.map(pixels_of, batch))
+            good = [(i, p) for i, p in zip(batch, decoded) if not isinstance(p, LookalikeError)]
+            for i, p in zip(batch, decoded):
+                if isinstance(p, LookalikeError):
+                    failed.add(i)
+                    f = files[i]
+                    report.skipped.append(Skipped(f.rel, p.code, p.message))
+                    assert f.content is not None
+                    f.content.error_code, f.content.error = p.code, p.message
+                    store.put_contents([(f.digest, f.content)])
+            if good:
+                out = engine.run(np.stack([p for _, p in good]), model=model)
+                rows = [(files[i].digest, v) for (i, _), v in zip(good, out)]
+                found.update(rows)
+                store.put_vectors(model, rows)
+            if bar is not None:
+                bar.update(len(batch))
+        if bar is not None:
+            bar.close()
+    kept = [i for i in unique if i not in failed]
+    matrix = np.stack([found[files[i].digest] for i in kept]) if kept else np.empty((0, dim), dtype=np.float32)
+    return matrix, kept, len(todo) - len(failed), len(cached)
+
+
+def _keep_key(policy: str, f: _File) -> tuple:
+    c = f.content
+    assert c is not None
+    if policy == "largest":
+        return (-(c.width * c.height), -f.size, len(f.rel), f.rel)
+    if policy == "oldest":
+        return (f.mtime_ns, f.rel)
+    if policy == "newest":
+        return (-f.mtime_ns, f.rel)
+    return (f.rel,)
+
+
+def _describe(
+    members: list[int],
+    files: list[_File],
+    policy: str,
+    pixels: _PixelDigests,
+    vectors: np.ndarray | None,
+    row_of: dict[bytes, int],
+    level: Level,
+) -> DuplicateGroup:
+    keep = min(members, key=lambda i: _keep_key(policy, files[i]))
+    kept = files[keep]
+
+    def member(i: int, match: Match | None = None, cosine: float | None = None) -> Member:
+        f = files[i]
+        assert f.content is not None
+        return Member(f.rel, f.size, f.content.width, f.content.height, match, cosine)
+
+    def vector(i: int) -> np.ndarray | None:
+        row = row_of.get(files[i].digest)  # by content: byte copies share their vector
+        return None if vectors is None or row is None else vectors[row]
+
+    keep_vector = vector(keep)
+    duplicates = []
+    for i in members:
+        if i == keep:
+            continue
+        f = files[i]
+        if f.digest == kept.digest:
+            duplicates.append(member(i, Match.BYTES, None if keep_vector is None else 1.0))
+            continue
+        v = vector(i)
+        cos = None if v is None or keep_vector is None else float(np.clip(np.dot(v, keep_vector), -1, 1))
+        if vectors is None or (f.dims == kept.dims and cos is not None and cos >= PIXEL_CHECK_COSINE):
+            if pixels.of(i) is not None and pixels.of(i) == pixels.of(keep):
+                duplicates.append(member(i, Match.PIXELS, cos))
+                continue
+        if level is Level.EXACT:  # joined through another member's pixels (same pixels, transitively)
+            duplicates.append(member(i, Match.PIXELS, None))
+            continue
+        near = cos is not None and cos >= LEVEL_COSINE[Level.NEAR]
+        duplicates.append(member(i, Match.NEAR if level is Level.NEAR or near else Match.SCENE, cos))
+    duplicates.sort(key=lambda m: (-(m.cosine if m.cosine is not None else 2.0), m.path))
+    return DuplicateGroup(member(keep), duplicates)
+
+
+def _bar(items, enabled: bool, total: int, desc: str):
+    """tqdm over ``items`` on stderr (or a manual bar when ``items`` is None), or nothing."""
+    if not enabled or total == 0:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, total=total, desc=desc, unit="img", file=sys.stderr)
