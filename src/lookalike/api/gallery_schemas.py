@@ -6,7 +6,7 @@ the native API refuses exactly what the Tencent dialect refuses, with the same e
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -127,6 +127,29 @@ class SearchResult(BaseModel):
 class SearchResponse(BaseModel):
     results: list[SearchResult] = Field(description="best first")
     count: int
+    request_id: str
+
+
+class DuplicatesRequest(Strict):
+    level: Literal["near", "scene"] = Field(
+        "near", description="near: copies, crops, edits; scene: other photos of the same scene or object"
+    )
+    match_threshold: float | None = Field(None, description="0..100 score instead of the level's; 0 = the level's")
+    limit: int | None = Field(None, description="sets per page, 1..100, default 10")
+    offset: int | None = Field(None, description="default 0")
+
+
+class DuplicateSetOut(BaseModel):
+    keep: ImageInfo = Field(description="the picture added first (same time: the first PicName)")
+    duplicates: list[SearchResult] = Field(description="scored against the one kept, most alike first")
+
+
+class DuplicatesResponse(BaseModel):
+    sets: list[DuplicateSetOut] = Field(description="largest first")
+    total: int = Field(description="sets found")
+    duplicates: int = Field(description="pictures that duplicate another, over all sets")
+    pictures: int = Field(description="pictures in the group")
+    min_cosine: float
     request_id: str
 
 

@@ -71,3 +71,22 @@ class SearchHit:
     cosine: float
     score: int
     """Tencent's Score: the calibrated 0..100 scale (:func:`lookalike.scores.calibrated_score`), rounded."""
+
+
+@dataclass(frozen=True)
+class DuplicateSet:
+    """Pictures of a group that are duplicates of one another: the one kept (the first added)
+    and the others, each scored against it, most alike first."""
+
+    keep: ImageRecord
+    duplicates: list[SearchHit]
+
+
+@dataclass(frozen=True)
+class Duplicates:
+    sets: list[DuplicateSet]
+    """Largest first."""
+    pictures: int
+    """Pictures in the group."""
+    min_cosine: float
+    """The threshold the level (or MatchThreshold) came to."""

@@ -327,6 +327,44 @@ class GalleryService:
         out.sort(key=lambda h: -h.cosine)
         return out
 
+    def duplicates(self, group_id: str, level: str = "near", match_threshold: float | None = None) -> m.Duplicates:
+        """Sets of near-duplicate pictures in a group: ``level`` near or scene (as ``lookalike
+        dedup``), or a 0..100 ``match_threshold`` instead.
+
+        The same nearest-neighbour pairs as the folder dedup (never all pairs), so a large group
+        costs about n log n; the vectors are read once from the store.
+        """
+        from lookalike.dedup.matching import group_pairs, similar_pairs
+        from lookalike.dedup.report import LEVEL_COSINE, Level
+
+        if level not in (Level.NEAR, Level.SCENE):
+            raise errors.InvalidParameterValue(f"level must be near or scene, not {level!r}")
+        threshold = v.match_threshold(match_threshold)
+        min_cosine = scores.cosine_for_score(threshold) if threshold else LEVEL_COSINE[Level(level)]
+        group = self._group(group_id)
+        records: list[ImageRecord] = []
+        vectors: list[np.ndarray] = []
+        for batch in self.store.iter_group(group.group_id):
+            for record, vector, _thumbnail in batch:
+                records.append(self._public(record))
+                vectors.append(vector)
+        if not records:
+            return m.Duplicates([], 0, min_cosine)
+        matrix = np.stack(vectors).astype(np.float32, copy=False)
+        sets = []
+        for members in group_pairs(len(records), similar_pairs(matrix, min_cosine, threads=self.engine.settings.threads)):
+            keep = min(members, key=lambda i: (records[i].create_time, records[i].pic_name))
+            cos = np.clip(matrix[members] @ matrix[keep], -1.0, 1.0)
+            hits = [
+                m.SearchHit(records[i], float(c), int(round(scores.calibrated_score(float(c)))))
+                for i, c in zip(members, cos.tolist())
+                if i != keep
+            ]
+            hits.sort(key=lambda h: (-h.cosine, h.image.pic_name))
+            sets.append(m.DuplicateSet(records[keep], hits))
+        sets.sort(key=lambda d: (-len(d.duplicates), d.keep.pic_name))
+        return m.Duplicates(sets, len(records), min_cosine)
+
     @staticmethod
     def default_threshold(group: GroupRecord) -> int:
         """Tencent's MatchThreshold 0: every group type uses the calibrated same-object boundary."""
