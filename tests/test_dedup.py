@@ -198,6 +198,29 @@ def test_a_damaged_cache_costs_time_not_results(folder, tmp_path, engine):
     assert find_duplicates(folder, "near", settings=settings, engine=engine).embedded == 0
 
 
+def test_camera_sized_photos_pass_where_the_api_would_refuse_them(tmp_path, engine):
+    """The API caps images at 4096 px; a folder holds the user's own photos, and a 24 MP photo
+    (6000x4000) is ordinary. The engine passed in keeps its API limits: the folder's apply."""
+    assert engine.settings.max_image_side < 6000
+    big = distinct_photos(1)[0].resize((6000, 4000))
+    root = tmp_path / "camera"
+    _save(big, root / "DSC0001.jpg", quality=85)
+    _save(big.resize((1500, 1000)), root / "DSC0001-small.jpg", quality=85)
+    report = find_duplicates(root, "near", settings=_settings(tmp_path), engine=engine)
+    assert not report.skipped
+    assert _groups(report) == {"DSC0001.jpg": {"DSC0001-small.jpg": Match.NEAR}}
+    assert report.groups[0].keep.width == 6000
+
+
+def test_the_python_api(folder, tmp_path, monkeypatch):
+    import lookalike
+
+    monkeypatch.setenv("LOOKALIKE_DATA_DIR", str(tmp_path / "data"))
+    report = lookalike.find_duplicates(folder, "exact", cache=False)
+    assert {g.keep.path for g in report.groups} == {"photo0.png", "photo1.jpg"}
+    assert not (tmp_path / "data").exists()  # cache=False writes nothing
+
+
 def test_bad_arguments(tmp_path):
     with pytest.raises(Exception, match="not a folder"):
         find_duplicates(tmp_path / "missing")
@@ -399,3 +422,12 @@ def test_native_duplicates_route(server):
         assert bad.status_code == 400 and bad.json()["error"]["code"] == "InvalidParameterValue"
         missing = http.post("/v1/groups/no_such_group/duplicates", json={})
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "InvalidParameterValue.ImageGroupIdNotExist"
+
+    from lookalike.client import ApiError, Client
+
+    with Client(server) as client:
+        assert client.duplicates("dedup_route")["sets"] == body["sets"]
+        assert client.duplicates("dedup_route", match_threshold=99.9)["total"] == 0
+        with pytest.raises(ApiError) as caught:
+            client.duplicates("no_such_group")
+        assert caught.value.status == 404

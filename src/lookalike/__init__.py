@@ -5,6 +5,8 @@
 (512,)
 >>> compare("cat.jpg", "cat-resized.jpg")  # AWS scale, 0..1
 0.93
+>>> [g.keep.path for g in find_duplicates("photos/").groups]
+['beach.jpg', 'cat.png']
 """
 
 from __future__ import annotations
@@ -51,4 +53,12 @@ def compare(a, b, model: str = "sscd") -> float:
     return engine.compare(read_local(a, settings), read_local(b, settings), model=model).aws_similarity
 
 
-__all__ = ["compare", "embed", "__version__"]
+def find_duplicates(folder, level: str = "near", **options):
+    """Groups of duplicate images in a folder: level "exact", "near" or "scene" (a
+    :class:`lookalike.dedup.DedupReport`; options as :func:`lookalike.dedup.find_duplicates`)."""
+    from lookalike.dedup import find_duplicates as find
+
+    return find(folder, level, engine=options.pop("engine", None) or _default_engine(), **options)
+
+
+__all__ = ["compare", "embed", "find_duplicates", "__version__"]

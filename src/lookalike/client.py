@@ -79,5 +79,14 @@ class Client:
     def models(self) -> list[dict[str, Any]]:
         return self._call("GET", "/v1/models")
 
+    def duplicates(
+        self, group_id: str, level: str = "near", *, match_threshold: float | None = None, limit: int = 10, offset: int = 0
+    ) -> dict[str, Any]:
+        """Sets of near-duplicate pictures in a gallery group (``sets``, ``total``, ``pictures``)."""
+        body: dict[str, Any] = {"level": level, "limit": limit, "offset": offset}
+        if match_threshold is not None:
+            body["match_threshold"] = match_threshold
+        return self._call("POST", f"/v1/groups/{group_id}/duplicates", json=body)
+
     def ready(self) -> bool:
         return self._http.get("/readyz").status_code == 200

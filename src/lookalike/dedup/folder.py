@@ -24,7 +24,7 @@ from lookalike.dedup.cache import CACHE_FILE, Content, DedupCache
 from lookalike.dedup.matching import DisjointSet, similar_pairs
 from lookalike.dedup.report import LEVEL_COSINE, DedupReport, DuplicateGroup, Level, Match, Member, Skipped
 from lookalike.errors import InvalidParameterValue, LookalikeError
-from lookalike.images.decode import IMAGE_SUFFIXES, open_image, pixel_digest
+from lookalike.images.decode import IMAGE_SUFFIXES, decode_image, open_image, pixel_digest, to_pixels
 
 KeepPolicy = Literal["largest", "oldest", "newest", "first"]
 KEEP_POLICIES: tuple[str, ...] = ("largest", "oldest", "newest", "first")
@@ -139,7 +139,9 @@ def find_duplicates(
             from lookalike.engine import Engine
 
             engine = engine or Engine(settings)
-            vectors, unique, report.embedded, report.cached = _vectors(usable, unique, store, engine, model, progress, report)
+            vectors, unique, report.embedded, report.cached = _vectors(
+                usable, unique, store, engine, model, settings, progress, report
+            )
             seconds["embed"] = time.perf_counter() - tick
             tick = time.perf_counter()
             row_of = {usable[file_index].digest: row for row, file_index in enumerate(unique)}
@@ -265,28 +267,36 @@ def _vectors(
     store: DedupCache,
     engine,
     model: str,
+    settings: Settings,
     progress: bool,
     report: DedupReport,
 ) -> tuple[np.ndarray, list[int], int, int]:
     """A vector for each unique content (cached or embedded now). Contents the decoder refuses
     join ``report.skipped`` and leave ``unique``."""
-    embedder = engine.embedder(model)
-    dim = embedder.spec.dim
+    spec = engine.embedder(model).spec
+    dim = spec.dim
     cached = store.vectors([files[i].digest for i in unique], model, dim)
     todo = [i for i in unique if files[i].digest not in cached]
     found: dict[bytes, np.ndarray] = dict(cached)
     failed: set[int] = set()
 
     def pixels_of(i: int) -> np.ndarray | LookalikeError:
-        try:
-            return engine.pixels(files[i].path.read_bytes(), model=model)
+        try:  # the folder's limits (camera sizes), not those of the engine's API settings
+            image = decode_image(
+                files[i].path.read_bytes(),
+                max_bytes=settings.max_image_bytes,
+                max_side=settings.max_image_side,
+                max_pixels=settings.max_image_pixels,
+                min_size=spec.input_size,
+            )
+            return to_pixels(image, spec.input_size)
         except LookalikeError as exc:
             return exc
         except OSError as exc:
             return InvalidParameterValue(f"cannot read: {exc.strerror or exc}")
 
     batches = [todo[s : s + EMBED_BATCH] for s in range(0, len(todo), EMBED_BATCH)]
-    threads = engine.settings.threads or os.cpu_count() or 2
+    threads = settings.threads or os.cpu_count() or 2
     with ThreadPoolExecutor(max_workers=threads) as pool:
         bar = _bar(None, progress, len(todo), "embedding")
         for batch in batches:
