@@ -178,9 +178,11 @@ def _identify(root: Path, paths: list[Path], store: DedupCache, settings: Settin
         except OSError:
             continue  # vanished since the scan
         files.append(_File(path, path.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
-    known = store.digests([(str(f.path.resolve()), f.size, f.mtime_ns) for f in files])
+    root_key = root.resolve()
+    key = {id(f): str(root_key / f.rel) for f in files}  # the cache's key: an absolute path
+    known = store.digests([(key[id(f)], f.size, f.mtime_ns) for f in files])
     for f in files:
-        f.digest = known.get(str(f.path.resolve()), b"")
+        f.digest = known.get(key[id(f)], b"")
     contents = store.contents(list({f.digest for f in files if f.digest}))
     contents = {d: c for d, c in contents.items() if not c.error_code}  # refusals are looked at again
     todo = [f for f in files if not f.digest or f.digest not in contents]
@@ -205,7 +207,7 @@ def _identify(root: Path, paths: list[Path], store: DedupCache, settings: Settin
         for f, digest, content in _bar(pool.map(read, todo), progress, len(todo), "reading"):
             f.digest = digest
             if digest:
-                new_digests.append((str(f.path.resolve()), f.size, f.mtime_ns, digest))
+                new_digests.append((key[id(f)], f.size, f.mtime_ns, digest))
                 new_contents[digest] = content
             else:
                 f.content = content  # unreadable: nothing to remember
