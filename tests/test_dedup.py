@@ -387,6 +387,10 @@ def test_gallery_duplicates_on_each_backend(tmp_path, engine, backend):
         assert {h.image.pic_name for h in only.duplicates} == {"crop", "mirror", "small"}
         assert [h.cosine for h in only.duplicates] == sorted((h.cosine for h in only.duplicates), reverse=True)
         assert all(h.score == round(scores.calibrated_score(h.cosine)) for h in only.duplicates)
+        key = service.store.list_groups(0, 10)[0][0].group_id  # the stored group's key
+        with_thumbs = [t for b in service.store.iter_group(key) for _, _, t in b]
+        without = [t for b in service.store.iter_group(key, thumbnails=False) for _, _, t in b]
+        assert len(without) == 8 and all(t is None for t in without) and all(t for t in with_thumbs)
         strict = service.duplicates("dups", match_threshold=99.9)
         assert strict.sets == [] and strict.min_cosine > 0.99
         with pytest.raises(Exception, match="level must be"):

@@ -344,8 +344,8 @@ class GalleryService:
         group = self._group(group_id)
         records: list[ImageRecord] = []
         vectors: list[np.ndarray] = []
-        for batch in self.store.iter_group(group.group_id):
-            for record, vector, _thumbnail in batch:
+        for batch in self.store.iter_group(group.group_id, thumbnails=False):
+            for record, vector, _none in batch:
                 records.append(self._public(record))
                 vectors.append(vector)
         if not records:

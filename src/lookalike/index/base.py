@@ -129,8 +129,11 @@ class Store(Protocol):
         """Best first. Returns ``limit`` hits whenever that many images pass ``where`` and
         ``min_cosine`` (a selective filter never silently loses results)."""
 
-    def iter_group(self, group_id: str, *, batch: int = 1000) -> Iterator[list[tuple[ImageRecord, np.ndarray, bytes | None]]]:
-        """Every picture of a group with its unit vector and thumbnail, in batches (migration)."""
+    def iter_group(
+        self, group_id: str, *, batch: int = 1000, thumbnails: bool = True
+    ) -> Iterator[list[tuple[ImageRecord, np.ndarray, bytes | None]]]:
+        """Every picture of a group with its unit vector and thumbnail (None with ``thumbnails=False``:
+        duplicates need only the vectors), in batches (migration, duplicates)."""
 
     def import_images(self, rows: Sequence[tuple[ImageRecord, np.ndarray, bytes | None]]) -> int:
         """Bulk insert without the per-picture checks (migration, benchmarks): the caller vouches

@@ -767,7 +767,9 @@ class MilvusStore:
 
     # ------------------------------------------------------------------ life cycle
 
-    def iter_group(self, group_id: str, *, batch: int = 1000) -> Iterator[list[tuple[ImageRecord, np.ndarray, bytes | None]]]:
+    def iter_group(
+        self, group_id: str, *, batch: int = 1000, thumbnails: bool = True
+    ) -> Iterator[list[tuple[ImageRecord, np.ndarray, bytes | None]]]:
         """Every picture of a group with its vector and thumbnail, in batches (migration)."""
         with self._unavailable():
             collection = self._images(group_id)
@@ -779,7 +781,7 @@ class MilvusStore:
             with self._unavailable():
                 rows = self._get(collection, chunk, [*self._IMAGE_FIELDS, "vec"])
                 thumbs: dict[int, bytes] = {}
-                if self.thumbnails:
+                if self.thumbnails and thumbnails:
                     for t in self._get(self.thumbnails_collection, chunk, ["data1", "data2"]):
                         thumbs[int(t["pk"])] = base64.b64decode(t["data1"] + t["data2"])
             yield [

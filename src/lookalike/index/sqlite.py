@@ -611,7 +611,7 @@ class SqliteStore:
         return stored
 
     def iter_group(
-        self, group_id: str, *, batch: int = 1000
+        self, group_id: str, *, batch: int = 1000, thumbnails: bool = True
     ) -> Iterator[list[tuple[ImageRecord, np.ndarray, bytes | None]]]:
         """Oldest first, a short read per batch (no snapshot held between them): pictures added
         meanwhile may or may not appear, deleted ones may still appear in an earlier batch."""
@@ -623,9 +623,10 @@ class SqliteStore:
         last = 0
         while True:
             with self._read() as conn:
+                thumb, join = ("t.data", "LEFT JOIN thumbnails t ON t.image_id = i.id ") if thumbnails else ("NULL", "")
                 rows = conn.execute(
-                    f"SELECT {columns}, v.vec, t.data FROM images i JOIN vectors v ON v.image_id = i.id "
-                    "LEFT JOIN thumbnails t ON t.image_id = i.id WHERE i.gid = ? AND i.id > ? ORDER BY i.id LIMIT ?",
+                    f"SELECT {columns}, v.vec, {thumb} FROM images i JOIN vectors v ON v.image_id = i.id "
+                    f"{join}WHERE i.gid = ? AND i.id > ? ORDER BY i.id LIMIT ?",
                     (gid, last, max(1, batch)),
                 ).fetchall()
             if not rows:
