@@ -164,6 +164,20 @@ def test_a_stricter_threshold_leaves_only_the_closest(folder, tmp_path, engine):
     assert {"photo0.jpg", "photo0.png", "more/photo1.jpg"} <= members
 
 
+def test_a_file_whose_pixels_fail_to_decode_is_skipped_with_its_copies(folder, tmp_path, engine):
+    """A header that reads but data that does not decode: found by the model step, not the scan."""
+    data = (folder / "photo2.jpg").read_bytes()
+    broken = data[: len(data) // 3]  # header intact, scans cut
+    (folder / "cut.jpg").write_bytes(broken)
+    (folder / "cut copy.jpg").write_bytes(broken)
+    exact = find_duplicates(folder, "exact", settings=_settings(tmp_path))
+    assert "cut.jpg" not in {s.path for s in exact.skipped}  # the header alone reads fine
+    report = find_duplicates(folder, "near", settings=_settings(tmp_path), engine=engine)
+    skipped = {s.path: s.code for s in report.skipped}
+    assert skipped.get("cut.jpg") == skipped.get("cut copy.jpg") == "ImageDecodeFailed"
+    assert not any("cut" in p for g in report.groups for p in [g.keep.path, *(d.path for d in g.duplicates)])
+
+
 def test_keep_policies(folder, tmp_path, engine):
     os.utime(folder / "edits" / "small.jpg", ns=(1, 1))  # the oldest file of the photo0 family
     oldest = find_duplicates(folder, "near", keep="oldest", settings=_settings(tmp_path), engine=engine)

@@ -114,11 +114,6 @@ def find_duplicates(
         files = _identify(root, paths, store, settings, progress)
         seconds["scan"] = time.perf_counter() - tick
         report = DedupReport(root.resolve(), level, None if cosine is None else model, cosine, len(files))
-        report.skipped = [
-            Skipped(f.rel, f.content.error_code or "ImageDecodeFailed", f.content.error or "")
-            for f in files
-            if f.content and f.content.error_code
-        ]
         usable = [f for f in files if f.content and not f.content.error_code]
         sets = DisjointSet(len(usable))
         by_digest: dict[bytes, list[int]] = defaultdict(list)
@@ -140,7 +135,7 @@ def find_duplicates(
 
             engine = engine or Engine(settings)
             vectors, unique, report.embedded, report.cached = _vectors(
-                usable, unique, store, engine, model, settings, progress, report
+                usable, unique, store, engine, model, settings, progress
             )
             seconds["embed"] = time.perf_counter() - tick
             tick = time.perf_counter()
@@ -149,11 +144,16 @@ def find_duplicates(
             for a, b in zip(pairs.left.tolist(), pairs.right.tolist()):
                 sets.union(unique[a], unique[b])
             seconds["match"] = time.perf_counter() - tick
-        report.groups = [
-            _describe(members, usable, keep, pixels, vectors, row_of, level)
-            for members in sets.groups()
-        ]
+        for members in sets.groups():  # without contents the decoder refused (and their byte copies)
+            members = [i for i in members if not usable[i].content.error_code]  # type: ignore[union-attr]
+            if len(members) > 1:
+                report.groups.append(_describe(members, usable, keep, pixels, vectors, row_of, level))
         report.groups.sort(key=lambda g: g.keep.path)
+        report.skipped = [
+            Skipped(f.rel, f.content.error_code or "ImageDecodeFailed", f.content.error or "")
+            for f in files
+            if f.content and f.content.error_code
+        ]
         seconds["total"] = time.perf_counter() - started
         report.seconds = seconds
         return report
@@ -271,10 +271,9 @@ def _vectors(
     model: str,
     settings: Settings,
     progress: bool,
-    report: DedupReport,
 ) -> tuple[np.ndarray, list[int], int, int]:
-    """A vector for each unique content (cached or embedded now). Contents the decoder refuses
-    join ``report.skipped`` and leave ``unique``."""
+    """A vector for each unique content (cached or embedded now). A content the decoder refuses
+    gets its error (shared by its byte copies) and leaves ``unique``."""
     spec = engine.embedder(model).spec
     dim = spec.dim
     cached = store.vectors([files[i].digest for i in unique], model, dim)
@@ -308,7 +307,6 @@ def _vectors(
                 if isinstance(p, LookalikeError):
                     failed.add(i)
                     f = files[i]
-                    report.skipped.append(Skipped(f.rel, p.code, p.message))
                     assert f.content is not None
                     f.content.error_code, f.content.error = p.code, p.message
                     store.put_contents([(f.digest, f.content)])
