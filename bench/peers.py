@@ -30,9 +30,10 @@ Measurement. Each tool runs as its own subprocess (its own session), one after t
 every file was read once (page cache warm). Wall time: from start to exit, interpreter start and
 imports included (the tools' own inner timings are kept too). CPU time and the largest single
 process's peak RSS: ``os.wait4`` on the tool's process (it and its waited-for children). Peak
-memory of the whole process tree: /proc polled (every 0.02 s for the first 2 s, then every 0.1 s),
-summing the PSS (proportional set size, so pages shared by forked workers count once) and RSS of
-every process in the tool's session.
+memory of the whole process tree: /proc polled (every 0.02 s for the first 2 s, then every 0.1 s;
+the session's processes looked up again every 0.5 s), summing the PSS (proportional set size, so
+pages shared by forked workers count once) and RSS of every process in the tool's session. The
+1-minute load average before and after each tool is recorded with it: the machine may be shared.
 
 Scoring. Pairs found = every unordered pair inside each group a tool reports (imagededup's
 per-file lists: the union of its pairs). True pairs = same family (an original and its 5 copies);
@@ -214,7 +215,8 @@ ax.set_xlabel("recall of original-copy pairs per transform, %")
 m = results["machine"]
 fig.suptitle(
     f"UKBench transformed: {results['dataset']['files']} files ({results['dataset']['originals']} originals x 6), "
-    f"{results['dataset']['duplicate_pairs']} true pairs; {m['cores']} cores, {m['cpu']}",
+    f"{results['dataset']['duplicate_pairs']} true pairs; {m['cores']} cores, {m['cpu']}; "
+    f"load average {results['loadavg_start'][0]:.1f} at start, {results['loadavg_end'][0]:.1f} at end",
     fontsize=10,
 )
 missing = [f"{r['label']}: {r['reason']}" for r in results["tools"] if r.get("status") != "ok"]
@@ -338,11 +340,15 @@ def measured(cmd: list[str], workdir: Path, name: str, *, timeout: float, interv
     peak_pss = peak_rss = samples = 0
     timed_out = False
     status = usage = None
+    members: list[int] = []
+    scanned = 0.0
     while True:
         waited, status, usage = os.wait4(pid, os.WNOHANG)
         if waited == pid:
             break
-        members = _session_members(pid)
+        now = time.perf_counter()
+        if now - start < 2 or now - scanned > 0.5:  # a full /proc scan costs more than the reads
+            members, scanned = _session_members(pid), now
         mem = [_memory(p) for p in members]
         peak_pss = max(peak_pss, sum(m[0] for m in mem))
         peak_rss = max(peak_rss, sum(m[1] for m in mem))
@@ -454,8 +460,11 @@ def run_tool(tool: Tool, images: Path, workdir: Path, python: Path | None, state
             cmd = [str(python), str(script), str(images), str(out), method, str(HAMMING)]
     row["command"] = " ".join(cmd)
     print(f"{tool.label:<40} running ...", end=" ", flush=True)
+    load_before = round(os.getloadavg()[0], 2)
     run = measured(cmd, workdir, tool.name, timeout=tool.timeout)
     row.update(
+        loadavg_1min_before=load_before,
+        loadavg_1min_after=round(os.getloadavg()[0], 2),
         wall_s=round(run.wall_s, 3),
         cpu_s=round(run.cpu_s, 2),
         peak_tree_pss_mib=round(run.tree_pss_mib, 1),
@@ -514,6 +523,7 @@ def score(pairs: set[tuple[str, str]], truth: dict) -> dict:
     if unknown:
         raise ValueError(f"tool reported files not in the set: {sorted(unknown)[:5]}")
     tp = scene = unrelated = 0
+    unrelated_kinds: Counter = Counter()
     for a, b in pairs:
         fa, fb = files[a], files[b]
         if fa["family"] == fb["family"]:
@@ -522,6 +532,7 @@ def score(pairs: set[tuple[str, str]], truth: dict) -> dict:
             scene += 1
         else:
             unrelated += 1
+            unrelated_kinds[" + ".join(sorted((fa["transform"], fb["transform"])))] += 1
     true_pairs = truth["duplicate_pairs"]
     per_object = Counter(f["object"] for f in files.values())
     object_pairs = sum(n * (n - 1) // 2 for n in per_object.values())
@@ -556,6 +567,7 @@ def score(pairs: set[tuple[str, str]], truth: dict) -> dict:
         "recall": tp / true_pairs,
         "same_scene_pairs": scene,
         "unrelated_pairs": unrelated,
+        "unrelated_by_transforms": dict(unrelated_kinds.most_common(5)),
         "transform_recall": transform_recall,
         "families_whole": whole / len(members),
         "largest_group": max(components.values()),
@@ -609,6 +621,10 @@ def tables(results: dict) -> str:
     text += "families found whole (all 6 files in one group), and scores at the object level "
     text += "(a pair counts when both files show the same UKBench object, duplicate or same scene):\n\n"
     text += common.markdown_table(head2, rows2)
+    for r in results["tools"]:
+        if r["status"] == "ok" and r["unrelated_pairs"]:
+            kinds = ", ".join(f"{k} {n:,}" for k, n in r["unrelated_by_transforms"].items())
+            notes.append(f"- {r['label']}: unrelated pairs by the two files' transforms (top 5): {kinds}")
     if notes:
         text += "\n\n" + "\n".join(notes)
     return text
