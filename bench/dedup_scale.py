@@ -137,10 +137,12 @@ def run_dedup(folder: Path, data_dir: Path, threads: int) -> dict:
            "--out", str(report_path), "--data-dir", str(data_dir)]
     env = {**os.environ, "LOOKALIKE_THREADS": str(threads)}
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    with tempfile.TemporaryFile() as errors:  # a file, not a pipe: a chatty child never blocks
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=errors)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        errors.seek(0)
+        stderr = errors.read().decode(errors="replace")
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"lookalike dedup failed: {stderr[-2000:]}")
     report = json.loads(report_path.read_text())
@@ -168,6 +170,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, default=None, help="where the images are built")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="data dir for lookalike's cache, kept afterwards (default: a temporary one)")
     args = parser.parse_args()
 
     load = {"start": os.getloadavg()[0]}
@@ -175,7 +179,10 @@ def main() -> int:
     folder, truth = build(args.count, args.seed, args.data)
     print(f"{len(truth):,} files in {folder} ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
     runs = []
-    with tempfile.TemporaryDirectory(prefix="dedup-scale-") as data_dir:
+    with tempfile.TemporaryDirectory(prefix="dedup-scale-") as scratch:
+        data_dir = str(args.cache or scratch)
+        if args.cache and any(args.cache.glob("dedup-cache.sqlite*")):
+            raise SystemExit(f"{args.cache} already holds a cache: the cold run needs an empty one")
         for name, target, prefix in [("cold", folder, ""), ("warm", folder, "")]:
             print(f"{name} run on {target} ...", file=sys.stderr)
             result = run_dedup(target, Path(data_dir), args.threads)
@@ -184,7 +191,7 @@ def main() -> int:
         # subsets by sub-folder (a warm cache: the cost after embedding against n)
         subfolders = sorted(p for p in folder.iterdir() if p.is_dir())
         for share in (0.1, 0.3):
-            subset = Path(data_dir) / f"subset-{share}"  # hard links: the same files, no copying
+            subset = Path(scratch) / f"subset-{share}"  # hard links: the same files, no copying
             for real in subfolders[: max(1, round(len(subfolders) * share))]:
                 (subset / real.name).mkdir(parents=True)
                 for f in real.iterdir():

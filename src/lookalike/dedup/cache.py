@@ -122,14 +122,20 @@ class DedupCache:
 
     # ------------------------------------------------------------------ vectors
 
-    def vectors(self, digests: Sequence[bytes], model: str, dim: int) -> dict[bytes, np.ndarray]:
-        rows = self._select("SELECT digest, vector FROM vectors WHERE model = ? AND digest IN ({marks})", digests, model)
-        out = {}
-        for digest, blob in rows:
-            vector = np.frombuffer(blob, dtype=np.float32)
-            if vector.shape == (dim,):  # anything else is damage: embed again
-                out[bytes(digest)] = vector
-        return out
+    def fill_vectors(self, digests: Sequence[bytes], model: str, out: np.ndarray) -> np.ndarray:
+        """Copies the cached vector of ``digests[i]`` into ``out[i]``; returns which rows were
+        filled. Read a chunk at a time, so memory holds the matrix, not every row twice."""
+        row_of = {d: i for i, d in enumerate(digests)}
+        filled = np.zeros(len(digests), dtype=bool)
+        sql = "SELECT digest, vector FROM vectors WHERE model = ? AND digest IN ({marks})"
+        for start in range(0, len(digests), _CHUNK):
+            for digest, blob in self._select(sql, digests[start : start + _CHUNK], model):
+                vector = np.frombuffer(blob, dtype=np.float32)
+                if vector.shape == (out.shape[1],):  # anything else is damage: embed again
+                    row = row_of[bytes(digest)]
+                    out[row] = vector
+                    filled[row] = True
+        return filled
 
     def put_vectors(self, model: str, rows: Iterable[tuple[bytes, np.ndarray]]) -> None:
         self._write(

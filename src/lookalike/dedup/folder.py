@@ -275,10 +275,10 @@ def _vectors(
     """A vector for each unique content (cached or embedded now). A content the decoder refuses
     gets its error (shared by its byte copies) and leaves ``unique``."""
     spec = engine.embedder(model).spec
-    dim = spec.dim
-    cached = store.vectors([files[i].digest for i in unique], model, dim)
-    todo = [i for i in unique if files[i].digest not in cached]
-    found: dict[bytes, np.ndarray] = dict(cached)
+    matrix = np.empty((len(unique), spec.dim), dtype=np.float32)
+    cached = store.fill_vectors([files[i].digest for i in unique], model, matrix)
+    row_of = {i: row for row, i in enumerate(unique)}
+    todo = [i for i, hit in zip(unique, cached) if not hit]
     failed: set[int] = set()
 
     def pixels_of(i: int) -> np.ndarray | LookalikeError:
@@ -312,16 +312,16 @@ def _vectors(
                     store.put_contents([(f.digest, f.content)])
             if good:
                 out = engine.run(np.stack([p for _, p in good]), model=model)
-                rows = [(files[i].digest, v) for (i, _), v in zip(good, out)]
-                found.update(rows)
-                store.put_vectors(model, rows)
+                matrix[[row_of[i] for i, _ in good]] = out
+                store.put_vectors(model, [(files[i].digest, v) for (i, _), v in zip(good, out)])
             if bar is not None:
                 bar.update(len(batch))
         if bar is not None:
             bar.close()
+    if not failed:
+        return matrix, unique, len(todo), int(cached.sum())
     kept = [i for i in unique if i not in failed]
-    matrix = np.stack([found[files[i].digest] for i in kept]) if kept else np.empty((0, dim), dtype=np.float32)
-    return matrix, kept, len(todo) - len(failed), len(cached)
+    return matrix[[row_of[i] for i in kept]], kept, len(todo) - len(failed), int(cached.sum())
 
 
 def _keep_key(policy: str, f: _File) -> tuple:
