@@ -107,7 +107,7 @@ def main() -> int:
         [[a["cosine"], f"{a['precision']:.3f}", f"{a['recall']:.3f}", a["largest_group"], f"{b['precision']:.3f}",
           f"{b['recall']:.3f}", b["largest_group"]] for a, b in zip(scene_ukt, scene_hol)],
     ))
-    path = common.write_json("dedup_levels", {
+    path = common.write_json("dedup_levels.json", {
         "model": args.model, "files": len(names), "embed_seconds": seconds, "near": near,
         "scene_ukbench_transformed": scene_ukt, "scene_holidays811": scene_hol, "machine": common.machine(),
     })

@@ -206,7 +206,7 @@ def main() -> int:
     print(common.markdown_table(
         ["run", "files", "wall s", "embed s", "match s", "peak RSS MB", "groups", "pair precision", "pair recall"], rows
     ))
-    path = common.write_json("dedup_scale", {"count": args.count, "runs": runs, "load_average": load, "machine": common.machine()})
+    path = common.write_json("dedup_scale.json", {"count": args.count, "runs": runs, "load_average": load, "machine": common.machine()})
     print(f"wrote {common.shown(path)}")
     return 0
 
