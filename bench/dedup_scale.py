@@ -129,12 +129,12 @@ def build(count: int, seed: int, out: Path | None) -> tuple[Path, dict[str, int]
     return out / "images", files
 
 
-def run_dedup(folder: Path, data_dir: Path, threads: int) -> dict:
+def run_dedup(folder: Path, data_dir: Path, threads: int, model: str | None = None) -> dict:
     """``lookalike dedup`` in a child process: its report, wall time and peak RSS."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
         report_path = Path(tmp.name)
     cmd = [sys.executable, "-m", "lookalike.cli", "dedup", str(folder), "--level", "near", "--format", "json",
-           "--out", str(report_path), "--data-dir", str(data_dir)]
+           "--out", str(report_path), "--data-dir", str(data_dir), *(["--model", model] if model else [])]
     env = {**os.environ, "LOOKALIKE_THREADS": str(threads)}
     start = time.perf_counter()
     with tempfile.TemporaryFile() as errors:  # a file, not a pipe: a chatty child never blocks
@@ -170,6 +170,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, default=None, help="where the images are built")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model", default=None, help="the model lookalike dedup uses (default: its default, sscd)")
     parser.add_argument("--cache", type=Path, default=None,
                         help="data dir for lookalike's cache, kept afterwards (default: a temporary one)")
     args = parser.parse_args()
@@ -185,7 +186,7 @@ def main() -> int:
             raise SystemExit(f"{args.cache} already holds a cache: the cold run needs an empty one")
         for name, target, prefix in [("cold", folder, ""), ("warm", folder, "")]:
             print(f"{name} run on {target} ...", file=sys.stderr)
-            result = run_dedup(target, Path(data_dir), args.threads)
+            result = run_dedup(target, Path(data_dir), args.threads, args.model)
             runs.append({"run": name, "files": result["report"]["files"], **_summary(result), **quality(result["report"], truth, prefix)})
             print(f"  {runs[-1]}", file=sys.stderr)
         # subsets by sub-folder (a warm cache: the cost after embedding against n)
@@ -196,7 +197,7 @@ def main() -> int:
                 (subset / real.name).mkdir(parents=True)
                 for f in real.iterdir():
                     os.link(f, subset / real.name / f.name)
-            result = run_dedup(subset, Path(data_dir), args.threads)
+            result = run_dedup(subset, Path(data_dir), args.threads, args.model)
             runs.append({"run": f"warm, {share:.0%} subset", "files": result["report"]["files"], **_summary(result)})
             print(f"  {runs[-1]}", file=sys.stderr)
     load["end"] = os.getloadavg()[0]
@@ -206,7 +207,7 @@ def main() -> int:
     print(common.markdown_table(
         ["run", "files", "wall s", "embed s", "match s", "peak RSS MB", "groups", "pair precision", "pair recall"], rows
     ))
-    path = common.write_json("dedup_scale.json", {"count": args.count, "runs": runs, "load_average": load, "machine": common.machine()})
+    path = common.write_json("dedup_scale.json", {"count": args.count, "model": args.model or "sscd", "runs": runs, "load_average": load, "machine": common.machine()})
     print(f"wrote {common.shown(path)}")
     return 0
 
