@@ -133,6 +133,10 @@ def test_exact_finds_bytes_and_pixels_without_the_model(folder, tmp_path):
         "photo1.jpg": {"more/photo1.jpg": Match.BYTES},
     }
     assert report.files == 13  # 5 photos, copy, png, 3 edits, more/photo1, damaged, notes: no link, no hidden
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "data" / CACHE_FILE) as db:  # pixel digests kept for the next run
+        assert db.execute("SELECT count(*) FROM contents WHERE pixels IS NOT NULL").fetchone()[0] >= 2
     assert {s.path for s in report.skipped} == {"damaged.jpg", "notes.png"}
 
 

@@ -149,6 +149,7 @@ def find_duplicates(
             if len(members) > 1:
                 report.groups.append(_describe(members, usable, keep, pixels, vectors, row_of, level))
         report.groups.sort(key=lambda g: g.keep.path)
+        pixels.save()
         report.skipped = [
             Skipped(f.rel, f.content.error_code or "ImageDecodeFailed", f.content.error or "")
             for f in files
@@ -225,6 +226,7 @@ class _PixelDigests:
 
     def __init__(self, files: list[_File], store: DedupCache, settings: Settings) -> None:
         self.files, self.store, self.settings = files, store, settings
+        self.new: dict[bytes, Content] = {}
 
     def of(self, index: int) -> bytes | None:
         f = self.files[index]
@@ -240,8 +242,13 @@ class _PixelDigests:
                 )
             except (OSError, LookalikeError):
                 return None
-            self.store.put_contents([(f.digest, content)])
+            self.new[f.digest] = content
         return content.pixels
+
+    def save(self) -> None:
+        """Into the cache, in one transaction."""
+        self.store.put_contents(list(self.new.items()))
+        self.new.clear()
 
 
 def _join_equal_pixels(unique: list[int], files: list[_File], pixels: _PixelDigests, sets: DisjointSet) -> None:
@@ -249,12 +256,15 @@ def _join_equal_pixels(unique: list[int], files: list[_File], pixels: _PixelDige
     by_dims: dict[tuple[int, int], list[int]] = defaultdict(list)
     for i in unique:
         by_dims[files[i].dims].append(i)
-    for candidates in by_dims.values():
-        if len(candidates) < 2:
+    candidates = [i for group in by_dims.values() if len(group) > 1 for i in group]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:  # decoders release the GIL
+        digests = dict(zip(candidates, pool.map(pixels.of, candidates)))
+    for group in by_dims.values():
+        if len(group) < 2:
             continue
         first_of: dict[bytes, int] = {}
-        for i in candidates:
-            digest = pixels.of(i)
+        for i in group:
+            digest = digests[i]
             if digest is None:
                 continue
             if digest in first_of:
