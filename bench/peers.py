@@ -722,7 +722,7 @@ def main() -> None:
             shutil.rmtree(workdir, ignore_errors=True)
     loadavg_end = [round(x, 2) for x in os.getloadavg()]
 
-    command = "python bench/peers.py " + " ".join(sys.argv[1:])
+    command = ".venv/bin/python bench/peers.py " + " ".join(sys.argv[1:])
     results = {
         "command": command.strip(),
         "dataset": {
