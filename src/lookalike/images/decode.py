@@ -237,16 +237,7 @@ def decode_image(
 def pixel_digest(data: bytes, *, max_bytes: int, max_side: int, max_pixels: int) -> bytes:
     """A digest of the image as shown (full size, EXIF-oriented, RGB): equal for files that
     differ in bytes (format, metadata, compression) but not in a single pixel."""
-    image = open_image(data, max_bytes=max_bytes, max_side=max_side, max_pixels=max_pixels)
-    try:
-        image.load()
-    except Exception as exc:
-        raise ImageDecodeFailed(f"the {image.format} data is corrupt or truncated: {exc}") from None
-    try:
-        image = ImageOps.exif_transpose(image)
-    except Exception:
-        pass
-    image = _to_rgb(image)
+    image = decode_image(data, max_bytes=max_bytes, max_side=max_side, max_pixels=max_pixels)  # no draft: full size
     digest = hashlib.blake2b(digest_size=16)
     digest.update(b"%dx%d:" % image.size)
     digest.update(image.tobytes())
