@@ -323,7 +323,7 @@ class GalleryService:
         cutoff = scores.cosine_for_score(threshold) if min_cosine is None else min_cosine
         vector = self.embed_query(group, image, rect)
         hits = self.store.search(group.group_id, vector, limit=lim, offset=off, min_cosine=cutoff, where=where)
-        out = [m.SearchHit(self._public(h.image), h.cosine, int(round(scores.calibrated_score(h.cosine)))) for h in hits]
+        out = [_hit(self._public(h.image), h.cosine) for h in hits]
         out.sort(key=lambda h: -h.cosine)
         return out
 
@@ -355,11 +355,7 @@ class GalleryService:
         for members in group_pairs(len(records), similar_pairs(matrix, min_cosine, threads=self.engine.settings.threads)):
             keep = min(members, key=lambda i: (records[i].create_time, records[i].pic_name))
             cos = np.clip(matrix[members] @ matrix[keep], -1.0, 1.0)
-            hits = [
-                m.SearchHit(records[i], float(c), int(round(scores.calibrated_score(float(c)))))
-                for i, c in zip(members, cos.tolist())
-                if i != keep
-            ]
+            hits = [_hit(records[i], c) for i, c in zip(members, cos.tolist()) if i != keep]
             hits.sort(key=lambda h: (-h.cosine, h.image.pic_name))
             sets.append(m.DuplicateSet(records[keep], hits))
         sets.sort(key=lambda d: (-len(d.duplicates), d.keep.pic_name))
@@ -375,3 +371,8 @@ class GalleryService:
         pixels = self.engine.pixels(image, model=group.model, rect=rect)
         check_not_solid(pixels, "the query image")
         return self.engine.run(pixels[None], model=group.model)[0]
+
+
+def _hit(record: ImageRecord, cosine: float) -> m.SearchHit:
+    """A picture with its cosine and Tencent's Score (the calibrated 0..100 scale, rounded)."""
+    return m.SearchHit(record, float(cosine), int(round(scores.calibrated_score(float(cosine)))))
