@@ -9,8 +9,8 @@ scan never loses a file whose copy is gone.
 from __future__ import annotations
 
 import csv
-import os
 import shutil
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +35,7 @@ def _unchanged(root: Path, m: Member) -> str | None:
         st = (root / m.path).lstat()
     except OSError:
         return "no longer there"
-    if not os.path.isfile(root / m.path) or os.path.islink(root / m.path):
+    if not stat.S_ISREG(st.st_mode):  # lstat: a symlink put in its place is not one
         return "no longer a regular file"
     if st.st_size != m.size:
         return "changed since the scan"

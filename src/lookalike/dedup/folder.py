@@ -101,9 +101,8 @@ def find_duplicates(
         raise InvalidParameterValue(f"keep must be one of {', '.join(KEEP_POLICIES)}, not {keep!r}")
     if min_cosine is not None and not -1.0 <= min_cosine <= 1.0:
         raise InvalidParameterValue(f"min_cosine must be within -1..1, not {min_cosine}")
-    settings = (settings or get_settings()).model_copy(
-        update={k: max(v, getattr(settings or get_settings(), k)) for k, v in LOCAL_LIMITS.items()}
-    )
+    settings = settings or get_settings()
+    settings = settings.model_copy(update={k: max(v, getattr(settings, k)) for k, v in LOCAL_LIMITS.items()})
     model = model or settings.model
     cosine = None if level is Level.EXACT else (min_cosine if min_cosine is not None else LEVEL_COSINE[level])
     store = DedupCache(Path(settings.data_dir) / CACHE_FILE if cache else None)
@@ -379,7 +378,8 @@ def _describe(
         v = vector(i)
         cos = None if v is None or keep_vector is None else float(np.clip(np.dot(v, keep_vector), -1, 1))
         if vectors is None or (f.dims == kept.dims and cos is not None and cos >= PIXEL_CHECK_COSINE):
-            if pixels.of(i) is not None and pixels.of(i) == pixels.of(keep):
+            digest = pixels.of(i)
+            if digest is not None and digest == pixels.of(keep):
                 duplicates.append(member(i, Match.PIXELS, cos))
                 continue
         if level is Level.EXACT:  # joined through another member's pixels (same pixels, transitively)

@@ -65,7 +65,7 @@ def _exact_neighbours(vectors: np.ndarray, k: int, min_cosine: float) -> tuple[n
         block = vectors[start : start + BLOCK] @ vectors.T
         index = np.arange(len(block))
         block[index, start + index] = -np.inf  # not its own neighbour
-        top = np.argpartition(-block, k - 1, axis=1)[:, :k] if k < n else np.argsort(-block, axis=1)[:, :k]
+        top = np.argpartition(-block, k - 1, axis=1)[:, :k]  # k <= n - 1
         values = np.take_along_axis(block, top, axis=1)
         hit = values >= min_cosine
         rows.append((start + index)[:, None].repeat(k, axis=1)[hit])
