@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from lookalike import errors
-from lookalike.images import Rect, decode_base64, decode_image, to_pixels
+from lookalike.images import Rect, decode_base64, decode_image
+from lookalike.models.inputs import InputGeometry
 from support import encode, synthetic_photo
 
 LIMITS = dict(max_bytes=5 * 1024 * 1024, max_side=4096, max_pixels=4096 * 4096)
@@ -56,7 +57,7 @@ def test_every_mode_becomes_rgb(photo, mode):
         source = photo.convert(mode)
     image = decode(encode(source, fmt))
     assert image.mode == "RGB"
-    pixels = to_pixels(image, (224, 224))
+    pixels = InputGeometry.parse("stretch224").pixels(image)
     assert pixels.shape == (224, 224, 3) and pixels.dtype == np.uint8
     assert pixels.std() > 10  # real content survived, not a blank conversion
 

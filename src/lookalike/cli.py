@@ -140,10 +140,13 @@ def compare(args: argparse.Namespace) -> int:
 
 @command("models", "list the models and whether their weights are installed")
 def models(args: argparse.Namespace) -> int:
+    from lookalike.config import get_settings
     from lookalike.errors import LookalikeError
     from lookalike.models import MODELS
+    from lookalike.models.inputs import pipeline_tag
 
-    default = os.environ.get("LOOKALIKE_MODEL", "sscd")
+    settings = get_settings()
+    default, tag = settings.model, pipeline_tag(settings.input_geometry, settings.index_flip)
     for spec in MODELS.values():
         try:
             spec.weights_path()
@@ -151,7 +154,7 @@ def models(args: argparse.Namespace) -> int:
         except LookalikeError as exc:
             state = f"missing ({exc.message})"
         mark = "*" if spec.name == default else " "
-        print(f"{mark} {spec.name:12s} {spec.dim}-d  {spec.input_size[0]}x{spec.input_size[1]}  {state}  {spec.description}")
+        print(f"{mark} {spec.name:12s} {spec.dim}-d  {tag}  {state}  {spec.description}")
     return 0
 
 

@@ -26,6 +26,19 @@ class Settings(BaseSettings):
     batch_size: int = 16
     providers: str = Field("auto", description="'auto' uses CUDA when onnxruntime-gpu is installed, else CPU")
 
+    # Retrieval quality (each measured in docs/benchmarks.md, "Quality"; the defaults won there)
+    input_geometry: str = Field(
+        "short288", description="model input: shortN (shorter side N, aspect kept) or stretchN (NxN, the pre-0.2 input)"
+    )
+    index_flip: bool = Field(True, description="stored and compared vectors average the image and its mirror image")
+    local_features: int = Field(
+        1000, ge=0, le=4000, description="SIFT keypoints kept per image for geometric verification; 0 = off"
+    )
+    rerank_depth: int = Field(20, ge=0, le=200, description="search: top hits re-ranked by geometric verification")
+    query_expansion: bool = Field(
+        True, description="search: a second pass with the query averaged with its best verified hit (alpha-QE)"
+    )
+
     # Image input
     max_image_bytes: int = 5 * 1024 * 1024
     max_image_side: int = 4096

@@ -29,6 +29,13 @@ SAME_IMAGE_SCORE = 97.0
 _ANCHORS_X = (-1.0, 0.0, MATCH_COSINE, COPY_COSINE, SAME_IMAGE_COSINE, 1.0)
 _ANCHORS_Y = (0.0, 0.0, MATCH_SCORE, COPY_SCORE, SAME_IMAGE_SCORE, 100.0)
 
+VERIFIED_INLIERS = 10
+"""Geometric verification passed: this many SIFT matches agree on one homography."""
+VERIFIED_BONUS = 0.1
+"""Added to the cosine of a verified pair, and up to as much again as inliers reach +50."""
+COPY_INLIERS = 40
+"""So many inliers make a copy (a crop, a partial copy) whatever the cosine: similarity >= COPY_COSINE."""
+
 DEFAULT_MATCH_THRESHOLD = int(MATCH_SCORE)
 """Tencent's MatchThreshold when the caller sends 0: the calibrated same-object boundary."""
 
@@ -52,6 +59,19 @@ def aws_similarity(cos: float) -> float:
 def l2_distance(cos: float) -> float:
     """Euclidean distance between two unit vectors with this cosine."""
     return math.sqrt(max(0.0, 2.0 - 2.0 * cos))
+
+
+def similarity(cos: float, inliers: int | None) -> float:
+    """The one number every score comes from: the cosine, raised by geometric verification.
+
+    ``inliers`` None: no verification ran (local features off), the cosine stands alone.
+    """
+    if inliers is None or inliers < VERIFIED_INLIERS:
+        return cos
+    raised = cos + VERIFIED_BONUS * (1.0 + min(inliers - VERIFIED_INLIERS, 50) / 50)
+    if inliers >= COPY_INLIERS:
+        raised = max(raised, COPY_COSINE)
+    return min(1.0, raised)
 
 
 def calibrated_score(cos: float | np.ndarray) -> float | np.ndarray:

@@ -49,7 +49,7 @@ async def _multipart_images(request: Request, *names: str) -> dict[str, list[byt
     out: dict[str, list[bytes]] = {name: [] for name in names}
     for key, value in form.multi_items():
         if key not in out:
-            if key == "model":
+            if key in ("model", "explain"):
                 continue
             raise InvalidParameter(f"unknown form field {key!r}; expected {', '.join(names)}")
         if isinstance(value, str):
@@ -60,6 +60,10 @@ async def _multipart_images(request: Request, *names: str) -> dict[str, list[byt
         out[key].append(data)
     model = form.get("model")
     out["__model__"] = [model] if isinstance(model, str) and model else []  # type: ignore[list-item]
+    explain = form.get("explain")
+    if explain is not None and (not isinstance(explain, str) or explain.lower() not in ("true", "false", "1", "0")):
+        raise InvalidParameter("form field 'explain' must be true or false")
+    out["__explain__"] = [explain] if isinstance(explain, str) and explain.lower() in ("true", "1") else []  # type: ignore[list-item]
     return out
 
 
@@ -103,6 +107,10 @@ async def embed(request: Request):
     return {"model": name, "dim": int(vectors.shape[1]), "vectors": vectors.tolist(), "request_id": rid}
 
 
+MAX_MATCHES = 300
+"""Inlier matches an explained comparison returns at most (the strongest keypoints first)."""
+
+
 @router.post(
     "/compare",
     summary="Compare two images",
@@ -119,24 +127,30 @@ async def compare(request: Request):
         if len(form["a"]) != 1 or len(form["b"]) != 1:
             raise InvalidParameter("send exactly one file as 'a' and one as 'b'")
         model = (form["__model__"] or [None])[0]
+        explain = bool(form["__explain__"])
         load_a, load_b = (lambda: form["a"][0]), (lambda: form["b"][0])
     else:
         body = schemas.parse(schemas.CompareRequest, await read_json_object(request))
-        model = body.model
+        model, explain = body.model, body.explain
         load_a = lambda: _load_ref(settings, body.a, "a")  # noqa: E731
         load_b = lambda: _load_ref(settings, body.b, "b")  # noqa: E731
 
     result = await in_thread(lambda: engine.compare(load_a(), load_b(), model=model))
-    return {
+    out = {
         "model": result.model,
         "cosine": result.cosine,
         "similarity": result.aws_similarity,
         "score": round(result.score, 2),
         "l2_distance": result.l2_distance,
         "verdict": str(result.verdict),
+        "inliers": result.inliers,
         "elapsed_ms": round(result.seconds * 1000, 2),
         "request_id": rid,
     }
+    if explain:
+        matches = result.verification.matches if result.verification is not None else None
+        out["matches"] = None if matches is None else [[round(float(v), 4) for v in row] for row in matches[:MAX_MATCHES]]
+    return out
 
 
 @router.get("/models", summary="Models this server can run", response_model=list[schemas.ModelInfo])
@@ -147,7 +161,7 @@ async def models(request: Request):
         {
             "name": spec.name,
             "dim": spec.dim,
-            "input_size": list(spec.input_size),
+            "input": engine.embedding_tag,
             "description": spec.description,
             "loaded": spec.name in loaded,
             "default": spec.name == engine.default_model,

@@ -42,6 +42,7 @@ class CompareRequest(Strict):
     a: ImageRef
     b: ImageRef
     model: str | None = None
+    explain: bool = Field(False, description="also return the matched keypoints (`matches`)")
 
 
 class CompareResponse(BaseModel):
@@ -51,6 +52,14 @@ class CompareResponse(BaseModel):
     score: float = Field(description="calibrated 0..100 (PAI scale; Tencent Score)")
     l2_distance: float
     verdict: str = Field(description="same image / near copy / same object or scene / different")
+    inliers: int | None = Field(
+        None, description="keypoint matches that agree on one geometric transform (null: local features off)"
+    )
+    matches: list[list[float]] | None = Field(
+        None,
+        description="with explain: the inlier matches, each [xa, ya, xb, yb] as fractions of each image's "
+        "width and height (EXIF-oriented, after any crop), at most 300",
+    )
     elapsed_ms: float
     request_id: str
 
@@ -68,7 +77,7 @@ class ErrorResponse(BaseModel):
 class ModelInfo(BaseModel):
     name: str
     dim: int
-    input_size: list[int]
+    input: str = Field(description="the input pipeline: shortN (shorter side N) or stretchN, +flip when averaged with the mirror view")
     description: str
     loaded: bool
     default: bool

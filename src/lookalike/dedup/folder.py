@@ -24,7 +24,7 @@ from lookalike.dedup.cache import CACHE_FILE, Content, DedupCache
 from lookalike.dedup.matching import DisjointSet, similar_pairs
 from lookalike.dedup.report import LEVEL_COSINE, DedupReport, DuplicateGroup, Level, Match, Member, Skipped
 from lookalike.errors import InvalidParameterValue, LookalikeError
-from lookalike.images.decode import IMAGE_SUFFIXES, decode_image, open_image, pixel_digest, to_pixels
+from lookalike.images.decode import IMAGE_SUFFIXES, decode_image, open_image, pixel_digest
 
 KeepPolicy = Literal["largest", "oldest", "newest", "first"]
 KEEP_POLICIES: tuple[str, ...] = ("largest", "oldest", "newest", "first")
@@ -285,7 +285,8 @@ def _vectors(
     gets its error (shared by its byte copies) and leaves ``unique``."""
     spec = engine.embedder(model).spec
     matrix = np.empty((len(unique), spec.dim), dtype=np.float32)
-    cached = store.fill_vectors([files[i].digest for i in unique], model, matrix)
+    pipeline = f"{model}@{engine.embedding_tag}"  # vectors of another input pipeline are not reused
+    cached = store.fill_vectors([files[i].digest for i in unique], pipeline, matrix)
     row_of = {i: row for row, i in enumerate(unique)}
     todo = [i for i, hit in zip(unique, cached) if not hit]
     failed: set[int] = set()
@@ -297,9 +298,9 @@ def _vectors(
                 max_bytes=settings.max_image_bytes,
                 max_side=settings.max_image_side,
                 max_pixels=settings.max_image_pixels,
-                min_size=spec.input_size,
+                min_size=engine.geometry.decode_size,
             )
-            return to_pixels(image, spec.input_size)
+            return engine.geometry.pixels(image)
         except LookalikeError as exc:
             return exc
         except OSError as exc:
@@ -320,9 +321,9 @@ def _vectors(
                     f.content.error_code, f.content.error = p.code, p.message
                     store.put_contents([(f.digest, f.content)])
             if good:
-                out = engine.run(np.stack([p for _, p in good]), model=model)
+                out = engine.run([p for _, p in good], model=model, flip=engine.settings.index_flip)
                 matrix[[row_of[i] for i, _ in good]] = out
-                store.put_vectors(model, [(files[i].digest, v) for (i, _), v in zip(good, out)])
+                store.put_vectors(pipeline, [(files[i].digest, v) for (i, _), v in zip(good, out)])
             if bar is not None:
                 bar.update(len(batch))
         if bar is not None:

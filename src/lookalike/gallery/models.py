@@ -70,7 +70,10 @@ class SearchHit:
     image: ImageRecord
     cosine: float
     score: int
-    """Tencent's Score: the calibrated 0..100 scale (:func:`lookalike.scores.calibrated_score`), rounded."""
+    """Tencent's Score: the calibrated 0..100 scale (:func:`lookalike.scores.calibrated_score`) of
+    the similarity (the cosine raised by geometric verification), rounded."""
+    inliers: int | None = None
+    """Keypoint matches with the query that agree on one transform (None: not verified)."""
 
 
 @dataclass(frozen=True)

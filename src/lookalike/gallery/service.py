@@ -25,8 +25,9 @@ from lookalike.engine import Engine, ImageInput
 from lookalike.gallery import models as m
 from lookalike.gallery import validation as v
 from lookalike.gallery.filters import parse_filter
+from lookalike.gallery.rerank import rerank
 from lookalike.gallery.pictures import check_not_solid, thumbnail
-from lookalike.images.decode import Rect, to_pixels
+from lookalike.images.decode import Rect
 from lookalike.index.base import GroupRecord, ImageRecord, Store
 from lookalike.index.filters import Expr
 from lookalike.limits import RateLimiter
@@ -38,6 +39,7 @@ class _Prepared:
     record: ImageRecord
     pixels: np.ndarray
     thumbnail: bytes
+    features: bytes | None
 
 
 class GalleryService:
@@ -185,13 +187,17 @@ class GalleryService:
             if isinstance(p, errors.LookalikeError):
                 results[i] = p
         if ok:
-            batch = np.stack([prepared[i].pixels for i in ok])  # type: ignore[union-attr]
-            vectors = self.engine.run(batch, model=model)
+            pixels = [prepared[i].pixels for i in ok]  # type: ignore[union-attr]
+            vectors = self.engine.run(pixels, model=model, flip=self.engine.settings.index_flip)
             for i, vector in zip(ok, vectors):
                 item: _Prepared = prepared[i]  # type: ignore[assignment]
                 try:
                     self.store.add_image(
-                        item.record, vector, max_per_entity=m.PICTURES_PER_ENTITY, thumbnail=item.thumbnail
+                        item.record,
+                        vector,
+                        max_per_entity=m.PICTURES_PER_ENTITY,
+                        thumbnail=item.thumbnail,
+                        features=item.features,
                     )
                     results[i] = self._public(item.record)
                 except errors.LookalikeError as exc:
@@ -206,8 +212,9 @@ class GalleryService:
         if self.store.get_image(group.group_id, pic) is not None:  # fail before the costly part
             raise errors.PicNameAlreadyExist(f"picture {pic!r} already exists in group {self._public(group).group_id!r}")
         decoded = self.engine.decode(new.image, model=group.model, rect=new.rect)
-        pixels = to_pixels(decoded, get_spec(group.model).input_size)
+        pixels = self.engine.geometry.pixels(decoded)
         check_not_solid(pixels, f"picture {pic!r}")
+        features = self.engine.local_features(decoded)
         now = time.time()
         record = ImageRecord(
             group_id=group.group_id,
@@ -219,7 +226,7 @@ class GalleryService:
             create_time=now,
             update_time=now,
         )
-        return _Prepared(record, pixels, thumbnail(decoded))
+        return _Prepared(record, pixels, thumbnail(decoded), None if features is None else features.to_bytes())
 
     def describe_images(self, group_id: str, entity_id: str, pic_name: str | None = None) -> list[ImageRecord]:
         """An entity's pictures (or one of them); ImageNotFound when there are none."""
@@ -321,11 +328,28 @@ class GalleryService:
         threshold = v.match_threshold(match_threshold) or self.default_threshold(group)
         where = filter if filter is None or not isinstance(filter, str) else parse_filter(filter)
         cutoff = scores.cosine_for_score(threshold) if min_cosine is None else min_cosine
-        vector = self.embed_query(group, image, rect)
-        hits = self.store.search(group.group_id, vector, limit=lim, offset=off, min_cosine=cutoff, where=where)
-        out = [_hit(self._public(h.image), h.cosine) for h in hits]
-        out.sort(key=lambda h: -h.cosine)
-        return out
+        decoded = self.engine.decode(image, model=group.model, rect=rect)
+        vector = self._query_vector(group, decoded)
+        settings = self.engine.settings
+        features = self.engine.local_features(decoded) if settings.rerank_depth else None
+        if features is None:
+            hits = self.store.search(group.group_id, vector, limit=lim, offset=off, min_cosine=cutoff, where=where)
+            out = [_hit(self._public(h.image), h.cosine) for h in hits]
+            out.sort(key=lambda h: -h.cosine)
+            return out
+        ranked = rerank(
+            self.store,
+            group.group_id,
+            vector,
+            features,
+            lambda vec, n: self.store.search(group.group_id, vec, limit=n, min_cosine=-1.0, where=where),
+            want=off + lim,
+            depth=settings.rerank_depth,
+            expand=settings.query_expansion,
+            pool=self._pool,
+        )
+        passed = [r for r in ranked if r.similarity >= cutoff][off : off + lim]
+        return [_hit(self._public(r.hit.image), r.hit.cosine, r.similarity, r.inliers) for r in passed]
 
     def duplicates(self, group_id: str, level: str = "near", match_threshold: float | None = None) -> m.Duplicates:
         """Sets of near-duplicate pictures in a group: ``level`` near or scene (as ``lookalike
@@ -368,11 +392,16 @@ class GalleryService:
 
     def embed_query(self, group: GroupRecord, image: ImageInput, rect: Rect | None = None) -> np.ndarray:
         """The query's vector with the group's model (never another model's space)."""
-        pixels = self.engine.pixels(image, model=group.model, rect=rect)
+        return self._query_vector(group, self.engine.decode(image, model=group.model, rect=rect))
+
+    def _query_vector(self, group: GroupRecord, decoded) -> np.ndarray:
+        pixels = self.engine.geometry.pixels(decoded)
         check_not_solid(pixels, "the query image")
-        return self.engine.run(pixels[None], model=group.model)[0]
+        return self.engine.run([pixels], model=group.model)[0]
 
 
-def _hit(record: ImageRecord, cosine: float) -> m.SearchHit:
-    """A picture with its cosine and Tencent's Score (the calibrated 0..100 scale, rounded)."""
-    return m.SearchHit(record, float(cosine), int(round(scores.calibrated_score(float(cosine)))))
+def _hit(record: ImageRecord, cosine: float, similarity: float | None = None, inliers: int | None = None) -> m.SearchHit:
+    """A picture with its cosine and Tencent's Score: the calibrated 0..100 scale of the
+    similarity (the cosine, raised by geometric verification where it ran), rounded."""
+    sim = float(cosine if similarity is None else similarity)
+    return m.SearchHit(record, float(cosine), int(round(scores.calibrated_score(sim))), inliers)

@@ -242,12 +242,3 @@ def pixel_digest(data: bytes, *, max_bytes: int, max_side: int, max_pixels: int)
     digest.update(b"%dx%d:" % image.size)
     digest.update(image.tobytes())
     return digest.digest()
-
-
-def to_pixels(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
-    """Resizes (stretching, no crop) to the model's fixed input: uint8 (height, width, 3)."""
-    if image.mode != "RGB":
-        image = _to_rgb(image)
-    if image.size != size:
-        image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=None)
-    return np.asarray(image, dtype=np.uint8)

@@ -84,10 +84,27 @@ class Store(Protocol):
         """Raises ImageGroupIdNotExist."""
 
     def add_image(
-        self, image: ImageRecord, vector: np.ndarray, *, max_per_entity: int, thumbnail: bytes | None = None
+        self,
+        image: ImageRecord,
+        vector: np.ndarray,
+        *,
+        max_per_entity: int,
+        thumbnail: bytes | None = None,
+        features: bytes | None = None,
     ) -> None:
-        """Durable when it returns (survives kill -9). Raises PicNameAlreadyExist,
-        ImageEntityCountExceed, ImageNumExceed (group capacity), ImageGroupIdNotExist."""
+        """Durable when it returns (survives kill -9), with its thumbnail and local features
+        (``LocalFeatures.to_bytes``). Raises PicNameAlreadyExist, ImageEntityCountExceed,
+        ImageNumExceed (group capacity), ImageGroupIdNotExist."""
+
+    def get_vectors(self, group_id: str, pic_names: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored unit vectors of those pictures that exist (query expansion)."""
+
+    def get_features(self, group_id: str, pic_names: Sequence[str]) -> dict[str, bytes]:
+        """The stored local features of those pictures that have them (geometric verification)."""
+
+    def put_features(self, group_id: str, features: dict[str, bytes]) -> int:
+        """Stores (or replaces) the local features of existing pictures (migrations); returns
+        how many pictures were found."""
 
     def get_images(self, group_id: str, entity_id: str, pic_name: str | None = None) -> list[ImageRecord]: ...
 

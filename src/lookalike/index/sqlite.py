@@ -84,6 +84,7 @@ CREATE TABLE IF NOT EXISTS images (
 CREATE INDEX IF NOT EXISTS images_entity ON images (gid, entity_id);
 CREATE TABLE IF NOT EXISTS vectors (image_id INTEGER PRIMARY KEY, vec BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS thumbnails (image_id INTEGER PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS features (image_id INTEGER PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     gid INTEGER NOT NULL,
@@ -500,6 +501,7 @@ class SqliteStore:
                     raise no_such_group(group_id)
                 sub = "SELECT id FROM images WHERE gid = ?"
                 conn.execute(f"DELETE FROM thumbnails WHERE image_id IN ({sub})", (gid,))
+                conn.execute(f"DELETE FROM features WHERE image_id IN ({sub})", (gid,))
                 conn.execute(f"DELETE FROM vectors WHERE image_id IN ({sub})", (gid,))
                 conn.execute("DELETE FROM images WHERE gid = ?", (gid,))
                 conn.execute("DELETE FROM groups WHERE gid = ?", (gid,))
@@ -514,7 +516,13 @@ class SqliteStore:
     # ------------------------------------------------------------------ images
 
     def add_image(
-        self, image: ImageRecord, vector: np.ndarray, *, max_per_entity: int, thumbnail: bytes | None = None
+        self,
+        image: ImageRecord,
+        vector: np.ndarray,
+        *,
+        max_per_entity: int,
+        thumbnail: bytes | None = None,
+        features: bytes | None = None,
     ) -> None:
         vec = unit_vector(vector, self.dim)
         now = time.time()
@@ -546,6 +554,8 @@ class SqliteStore:
                 conn.execute("INSERT INTO vectors (image_id, vec) VALUES (?, ?)", (image_id, vec.tobytes()))
                 if thumbnail is not None:
                     conn.execute("INSERT INTO thumbnails (image_id, data) VALUES (?, ?)", (image_id, thumbnail))
+                if features is not None:
+                    conn.execute("INSERT INTO features (image_id, data) VALUES (?, ?)", (image_id, features))
                 conn.execute("UPDATE groups SET pic_count = pic_count + 1 WHERE gid = ?", (gid,))
                 cursor = conn.execute("INSERT INTO changes (gid, op, image_id) VALUES (?, 'add', ?)", (gid, image_id))
                 self._claim([int(cursor.lastrowid)])  # type: ignore[arg-type]
@@ -697,6 +707,39 @@ class SqliteStore:
             ).fetchone()
         return None if row is None else bytes(row[0])
 
+    def _by_name(self, table: str, column: str, group_id: str, pic_names: Sequence[str]) -> list[tuple[str, bytes]]:
+        names = list(dict.fromkeys(pic_names))
+        out: list[tuple[str, bytes]] = []
+        with self._read() as conn:
+            for start in range(0, len(names), 500):
+                chunk = names[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                out += conn.execute(
+                    f"SELECT i.pic_name, t.{column} FROM {table} t JOIN images i ON i.id = t.image_id "
+                    f"WHERE i.gid = (SELECT gid FROM groups WHERE group_id = ?) AND i.pic_name IN ({marks})",
+                    (group_id, *chunk),
+                ).fetchall()
+        return out
+
+    def get_vectors(self, group_id: str, pic_names: Sequence[str]) -> dict[str, np.ndarray]:
+        return {name: np.frombuffer(blob, dtype=np.float32) for name, blob in self._by_name("vectors", "vec", group_id, pic_names)}
+
+    def get_features(self, group_id: str, pic_names: Sequence[str]) -> dict[str, bytes]:
+        return {name: bytes(blob) for name, blob in self._by_name("features", "data", group_id, pic_names)}
+
+    def put_features(self, group_id: str, features: dict[str, bytes]) -> int:
+        found = 0
+        with self._write() as conn:
+            for name, data in features.items():
+                row = conn.execute(
+                    "SELECT id FROM images WHERE gid = (SELECT gid FROM groups WHERE group_id = ?) AND pic_name = ?",
+                    (group_id, name),
+                ).fetchone()
+                if row is not None:
+                    conn.execute("INSERT OR REPLACE INTO features (image_id, data) VALUES (?, ?)", (row[0], data))
+                    found += 1
+        return found
+
     def update_images(
         self,
         group_id: str,
@@ -739,6 +782,7 @@ class SqliteStore:
                 if ids:
                     sub = f"SELECT id FROM images WHERE {where}"
                     conn.execute(f"DELETE FROM thumbnails WHERE image_id IN ({sub})", args)
+                    conn.execute(f"DELETE FROM features WHERE image_id IN ({sub})", args)
                     conn.execute(f"DELETE FROM vectors WHERE image_id IN ({sub})", args)
                     conn.execute(f"DELETE FROM images WHERE {where}", args)
                     conn.execute(

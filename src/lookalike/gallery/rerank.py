@@ -1,0 +1,87 @@
+"""Search's second stage: geometric verification of the top hits, then query expansion.
+
+The global vector finds candidates fast; local features verify the best ``depth`` of them
+against the query (a verified crop or partial copy rises, a look-alike without matching
+structure does not), and the query is averaged with its best hit for a second pass (alpha-QE,
+Radenovic et al. 2018), which pulls in other views of the same object. The gains and costs of
+each step are measured in docs/benchmarks.md ("Quality"); settings turn each off.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from lookalike import scores
+from lookalike.index.base import Hit, Store
+from lookalike.models.local import LocalFeatures, verify
+
+
+@dataclass(frozen=True)
+class Ranked:
+    hit: Hit
+    """The store's hit; its cosine is against the (expanded) query vector."""
+    similarity: float
+    """The cosine raised by verification: what the order and the Score come from."""
+    inliers: int | None
+
+
+def verified_inliers(
+    store: Store, group_id: str, query: LocalFeatures, hits: list[Hit], pool: Executor
+) -> dict[str, int]:
+    """Inlier count of each hit that has stored local features."""
+    stored = store.get_features(group_id, [h.image.pic_name for h in hits])
+    names = list(stored)
+
+    def one(name: str) -> int:
+        try:
+            return verify(query, LocalFeatures.from_bytes(stored[name])).inliers
+        except Exception:  # damaged features never fail a search: that hit just goes unverified
+            return 0
+
+    return dict(zip(names, pool.map(one, names)))
+
+
+def rerank(
+    store: Store,
+    group_id: str,
+    vector: np.ndarray,
+    features: LocalFeatures,
+    search: Callable[[np.ndarray, int], list[Hit]],
+    *,
+    want: int,
+    depth: int,
+    expand: bool,
+    pool: Executor,
+) -> list[Ranked]:
+    """The first ``max(want, depth)`` hits, best first by similarity.
+
+    ``search(vector, limit)`` is the store search with the caller's filter and no threshold:
+    the threshold applies to the similarity, after verification.
+    """
+    n = max(want, depth)
+    hits = search(vector, n)
+    inliers = verified_inliers(store, group_id, features, hits[:depth], pool)
+
+    def ranked(found: list[Hit]) -> list[Ranked]:
+        out = []
+        for h in found:
+            count = inliers.get(h.image.pic_name)
+            out.append(Ranked(h, scores.similarity(h.cosine, count), count))
+        out.sort(key=lambda r: (-r.similarity, -r.hit.cosine))
+        return out
+
+    first = ranked(hits)
+    if not expand or not first:
+        return first
+    best = first[0]
+    stored = store.get_vectors(group_id, [best.hit.image.pic_name]).get(best.hit.image.pic_name)
+    weight = min(1.0, max(0.0, best.similarity))
+    if stored is None or weight == 0.0:
+        return first
+    expanded = vector + weight * stored
+    expanded /= max(float(np.linalg.norm(expanded)), 1e-12)
+    return ranked(search(expanded.astype(np.float32), n))
