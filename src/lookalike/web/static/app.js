@@ -178,14 +178,16 @@ async function compareRef(slot) {
 async function compare() {
   if (!compareReady('a') || !compareReady('b')) throw new Error('pick, drop or paste two images first');
   const seq = ++compareSeq;
+  $('#explain').dataset.ready = 'false';
   let opts;
   if (picked.a && picked.b) {
     const form = new FormData();
     form.append('a', picked.a);
     form.append('b', picked.b);
+    form.append('explain', 'true');
     opts = { form };
   } else {
-    opts = { json: { a: await compareRef('a'), b: await compareRef('b') } };
+    opts = { json: { a: await compareRef('a'), b: await compareRef('b'), explain: true } };
   }
   $('#compare-result').classList.add('busy');
   const t0 = performance.now();
@@ -211,6 +213,92 @@ async function compare() {
   $('#r-l2').textContent = r.l2_distance.toFixed(4);
   $('#r-time').textContent = `${ms.toFixed(0)} ms in the browser (${r.elapsed_ms} ms on the server, model ${r.model})`;
   box.hidden = false;
+  await explain(r, seq);
+}
+
+// ---------------------------------------------------------------- compare: the match explained
+
+// scores.VERIFIED_INLIERS: fewer inliers are no match (RANSAC fits a homography to any 4 pairs).
+const VERIFIED_INLIERS = 10;
+const explained = { r: null, a: null, b: null, width: 0 };
+
+function explainText(inliers, matches) {
+  if (inliers === null || inliers === undefined) return 'no geometric verification (local features are off on this server)';
+  if (inliers === 0) return 'no geometric match';
+  if (inliers < VERIFIED_INLIERS) {
+    return `no geometric match (only ${inliers} keypoint pairs agree on one transform; ${VERIFIED_INLIERS} make a match)`;
+  }
+  const drawn = matches && matches.length < inliers ? ` (the strongest ${matches.length} drawn)` : '';
+  return `${inliers} matching keypoints agree on one geometric transform${drawn}`;
+}
+
+// The picture a compare preview shows, at its natural (EXIF-oriented) size; null when none.
+async function previewOf(slot) {
+  const img = $(`#drop-${slot} img`);
+  if (img.hidden || !img.getAttribute('src')) return null;
+  try { await img.decode(); } catch { return null; }
+  return img.naturalWidth && img.naturalHeight ? { src: img.src, w: img.naturalWidth, h: img.naturalHeight } : null;
+}
+
+async function explain(r, seq) {
+  const [a, b] = await Promise.all([previewOf('a'), previewOf('b')]);
+  if (seq !== compareSeq) return;
+  Object.assign(explained, { r, a, b });
+  const box = $('#explain');
+  box.dataset.inliers = r.inliers ?? '';
+  $('#explain-text').textContent = explainText(r.inliers, r.matches);
+  drawExplain();
+  box.dataset.ready = 'true';
+}
+
+function svgEl(tag, attrs) {
+  const node = document.createElementNS($('#explain-svg').namespaceURI, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  return node;
+}
+
+// Both pictures side by side (one above the other when narrow) in one SVG, a line and two dots
+// per match. Coordinates are viewBox units, so the drawing scales with the pictures.
+function drawExplain() {
+  const { r, a, b } = explained;
+  const svg = $('#explain-svg');
+  const width = $('#explain').clientWidth;
+  if (!r || !width) return;
+  explained.width = width;
+  const matches = Array.isArray(r.matches) ? r.matches : [];
+  svg.replaceChildren();
+  svg.toggleAttribute('hidden', !a || !b);  // an SVG element has no .hidden property
+  svg.dataset.lines = String(a && b ? matches.length : 0);
+  if (!a || !b) return;
+  const stacked = width < 560;
+  const gap = 12;
+  const U = 600;  // both pictures this high side by side, this wide stacked
+  const A = { x: 0, y: 0, w: stacked ? U : (U * a.w) / a.h, h: stacked ? (U * a.h) / a.w : U };
+  const B = { w: stacked ? U : (U * b.w) / b.h, h: stacked ? (U * b.h) / b.w : U };
+  Object.assign(B, stacked ? { x: 0, y: A.h + gap } : { x: A.w + gap, y: 0 });
+  const vw = B.x + B.w;
+  const vh = B.y + B.h;
+  // Never larger than the pictures' natural size, the page's width or most of the window's height.
+  const natural = stacked ? Math.max(a.w, b.w) : vw * (Math.max(a.h, b.h) / U);
+  const px = Math.max(1, Math.min(width, natural, (0.8 * window.innerHeight * vw) / vh));
+  const scale = px / vw;
+  svg.setAttribute('viewBox', `0 0 ${vw.toFixed(2)} ${vh.toFixed(2)}`);
+  svg.setAttribute('width', px.toFixed(1));
+  svg.setAttribute('height', (vh * scale).toFixed(1));
+  for (const [P, pic, name] of [[A, a, 'a'], [B, b, 'b']]) {
+    svg.append(svgEl('image', { href: pic.src, x: P.x, y: P.y, width: P.w, height: P.h, preserveAspectRatio: 'none', 'data-slot': name }));
+  }
+  const g = svgEl('g', { class: r.inliers >= VERIFIED_INLIERS ? 'lines' : 'lines weak' });
+  const dot = (3 / scale).toFixed(2);
+  matches.forEach(([xa, ya, xb, yb], i) => {
+    const colour = `hsl(${Math.round((i * 137.5) % 360)}, 90%, 55%)`;
+    const [x1, y1, x2, y2] = [A.x + xa * A.w, A.y + ya * A.h, B.x + xb * B.w, B.y + yb * B.h].map((v) => v.toFixed(2));
+    g.append(
+      svgEl('line', { x1, y1, x2, y2, stroke: colour }),
+      svgEl('circle', { cx: x1, cy: y1, r: dot, fill: colour }),
+      svgEl('circle', { cx: x2, cy: y2, r: dot, fill: colour }));
+  });
+  svg.append(g);
 }
 
 function initCompare() {
@@ -230,6 +318,10 @@ function initCompare() {
     });
   }
   $('#compare-go').addEventListener('click', (e) => guarded(e.currentTarget, compare));
+  // A new width (a window resized, a phone turned) lays the explanation out again.
+  new ResizeObserver(() => {
+    if (explained.r && Math.abs($('#explain').clientWidth - explained.width) > 1) drawExplain();
+  }).observe($('#explain'));
 }
 
 // ---------------------------------------------------------------- search
