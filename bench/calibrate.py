@@ -132,10 +132,14 @@ def run_model(engine, model: str, sets: list[common.EvalSet], copies: dict) -> d
     copy_vectors, _ = common.embed_all(engine, copies["blobs"], model)
 
     sims = originals @ originals.T
+    cs = copy_vectors @ originals.T  # copies x originals
+    verified = None
+    if engine.settings.local_features:
+        verified = verify_pairs(engine, blobs, copies, sims, cs, groups)
+        sims, cs = verified.pop("sims"), verified.pop("cs")
     same_mask, diff_mask = common.pair_masks(groups)
     same_pairs, diff_pairs = sims[same_mask], sims[diff_mask]
 
-    cs = copy_vectors @ originals.T  # copies x originals
     src = copies["source"]  # global original index per copy
     edit = copies["edit"]
     rows = np.arange(len(src))
@@ -185,7 +189,65 @@ def run_model(engine, model: str, sets: list[common.EvalSet], copies: dict) -> d
             "edited_copies": copy_pos[~same_image],
         },
         "per_edit": per_edit,
+        "verification": verified,
     }
+
+
+def verify_pairs(engine, blobs: list[bytes], copies: dict, sims: np.ndarray, cs: np.ndarray, groups: np.ndarray, top: int = 5) -> dict:
+    """Geometric verification where it runs in the product: every same-object pair, every copy
+    with its original, and each image's ``top`` nearest others (where search re-ranks). Those
+    entries become ``scores.similarity``; the rest keep their cosine (unverified pairs are
+    ranked out of search's re-ranking depth). Also the inlier counts of copies and of other
+    photos of the same object, which fit COPY_INLIERS."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lookalike import scores
+    from lookalike.models.local import verify
+
+    def features(data: bytes):
+        return engine.local_features(engine.decode(data))
+
+    with ThreadPoolExecutor(max_workers=engine.settings.threads or 2) as pool:
+        orig_f = list(pool.map(features, blobs))
+        copy_f = list(pool.map(features, copies["blobs"]))
+        sims, cs = sims.copy(), cs.copy()
+        n = len(blobs)
+        pairs = set()
+        same = np.argwhere((groups[:, None] == groups[None, :]) & ~np.eye(n, dtype=bool))
+        pairs.update((int(a), int(b)) for a, b in same if a < b)
+        masked = sims - 3 * np.eye(n)
+        for a in range(n):
+            pairs.update((min(a, int(b)), max(a, int(b))) for b in np.argpartition(-masked[a], top)[:top])
+        pairs = sorted(pairs)
+        inl = list(pool.map(lambda p: verify(orig_f[p[0]], orig_f[p[1]]).inliers, pairs))
+        for (a, b), k in zip(pairs, inl):
+            sims[a, b] = sims[b, a] = scores.similarity(float(sims[a, b]), k)
+        src = copies["source"]
+        copy_pairs = {(i, int(src[i])) for i in range(len(src))}
+        for i in range(len(src)):
+            copy_pairs.update((i, int(b)) for b in np.argpartition(-cs[i], top)[:top])
+        copy_pairs = sorted(copy_pairs)
+        cinl = list(pool.map(lambda p: verify(copy_f[p[0]], orig_f[p[1]]).inliers, copy_pairs))
+    copy_inliers, same_object_inliers = [], [k for (a, b), k in zip(pairs, inl) if groups[a] == groups[b]]
+    for (i, b), k in zip(copy_pairs, cinl):
+        cs[i, b] = scores.similarity(float(cs[i, b]), k)
+        if b == src[i]:
+            copy_inliers.append((copies["edit"][i], k))
+        elif groups[b] == groups[src[i]]:
+            same_object_inliers.append(k)
+    edits = np.array([e for e, _ in copy_inliers])
+    counts = np.array([k for _, k in copy_inliers])
+    other = np.array(same_object_inliers)
+    table = [
+        {
+            "inliers": t,
+            "copies_at_least": float(np.mean(counts >= t)),
+            "same_object_at_least": float(np.mean(other >= t)),
+            "per_edit": {e: float(np.mean(counts[edits == e] >= t)) for e in EDITS},
+        }
+        for t in (6, 10, 15, 20, 25, 30, 40, 50, 60, 80, 100)
+    ]
+    return {"sims": sims, "cs": cs, "pairs_verified": len(pairs) + len(copy_pairs), "inlier_table": table}
 
 
 def describe(r: dict, match: float, copy: float, same: float) -> dict:
@@ -294,6 +356,12 @@ def main() -> None:
             {"edited copies below": a["edited_copies"]},
         )
         print(f"[{model}] best-F1 anchors: {r['fitted']}")
+        if r["verification"]:
+            print(f"\n[{model}] inliers: copies (by edit) vs other photos of the same object at least t")
+            print(common.markdown_table(
+                ["t", "copies", "same-object photos"] + list(EDITS),
+                [[x["inliers"], f"{x['copies_at_least']:.3f}", f"{x['same_object_at_least']:.3f}"] + [f"{x['per_edit'][e]:.2f}" for e in EDITS] for x in r["verification"]["inlier_table"]],
+            ))
 
     fitted = fits[models[0]]
     constants = (fitted["MATCH_COSINE"], fitted["COPY_COSINE"], fitted["SAME_IMAGE_COSINE"])

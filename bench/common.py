@@ -7,17 +7,15 @@ script that needs them exits cleanly with a message when they are absent.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
 import platform
-import re
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -91,100 +89,6 @@ def load_set(name: str, root: Path | None = None) -> EvalSet:
     return EvalSet(name, names, blobs, groups, queries)
 
 
-# --------------------------------------------------------------------------- pipeline variants
-
-RESAMPLING = {
-    "nearest": Image.Resampling.NEAREST,
-    "box": Image.Resampling.BOX,
-    "bilinear": Image.Resampling.BILINEAR,
-    "hamming": Image.Resampling.HAMMING,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-}
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One input geometry: ``stretch224`` / ``short320`` [``/bicubic``] [``/nodraft`` | ``/draft2x``].
-
-    ``current`` is the shipped pipeline, untouched. Every other variant patches
-    ``lookalike.engine.to_pixels`` (geometry and resampling filter) and the ``min_size`` that
-    ``lookalike.engine.decode_image`` receives (the JPEG DCT draft request): ``draft`` asks for at
-    least the output size (as shipped), ``draft2x`` for at least twice it, ``nodraft`` decodes
-    full size.
-    """
-
-    spec: str
-    mode: str = "current"  # current | stretch | short
-    size: int = 224
-    resample: str = "bilinear"
-    draft: str = "draft"  # draft | draft2x | nodraft
-
-    @classmethod
-    def parse(cls, spec: str) -> "Variant":
-        spec = spec.strip()
-        if spec == "current":
-            return cls(spec)
-        parts = spec.split("/")
-        m = re.fullmatch(r"(stretch|short)(\d+)", parts[0])
-        if not m:
-            raise ValueError(f"bad geometry {spec!r}: expected current, stretchN or shortN [/filter] [/nodraft|/draft2x]")
-        variant = {"mode": m.group(1), "size": int(m.group(2))}
-        for p in parts[1:]:
-            if p in RESAMPLING:
-                variant["resample"] = p
-            elif p in ("draft", "draft2x", "nodraft"):
-                variant["draft"] = p
-            else:
-                raise ValueError(f"bad geometry option {p!r} in {spec!r}")
-        return cls(spec, **variant)
-
-    @property
-    def fixed_shape(self) -> bool:
-        """Whether every image comes out the same shape (so a list batches together)."""
-        return self.mode in ("current", "stretch")
-
-    def output_size(self, width: int, height: int) -> tuple[int, int]:
-        if self.mode == "short":
-            scale = self.size / min(width, height)
-            return max(1, round(width * scale)), max(1, round(height * scale))
-        return self.size, self.size
-
-    @contextlib.contextmanager
-    def applied(self) -> Iterator[None]:
-        if self.mode == "current":
-            yield
-            return
-        import lookalike.engine as engine_module
-        from lookalike.images import decode as decode_module
-
-        original_decode, original_pixels = engine_module.decode_image, engine_module.to_pixels
-        variant = self
-
-        def decode_image(data, **kwargs):
-            if kwargs.get("min_size") is not None:
-                if variant.draft == "nodraft":
-                    kwargs["min_size"] = None
-                else:
-                    need = variant.size * (2 if variant.draft == "draft2x" else 1)
-                    kwargs["min_size"] = (need, need)
-            return original_decode(data, **kwargs)
-
-        def to_pixels(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
-            if image.mode != "RGB":
-                image = decode_module._to_rgb(image)
-            target = variant.output_size(*image.size)
-            if image.size != target:
-                image = image.resize(target, RESAMPLING[variant.resample], reducing_gap=None)
-            return np.asarray(image, dtype=np.uint8)
-
-        engine_module.decode_image, engine_module.to_pixels = decode_image, to_pixels
-        try:
-            yield
-        finally:
-            engine_module.decode_image, engine_module.to_pixels = original_decode, original_pixels
-
-
 # --------------------------------------------------------------------------- embedding
 
 
@@ -195,19 +99,10 @@ def make_engine(threads: int = 0, **overrides):
     return Engine(Settings(threads=threads, **overrides))
 
 
-def embed_all(
-    engine, blobs: Sequence[bytes], model: str, *, variant: Variant | None = None, batch: int = 32
-) -> tuple[np.ndarray, float]:
-    """Unit vectors (n, dim) through ``Engine.embed``, and the seconds it took."""
-    variant = variant or Variant("current")
-    out = []
+def embed_all(engine, blobs: Sequence[bytes], model: str, *, batch: int = 32) -> tuple[np.ndarray, float]:
+    """Unit index-side vectors (n, dim) through ``Engine.embed``, and the seconds it took."""
     start = time.perf_counter()
-    with variant.applied():
-        if variant.fixed_shape:
-            for i in range(0, len(blobs), batch):
-                out.append(engine.embed(list(blobs[i : i + batch]), model=model))
-        else:  # shapes differ: one image per call
-            out.extend(engine.embed([b], model=model) for b in blobs)
+    out = [engine.embed(list(blobs[i : i + batch]), model=model) for i in range(0, len(blobs), batch)]
     return np.concatenate(out), time.perf_counter() - start
 
 

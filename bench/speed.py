@@ -222,7 +222,7 @@ def main() -> None:
     inputs = make_inputs()
     sizes = {k: len(v) for k, v in inputs.items()}
     print("inputs: " + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in sizes.items()))
-    results: dict = {"loadavg_at_start": [round(x, 2) for x in os.getloadavg()], "inputs_bytes": sizes, "batch": BATCH, "end_to_end": [], "decode": [], "resize": [], "model": [], "server": {}}
+    results: dict = {"loadavg_at_start": [round(x, 2) for x in os.getloadavg()], "inputs_bytes": sizes, "batch": BATCH, "end_to_end": [], "decode": [], "model": [], "server": {}}
 
     # Decode + resize only (one image at a time, the calling thread): independent of model and threads.
     engine = common.make_engine(1)
@@ -230,16 +230,6 @@ def main() -> None:
         rate = timed(lambda: engine.pixels(data, model="sscd"), 1, args.seconds)
         results["decode"].append({"input": name, "ms": 1000 / rate})
         print(f"decode+resize {name:<15} {1000 / rate:7.2f} ms", flush=True)
-
-    # Resize alone, by filter: what a change of resampling in to_pixels would cost (best round).
-    rng = np.random.default_rng(0)
-    for source in ((512, 384), (480, 270)):
-        image = Image.fromarray(rng.integers(0, 256, (source[1], source[0], 3), dtype=np.uint8))
-        for name in ("bilinear", "bicubic", "lanczos"):
-            filt = common.RESAMPLING[name]
-            rate = timed(lambda: image.resize((224, 224), filt, reducing_gap=None), 1, args.seconds / 3, 10, best=True)
-            results["resize"].append({"source": f"{source[0]}x{source[1]}", "filter": name, "ms": 1000 / rate})
-            print(f"resize {source[0]}x{source[1]} -> 224x224 {name:<9} {1000 / rate:6.2f} ms", flush=True)
 
     for threads in thread_counts:
         engine = common.make_engine(threads)
@@ -293,17 +283,7 @@ def main() -> None:
     print(common.markdown_table(headers, rows))
     print("\nDecode + resize only, ms per image (Engine.pixels, one thread)\n")
     print(common.markdown_table(["input", "bytes", "ms"], [[r["input"], sizes[r["input"]], f"{r['ms']:.2f}"] for r in results["decode"]]))
-    print("\nResize only (uint8 RGB -> 224x224), ms per image\n")
-    print(
-        common.markdown_table(
-            ["source", "bilinear", "bicubic", "lanczos"],
-            [
-                [src] + [f"{r['ms']:.2f}" for r in results["resize"] if r["source"] == src]
-                for src in dict.fromkeys(r["source"] for r in results["resize"])
-            ],
-        )
-    )
-    print("\nModel only, ms per image (224x224 uint8 in, vector out)\n")
+    print("\nModel only, ms per image (one 640x480 JPEG's pixels at the default input geometry, vector out)\n")
     rows = []
     for model in models:
         for threads in thread_counts:
