@@ -410,7 +410,9 @@ def test_gallery_duplicates_on_each_backend(tmp_path, engine, backend):
         without = [t for b in service.store.iter_group(key, thumbnails=False) for _, _, t in b]
         assert len(without) == 8 and all(t is None for t in without) and all(t for t in with_thumbs)
         strict = service.duplicates("dups", match_threshold=99.9)
-        assert strict.sets == [] and strict.min_cosine > 0.99
+        # Stored vectors average the mirror view (LOOKALIKE_INDEX_FLIP): only the mirror stays.
+        assert strict.min_cosine > 0.99
+        assert [[h.image.pic_name for h in d.duplicates] for d in strict.sets] == [["mirror"]]
         with pytest.raises(Exception, match="level must be"):
             service.duplicates("dups", "exact")
     finally:
@@ -449,7 +451,8 @@ def test_native_duplicates_route(server):
 
     with Client(server) as client:
         assert client.duplicates("dedup_route")["sets"] == body["sets"]
-        assert client.duplicates("dedup_route", match_threshold=99.9)["total"] == 0
+        strict = client.duplicates("dedup_route", match_threshold=99.9)  # only the mirror: flip-averaged vectors
+        assert strict["total"] == 1 and [d["pic_name"] for d in strict["sets"][0]["duplicates"]] == ["mirror"]
         with pytest.raises(ApiError) as caught:
             client.duplicates("no_such_group")
         assert caught.value.status == 404

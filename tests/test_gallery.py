@@ -212,8 +212,8 @@ def test_group_type_fixes_the_model_and_vectors_never_mix(gallery, engine, photo
     # Each group embeds queries with its own model: the right model's vector comes back at 1.0.
     v_full = gallery.embed_query(gallery.get_group("full"), data)
     v_small = gallery.embed_query(gallery.get_group("small"), data)
-    assert np.allclose(v_full, engine.embed_one(data, model="sscd"), atol=1e-5)
-    assert np.allclose(v_small, engine.embed_one(data, model="sscd-small"), atol=1e-5)
+    assert np.allclose(v_full, engine.embed([data], model="sscd", query=True)[0], atol=1e-5)
+    assert np.allclose(v_small, engine.embed([data], model="sscd-small", query=True)[0], atol=1e-5)
     assert float(v_full @ v_small) < 0.999
     for group in ("full", "small"):
         hit = gallery.search(group, data, limit=1)[0]

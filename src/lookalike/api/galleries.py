@@ -102,6 +102,7 @@ def _hit(h: SearchHit) -> dict[str, Any]:
         "tags": r.tags,
         "score": h.score,
         "cosine": round(h.cosine, 6),
+        "inliers": h.inliers,
         "thumbnail_url": _thumb_url(r.group_id, r.pic_name),
     }
 

@@ -121,6 +121,9 @@ class SearchResult(BaseModel):
     tags: dict[str, Any]
     score: int = Field(description="calibrated 0..100 (Tencent's Score)")
     cosine: float
+    inliers: int | None = Field(
+        None, description="keypoints matching the query under one geometric transform (null: not verified)"
+    )
     thumbnail_url: str
 
 
