@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 from lookalike.errors import InvalidParameter
 
@@ -42,7 +42,7 @@ class CompareRequest(Strict):
     a: ImageRef
     b: ImageRef
     model: str | None = None
-    explain: bool = Field(False, description="also return the matched keypoints (`matches`)")
+    explain: StrictBool = Field(False, description="also return the matched keypoints (`matches`)")
 
 
 class CompareResponse(BaseModel):

@@ -120,6 +120,10 @@ def verify(a: LocalFeatures, b: LocalFeatures) -> Verification:
     d1 = np.sqrt(np.maximum(2.0 - 2.0 * best_sim, 0.0))
     d2 = np.sqrt(np.maximum(2.0 - 2.0 * second_sim, 0.0))
     good = np.flatnonzero(d1 < RATIO * d2)
+    # One match per keypoint of b (the closest): repeated texture otherwise piles many
+    # matches onto one point, and they all agree with any transform through it.
+    good = good[np.argsort(-best_sim[good], kind="stable")]
+    good = good[np.sort(np.unique(best[good], return_index=True)[1])]  # still closest first
     if len(good) < MIN_MATCHES:
         return empty
     src, dst = a.points[good], b.points[best[good]]
@@ -127,8 +131,6 @@ def verify(a: LocalFeatures, b: LocalFeatures) -> Verification:
     if mask is None:
         return empty
     keep = mask.ravel().astype(bool)
-    if keep.sum() < MIN_MATCHES:
-        return Verification(int(keep.sum()), np.zeros((0, 4), np.float32))
     wa, ha = a.size
     wb, hb = b.size
     matches = np.hstack([src[keep] / (wa, ha), dst[keep] / (wb, hb)]).astype(np.float32)
