@@ -62,7 +62,7 @@ def test_explain_returns_the_inlier_matches_as_fractions_of_each_image(server, p
     assert r.status_code == 200, r.text
     body = r.json()
     inliers, matches = body["inliers"], body["matches"]
-    assert inliers >= 10 and body["verdict"] in ("same image", "near copy")
+    assert inliers >= 10 and body["verified"] and body["verdict"] in ("same image", "near copy")
     assert len(matches) == min(inliers, MAX_MATCHES)
     assert all(len(m) == 4 and all(0 <= v <= 1 for v in m) for m in matches)
     # image b is the central 60% of image a: a point at xa in a lies at (xa - 0.2) / 0.6 in b
@@ -196,16 +196,16 @@ def test_page_handles_few_null_and_undrawable_matches(page, explain_pictures):
     page.route("**/v1/compare", reply)
     open_page(page, "compare")
 
-    answer.update(inliers=7, matches=[[0.1 * i, 0.5, 1 - 0.1 * i, 0.5] for i in range(7)])
+    answer.update(inliers=5, verified=False, matches=[[0.1 * i, 0.5, 1 - 0.1 * i, 0.5] for i in range(5)])
     upload(page, "#file-a", "source.jpg", explain_pictures["source.jpg"])
     upload(page, "#file-b", "flat.jpg", explain_pictures["flat.jpg"])
     page.wait_for_selector("#explain[data-ready=true]")
     assert b'name="explain"\r\n\r\ntrue\r\n' in sent[-1]  # multipart, with explain=true
-    assert page.inner_text("#explain-text").startswith("no geometric match (only 7 keypoint pairs agree")
-    assert page.locator("#explain-svg line").count() == 7 and page.locator("#explain-svg g.weak").count() == 1
+    assert page.inner_text("#explain-text").startswith("no geometric match (only 5 keypoint pairs agree")
+    assert page.locator("#explain-svg line").count() == 5 and page.locator("#explain-svg g.weak").count() == 1
     assert_dots_on_matches(drawing(page), answer["matches"])
 
-    answer.update(inliers=None, matches=None)
+    answer.update(inliers=None, verified=None, matches=None)
     page.click("#compare-go")
     page.wait_for_selector("#explain[data-ready=true][data-inliers='']")
     assert page.inner_text("#explain-text") == "no geometric verification (local features are off on this server)"
@@ -213,7 +213,7 @@ def test_page_handles_few_null_and_undrawable_matches(page, explain_pictures):
     assert page.inner_text("#verdict") == "different" and page.locator("#error").is_hidden()
 
     # image B as a URL (JSON body, explain: true) that does not load here: words, no drawing
-    answer.update(inliers=25, matches=[[0.5, 0.5, 0.5, 0.5]] * 25)
+    answer.update(inliers=25, verified=True, matches=[[0.5, 0.5, 0.5, 0.5]] * 25)
     page.fill("#url-b", REFUSED_URL)
     page.dispatch_event("#url-b", "change")
     page.wait_for_selector("#explain[data-ready=true][data-inliers='25']")

@@ -38,6 +38,10 @@ class Comparison:
         return None if self.verification is None else self.verification.inliers
 
     @property
+    def verified(self) -> bool | None:
+        return None if self.inliers is None else self.inliers >= scores.VERIFIED_INLIERS
+
+    @property
     def similarity(self) -> float:
         """The cosine, raised where geometric verification found the same content."""
         return scores.similarity(self.cosine, self.inliers)

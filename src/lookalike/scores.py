@@ -29,7 +29,7 @@ SAME_IMAGE_SCORE = 97.0
 _ANCHORS_X = (-1.0, 0.0, MATCH_COSINE, COPY_COSINE, SAME_IMAGE_COSINE, 1.0)
 _ANCHORS_Y = (0.0, 0.0, MATCH_SCORE, COPY_SCORE, SAME_IMAGE_SCORE, 100.0)
 
-VERIFIED_INLIERS = 10
+VERIFIED_INLIERS = 7
 """Geometric verification passed: this many SIFT matches agree on one homography."""
 VERIFIED_BONUS = 0.1
 """Added to the cosine of a verified pair, and up to as much again as inliers reach +50."""

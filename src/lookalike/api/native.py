@@ -144,6 +144,7 @@ async def compare(request: Request):
         "l2_distance": result.l2_distance,
         "verdict": str(result.verdict),
         "inliers": result.inliers,
+        "verified": result.verified,
         "elapsed_ms": round(result.seconds * 1000, 2),
         "request_id": rid,
     }

@@ -55,6 +55,9 @@ class CompareResponse(BaseModel):
     inliers: int | None = Field(
         None, description="keypoint matches that agree on one geometric transform (null: local features off)"
     )
+    verified: bool | None = Field(
+        None, description="enough inliers to be more than chance: the similarity and verdict count them"
+    )
     matches: list[list[float]] | None = Field(
         None,
         description="with explain: the inlier matches, each [xa, ya, xb, yb] as fractions of each image's "

@@ -218,15 +218,15 @@ async function compare() {
 
 // ---------------------------------------------------------------- compare: the match explained
 
-// scores.VERIFIED_INLIERS: fewer inliers are no match (RANSAC fits a homography to any 4 pairs).
-const VERIFIED_INLIERS = 10;
 const explained = { r: null, a: null, b: null, width: 0 };
 
-function explainText(inliers, matches) {
+// The server says whether the inliers verify the pair (scores.VERIFIED_INLIERS): RANSAC fits a
+// homography to any 4 pairs, so a few inliers are chance.
+function explainText(inliers, matches, verified) {
   if (inliers === null || inliers === undefined) return 'no geometric verification (local features are off on this server)';
   if (inliers === 0) return 'no geometric match';
-  if (inliers < VERIFIED_INLIERS) {
-    return `no geometric match (only ${inliers} keypoint pairs agree on one transform; ${VERIFIED_INLIERS} make a match)`;
+  if (!verified) {
+    return `no geometric match (only ${inliers} keypoint pairs agree on one transform, too few to be more than chance)`;
   }
   const drawn = matches && matches.length < inliers ? ` (the strongest ${matches.length} drawn)` : '';
   return `${inliers} matching keypoints agree on one geometric transform${drawn}`;
@@ -246,7 +246,7 @@ async function explain(r, seq) {
   Object.assign(explained, { r, a, b });
   const box = $('#explain');
   box.dataset.inliers = r.inliers ?? '';
-  $('#explain-text').textContent = explainText(r.inliers, r.matches);
+  $("#explain-text").textContent = explainText(r.inliers, r.matches, r.verified);
   drawExplain();
   box.dataset.ready = 'true';
 }
@@ -288,7 +288,7 @@ function drawExplain() {
   for (const [P, pic, name] of [[A, a, 'a'], [B, b, 'b']]) {
     svg.append(svgEl('image', { href: pic.src, x: P.x, y: P.y, width: P.w, height: P.h, preserveAspectRatio: 'none', 'data-slot': name }));
   }
-  const g = svgEl('g', { class: r.inliers >= VERIFIED_INLIERS ? 'lines' : 'lines weak' });
+  const g = svgEl('g', { class: r.verified ? 'lines' : 'lines weak' });
   const dot = (3 / scale).toFixed(2);
   matches.forEach(([xa, ya, xb, yb], i) => {
     const colour = `hsl(${Math.round((i * 137.5) % 360)}, 90%, 55%)`;
