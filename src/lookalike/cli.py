@@ -489,6 +489,11 @@ def _copy_group(source, target, group, *, batch: int, dry_run: bool, progress: _
     for rows in source.iter_group(group.group_id, batch=batch):
         new = [row for row in rows if row[0].pic_name not in present]
         stored = target.import_images(new) if new else 0  # SQLite skips names it has too
+        if new:  # the local features travel after their pictures (put_features wants them there)
+            names = [row[0].pic_name for row in new]
+            features = source.get_features(group.group_id, names)
+            if features:
+                target.put_features(group.group_id, features)
         copied, skipped = copied + stored, skipped + len(rows) - stored
         progress.update(len(rows))
     return ("created" if there is None else "exists"), copied, skipped

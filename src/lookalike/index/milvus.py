@@ -13,6 +13,11 @@ servers can share one Milvus cluster:
   = cosine).
 * ``<prefix>_thumbnails``: the small JPEGs the web page shows (optional: they cost memory in
   Milvus, ``LOOKALIKE_MILVUS_THUMBNAILS=false`` keeps them out).
+* ``<prefix>_features``: each picture's local features (``LocalFeatures.to_bytes``, ~130 KB at
+  1000 keypoints: Milvus holds them in memory too), keyed like the picture, with its group (a
+  re-created group clears its leftovers) and the picture's ``create_time`` as a stamp: features
+  are only returned while the picture row has the same stamp, so a picture re-added under the
+  same name never gets its predecessor's features, whatever a crash or a race left behind.
 
 Tags are kept three times: as given (returned), and two derived JSON fields that hold each tag
 as the filter language compares it: ``tag_num`` (as a number, where it reads as one) and
@@ -74,6 +79,11 @@ RECENT_S = 60.0
 Milvus' Bounded staleness (5 s by default), so a check always sees them one way or the other."""
 THUMB_CHUNK = 65535
 """Milvus' longest VARCHAR; a thumbnail's base64 spans two fields."""
+FEATURE_FIELDS = 4
+"""VARCHAR fields a picture's local features' base64 spans: up to ~196 KB of features
+(1000 keypoints take ~132 KB; larger ones are not stored in Milvus)."""
+FEATURE_BATCH = 64
+"""Feature rows written or read per call (~12 MB at 1000 keypoints each)."""
 _DUMMY = [0.0, 1.0]
 _MAX_DOUBLE = 1.7976931348623157e308
 
@@ -181,12 +191,14 @@ class MilvusStore:
         dim: int = 512,
         consistency: str = "Session",
         thumbnails: bool = True,
+        features: bool = True,
         hnsw_m: int = 16,
         hnsw_ef_construction: int = 200,
         hnsw_ef: int = 128,
         timeout: float = 10.0,
     ) -> None:
-        """``timeout``: seconds one call to Milvus may take, retries included, before StoreUnavailable."""
+        """``timeout``: seconds one call to Milvus may take, retries included, before StoreUnavailable.
+        ``features=False``: local features are neither stored nor returned (they cost Milvus memory)."""
         try:
             from pymilvus import MilvusClient
         except ImportError as exc:  # pragma: no cover - depends on the installation
@@ -200,6 +212,7 @@ class MilvusStore:
         self.dim = dim
         self.consistency = consistency
         self.thumbnails = thumbnails
+        self.features = features
         self.hnsw = {"M": hnsw_m, "efConstruction": hnsw_ef_construction}
         self.hnsw_ef = hnsw_ef
         self.timeout = max(1, math.ceil(timeout))  # pymilvus ignores a float timeout (and retries for minutes)
@@ -223,9 +236,12 @@ class MilvusStore:
             self.client = MilvusClient(**kwargs)
             self.groups_collection = f"{prefix}_groups"
             self.thumbnails_collection = f"{prefix}_thumbnails"
+            self.features_collection = f"{prefix}_features"
             self._ensure(self.groups_collection, self._groups_schema)
             if thumbnails:
                 self._ensure(self.thumbnails_collection, self._thumbnails_schema)
+            if features:
+                self._ensure(self.features_collection, self._features_schema)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -296,6 +312,15 @@ class MilvusStore:
         schema, T = self._base_schema("int")
         schema.add_field("data1", T.VARCHAR, max_length=THUMB_CHUNK)
         schema.add_field("data2", T.VARCHAR, max_length=THUMB_CHUNK)
+        schema.add_field("vec", T.FLOAT_VECTOR, dim=2)
+        return schema, self._dummy_index()
+
+    def _features_schema(self):
+        schema, T = self._base_schema("int")
+        schema.add_field("group_id", T.VARCHAR, max_length=512)
+        schema.add_field("stamp", T.DOUBLE)
+        for i in range(1, FEATURE_FIELDS + 1):
+            schema.add_field(f"data{i}", T.VARCHAR, max_length=THUMB_CHUNK)
         schema.add_field("vec", T.FLOAT_VECTOR, dim=2)
         return schema, self._dummy_index()
 
@@ -413,10 +438,13 @@ class MilvusStore:
             if self.get_group(group.group_id, count=False) is not None:
                 raise errors.ImageGroupIdAlreadyExist(f"group {group.group_id!r} already exists")
             self._ensure(_collection_name(self.prefix, group.model), self._images_schema)
+            side = (self.groups_collection, self.thumbnails_collection, self.features_collection)
             for name in self.client.list_collections(timeout=self.timeout):  # a delete_group cut short left rows behind
-                if name.startswith(f"{self.prefix}_") and name not in (self.groups_collection, self.thumbnails_collection):
+                if name.startswith(f"{self.prefix}_") and name not in side:
                     self._ensure(name, self._images_schema)
                     self._delete_rows(name, _in_group(group.group_id))
+            if self.features:
+                self._delete_rows(self.features_collection, _in_group(group.group_id))
             self._recent.forget_group(group.group_id)
             row = {field: getattr(record, field) for field in self._GROUP_FIELDS}
             self._insert(self.groups_collection, [{**row, "pk": record.group_id, "vec": _DUMMY}])
@@ -483,12 +511,15 @@ class MilvusStore:
             self._recent.forget_group(group_id)
 
     def _delete_rows(self, collection: str, expr: str) -> list[int]:
-        """Delete by primary keys, in chunks (a delete by expression is a query first anyway)."""
+        """Delete by primary keys, in chunks (a delete by expression is a query first anyway),
+        with the pictures' features (first: never features without their picture) and thumbnails."""
         keys = [int(r["pk"]) for r in self._query(collection, expr, ["pk"], consistency="Strong")]
         for start in range(0, len(keys), 1000):
             chunk = keys[start : start + 1000]
+            if self.features and collection != self.features_collection:
+                self._delete(self.features_collection, chunk)
             self._delete(collection, chunk)
-            if self.thumbnails:
+            if self.thumbnails and collection != self.features_collection:
                 self._delete(self.thumbnails_collection, chunk)
         return keys
 
@@ -540,7 +571,13 @@ class MilvusStore:
         return found
 
     def add_image(
-        self, image: ImageRecord, vector: np.ndarray, *, max_per_entity: int, thumbnail: bytes | None = None
+        self,
+        image: ImageRecord,
+        vector: np.ndarray,
+        *,
+        max_per_entity: int,
+        thumbnail: bytes | None = None,
+        features: bytes | None = None,
     ) -> None:
         vec = unit_vector(vector, self.dim)
         now = time.time()
@@ -571,6 +608,10 @@ class MilvusStore:
             self._insert(collection, [self._row(record, key, vec.tolist())])
             if thumbnail is not None and self.thumbnails:
                 self._put_thumbnail(key, thumbnail)
+            if features is not None and self.features:
+                row = self._features_row(key, record, features)
+                if row is not None:
+                    self._upsert(self.features_collection, [row])
             self._recent.put(key, image.group_id, record)
 
     def _check_capacity(self, collection: str, group: GroupRecord) -> None:
@@ -593,6 +634,106 @@ class MilvusStore:
         row = self._thumbnail_row(key, data)
         if row is not None:
             self._upsert(self.thumbnails_collection, [row])
+
+    @staticmethod
+    def _features_row(key: int, record: ImageRecord, data: bytes) -> dict[str, Any] | None:
+        """The features' row, stamped with the picture's create_time (None: too large, logged)."""
+        text = base64.b64encode(data).decode()
+        if len(text) > FEATURE_FIELDS * THUMB_CHUNK:
+            log.warning(
+                "local features of %d bytes of picture %r not stored in Milvus (too large)", len(data), record.pic_name
+            )
+            return None
+        row: dict[str, Any] = {"pk": key, "group_id": record.group_id, "stamp": record.create_time, "vec": _DUMMY}
+        for i in range(FEATURE_FIELDS):
+            row[f"data{i + 1}"] = text[i * THUMB_CHUNK : (i + 1) * THUMB_CHUNK]
+        return row
+
+    def _stamps(self, collection: str, group_id: str, keys: list[int]) -> dict[int, float]:
+        """create_time of those of ``keys`` that are pictures of the group, as this process last
+        knows them (Milvus, overlaid with this process's own recent writes)."""
+        found: dict[int, float] = {}
+        for start in range(0, len(keys), 1000):
+            for row in self._get(collection, keys[start : start + 1000], ["group_id", "create_time"]):
+                if row["group_id"] == group_id:
+                    found[int(row["pk"])] = float(row["create_time"])
+        wanted = set(keys)
+        for key, record in self._recent.of_group(group_id).items():
+            if key in wanted:
+                if record is None:
+                    found.pop(key, None)
+                else:
+                    found[key] = record.create_time
+        return found
+
+    def get_vectors(self, group_id: str, pic_names: Sequence[str]) -> dict[str, np.ndarray]:
+        names = {picture_key(group_id, name): name for name in dict.fromkeys(pic_names)}
+        with self._unavailable():
+            collection = self._images(group_id)
+            if collection is None or not names:
+                return {}
+            gone = {k for k, r in self._recent.of_group(group_id).items() if r is None}
+            keys = [k for k in names if k not in gone]
+            out: dict[str, np.ndarray] = {}
+            for start in range(0, len(keys), 1000):
+                for row in self._get(collection, keys[start : start + 1000], ["group_id", "vec"]):
+                    if row["group_id"] == group_id:
+                        out[names[int(row["pk"])]] = np.asarray(row["vec"], dtype=np.float32)
+        return out
+
+    def get_features(self, group_id: str, pic_names: Sequence[str]) -> dict[str, bytes]:
+        """Only features stamped with the picture's current create_time (see the module's docstring)."""
+        if not self.features:
+            return {}
+        names = {picture_key(group_id, name): name for name in dict.fromkeys(pic_names)}
+        fields = ["group_id", "stamp", *(f"data{i + 1}" for i in range(FEATURE_FIELDS))]
+        out: dict[str, bytes] = {}
+        with self._unavailable():
+            collection = self._images(group_id)
+            if collection is None or not names:
+                return {}
+            stamps = self._stamps(collection, group_id, list(names))
+            keys = list(stamps)
+            for start in range(0, len(keys), FEATURE_BATCH):
+                for row in self._get(self.features_collection, keys[start : start + FEATURE_BATCH], fields):
+                    key = int(row["pk"])
+                    if row["group_id"] == group_id and float(row["stamp"]) == stamps.get(key):
+                        text = "".join(row[f"data{i + 1}"] for i in range(FEATURE_FIELDS))
+                        out[names[key]] = base64.b64decode(text)
+        return out
+
+    def put_features(self, group_id: str, features: dict[str, bytes]) -> int:
+        """Stores (replaces) the features of the group's existing pictures (migrations); ones too
+        large for Milvus are logged and leave the picture without features."""
+        if not features:
+            return 0
+        with self._unavailable(), self._lock(group_id):
+            collection = self._images(group_id)
+            if collection is None:
+                return 0
+            names = {picture_key(group_id, name): name for name in features}
+            records = self._by_keys(collection, list(names))
+            for key, record in self._recent.of_group(group_id).items():
+                if key in names:
+                    if record is None:
+                        records.pop(key, None)
+                    else:
+                        records[key] = record
+            found = {k: r for k, r in records.items() if r.group_id == group_id and r.pic_name == names[k]}
+            if not self.features:
+                return len(found)
+            rows, dropped = [], []
+            for key, record in found.items():
+                row = self._features_row(key, record, features[names[key]])
+                if row is None:
+                    dropped.append(key)
+                else:
+                    rows.append(row)
+            if dropped:
+                self._delete(self.features_collection, dropped)
+            for start in range(0, len(rows), FEATURE_BATCH):
+                self._upsert(self.features_collection, rows[start : start + FEATURE_BATCH])
+        return len(found)
 
     def import_images(self, rows: Sequence[tuple[ImageRecord, np.ndarray, bytes | None]]) -> int:
         """Bulk insert without per-picture checks (migration, benchmarks): the caller vouches
