@@ -180,7 +180,9 @@ def test_image_rect_crop_finds_the_cropped_source(gallery, photos):
     hits = gallery.search("crops", query, rect=rect, limit=4, min_cosine=-1.0)
     assert hits[0].image.pic_name == "s2" and hits[0].score >= 95
     whole = gallery.search("crops", query, limit=4, min_cosine=-1.0)
-    assert next(h for h in whole if h.image.pic_name == "s2").score < hits[0].score
+    pasted = next(h for h in whole if h.image.pic_name == "s2")
+    assert pasted.cosine < hits[0].cosine  # the crop box sharpens the vector match...
+    assert pasted.inliers >= scores.COPY_INLIERS and pasted.score >= 80  # ...and verification finds the partial copy anyway
 
     # A crop of a stored picture (60% of it) still finds it first.
     part = sources[1].crop((40, 30, 232, 174))

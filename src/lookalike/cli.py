@@ -508,7 +508,7 @@ def _copy_group(source, target, group, *, batch: int, dry_run: bool, progress: _
 @arg("--batch", type=int, default=1000, help="pictures read and written together")
 @arg("--dry-run", action="store_true", help="print what would be copied; change nothing")
 def migrate(args: argparse.Namespace) -> int:
-    """Vectors, records (with their times) and thumbnails are copied, never re-embedded. Groups
+    """Vectors, records (with their times), thumbnails and local features are copied, never re-embedded. Groups
     and pictures already in the target are kept, so an interrupted run is finished by running it
     again. Ends by comparing every group's picture count in both stores: 1 if any differ."""
     from lookalike.index import open_store

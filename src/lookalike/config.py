@@ -71,6 +71,9 @@ class Settings(BaseSettings):
         "Session", description="'Session': a server sees its own writes at once; 'Strong': every write, +1 time tick a search"
     )
     milvus_thumbnails: bool = Field(True, description="keep thumbnails in Milvus (memory: ~15 KB a picture)")
+    milvus_features: bool = Field(
+        True, description="keep local features in Milvus for geometric verification (memory: up to ~176 KB a picture)"
+    )
     milvus_timeout_s: int = Field(10, description="longest Milvus call, retries included, before StoreUnavailable (503)")
     milvus_hnsw_m: int = 16
     milvus_hnsw_ef_construction: int = 200

@@ -25,6 +25,7 @@ def open_store(settings: "Settings") -> Store:
             prefix=settings.milvus_prefix,
             consistency=settings.milvus_consistency,
             thumbnails=settings.milvus_thumbnails,
+            features=settings.milvus_features,
             hnsw_m=settings.milvus_hnsw_m,
             hnsw_ef_construction=settings.milvus_hnsw_ef_construction,
             hnsw_ef=settings.milvus_hnsw_ef,
