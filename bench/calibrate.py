@@ -219,33 +219,36 @@ def verify_pairs(engine, blobs: list[bytes], copies: dict, sims: np.ndarray, cs:
         for a in range(n):
             pairs.update((min(a, int(b)), max(a, int(b))) for b in np.argpartition(-masked[a], top)[:top])
         pairs = sorted(pairs)
-        inl = list(pool.map(lambda p: verify(orig_f[p[0]], orig_f[p[1]]).inliers, pairs))
-        for (a, b), k in zip(pairs, inl):
-            sims[a, b] = sims[b, a] = scores.similarity(float(sims[a, b]), k)
+        inl = list(pool.map(lambda p: verify(orig_f[p[0]], orig_f[p[1]]), pairs))
+        for (a, b), v in zip(pairs, inl):
+            sims[a, b] = sims[b, a] = scores.similarity(float(sims[a, b]), v.inliers, v.share)
         src = copies["source"]
         copy_pairs = {(i, int(src[i])) for i in range(len(src))}
         for i in range(len(src)):
             copy_pairs.update((i, int(b)) for b in np.argpartition(-cs[i], top)[:top])
         copy_pairs = sorted(copy_pairs)
-        cinl = list(pool.map(lambda p: verify(copy_f[p[0]], orig_f[p[1]]).inliers, copy_pairs))
-    copy_inliers, same_object_inliers = [], [k for (a, b), k in zip(pairs, inl) if groups[a] == groups[b]]
-    for (i, b), k in zip(copy_pairs, cinl):
-        cs[i, b] = scores.similarity(float(cs[i, b]), k)
+        cinl = list(pool.map(lambda p: verify(copy_f[p[0]], orig_f[p[1]]), copy_pairs))
+    copy_inliers, same_object = [], [v for (a, b), v in zip(pairs, inl) if groups[a] == groups[b]]
+    for (i, b), v in zip(copy_pairs, cinl):
+        cs[i, b] = scores.similarity(float(cs[i, b]), v.inliers, v.share)
         if b == src[i]:
-            copy_inliers.append((copies["edit"][i], k))
+            copy_inliers.append((copies["edit"][i], v))
         elif groups[b] == groups[src[i]]:
-            same_object_inliers.append(k)
+            same_object.append(v)
     edits = np.array([e for e, _ in copy_inliers])
-    counts = np.array([k for _, k in copy_inliers])
-    other = np.array(same_object_inliers)
+    counts = np.array([v.inliers for _, v in copy_inliers])
+    shares = np.array([v.share for _, v in copy_inliers])
+    other, other_share = np.array([v.inliers for v in same_object]), np.array([v.share for v in same_object])
     table = [
         {
             "inliers": t,
-            "copies_at_least": float(np.mean(counts >= t)),
-            "same_object_at_least": float(np.mean(other >= t)),
-            "per_edit": {e: float(np.mean(counts[edits == e] >= t)) for e in EDITS},
+            "share": r,
+            "copies_at_least": float(np.mean((counts >= t) & (shares >= r))),
+            "same_object_at_least": float(np.mean((other >= t) & (other_share >= r))),
+            "per_edit": {e: float(np.mean(((counts >= t) & (shares >= r))[edits == e])) for e in EDITS},
         }
-        for t in (6, 10, 15, 20, 25, 30, 40, 50, 60, 80, 100)
+        for t in (scores.VERIFIED_INLIERS, scores.COPY_INLIERS, 40)
+        for r in (0.0, 0.2, scores.COPY_INLIER_SHARE, 0.5)
     ]
     return {"sims": sims, "cs": cs, "pairs_verified": len(pairs) + len(copy_pairs), "inlier_table": table}
 
@@ -357,10 +360,10 @@ def main() -> None:
         )
         print(f"[{model}] best-F1 anchors: {r['fitted']}")
         if r["verification"]:
-            print(f"\n[{model}] inliers: copies (by edit) vs other photos of the same object at least t")
+            print(f"\n[{model}] copies (by edit) vs other photos of the same object with at least t inliers, share r")
             print(common.markdown_table(
-                ["t", "copies", "same-object photos"] + list(EDITS),
-                [[x["inliers"], f"{x['copies_at_least']:.3f}", f"{x['same_object_at_least']:.3f}"] + [f"{x['per_edit'][e]:.2f}" for e in EDITS] for x in r["verification"]["inlier_table"]],
+                ["t", "r", "copies", "same-object photos"] + list(EDITS),
+                [[x["inliers"], x["share"], f"{x['copies_at_least']:.3f}", f"{x['same_object_at_least']:.3f}"] + [f"{x['per_edit'][e]:.2f}" for e in EDITS] for x in r["verification"]["inlier_table"]],
             ))
 
     fitted = fits[models[0]]

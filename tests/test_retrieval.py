@@ -98,6 +98,7 @@ def test_verification_finds_the_crop_where_it_lies(scene):
     crop = _crop(scene, 0.6).resize((480, 360))
     found = local.verify(local.extract(crop), local.extract(scene))
     assert found.inliers >= scores.COPY_INLIERS and len(found.matches) == found.inliers
+    assert found.share >= scores.COPY_INLIER_SHARE
     xa, ya, xb, yb = found.matches.T
     # The crop is the central 60%: a point at fraction f of the crop sits at 0.2 + 0.6 f of the scene.
     assert np.median(np.abs(xb - (0.2 + 0.6 * xa))) < 0.01 and np.median(np.abs(yb - (0.2 + 0.6 * ya))) < 0.01
@@ -109,14 +110,22 @@ def test_verification_finds_the_crop_where_it_lies(scene):
 # ------------------------------------------------------------------------------ one calibration
 
 
-def test_similarity_raises_only_verified_pairs_and_caps_at_one():
+def test_similarity_raises_verified_pairs_within_their_verdicts():
     assert scores.similarity(0.42, None) == 0.42
-    assert scores.similarity(0.42, scores.VERIFIED_INLIERS - 1) == 0.42
+    assert scores.similarity(0.42, scores.VERIFIED_INLIERS - 1, 0.9) == 0.42
     raised = scores.similarity(0.42, scores.VERIFIED_INLIERS)
     assert raised > 0.42 and scores.similarity(0.42, scores.VERIFIED_INLIERS + 30) > raised
-    assert scores.similarity(0.2, scores.COPY_INLIERS) >= scores.COPY_COSINE  # a verified crop is a copy
-    assert scores.verdict(scores.similarity(0.2, scores.COPY_INLIERS)) == scores.Verdict.NEAR_COPY
-    assert scores.similarity(0.99, 500) == 1.0
+    # Many inliers with a small share: a re-shot photo of the object, raised but never a copy.
+    reshot = scores.similarity(0.75, 400, scores.COPY_INLIER_SHARE / 2)
+    assert 0.75 < reshot < scores.COPY_COSINE
+    assert scores.verdict(reshot) == scores.Verdict.SAME_OBJECT
+    # Enough inliers that are most of the keypoints: a verified copy, whatever the cosine...
+    crop = scores.similarity(0.2, scores.COPY_INLIERS, scores.COPY_INLIER_SHARE)
+    assert crop >= scores.COPY_COSINE and scores.verdict(crop) == scores.Verdict.NEAR_COPY
+    # ...but only the cosine says "same image", and verification never lowers a cosine.
+    assert scores.verdict(scores.similarity(0.9, 1000, 1.0)) == scores.Verdict.NEAR_COPY
+    assert scores.similarity(0.99, 1000, 1.0) == 0.99
+    assert scores.similarity(0.85, 30, 0.0) == 0.85
 
 
 def test_compare_calls_a_heavy_crop_a_copy_through_verification(engine, scene):

@@ -44,7 +44,8 @@ class Comparison:
     @property
     def similarity(self) -> float:
         """The cosine, raised where geometric verification found the same content."""
-        return scores.similarity(self.cosine, self.inliers)
+        share = 0.0 if self.verification is None else self.verification.share
+        return scores.similarity(self.cosine, self.inliers, share)
 
     @property
     def aws_similarity(self) -> float:

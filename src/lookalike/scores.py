@@ -30,11 +30,16 @@ _ANCHORS_X = (-1.0, 0.0, MATCH_COSINE, COPY_COSINE, SAME_IMAGE_COSINE, 1.0)
 _ANCHORS_Y = (0.0, 0.0, MATCH_SCORE, COPY_SCORE, SAME_IMAGE_SCORE, 100.0)
 
 VERIFIED_INLIERS = 7
-"""Geometric verification passed: this many SIFT matches agree on one homography."""
+"""Geometric verification passed: this many SIFT matches agree on one homography (bench/levers.py)."""
 VERIFIED_BONUS = 0.1
 """Added to the cosine of a verified pair, and up to as much again as inliers reach +50."""
-COPY_INLIERS = 40
-"""So many inliers make a copy (a crop, a partial copy) whatever the cosine: similarity >= COPY_COSINE."""
+COPY_INLIERS = 20
+COPY_INLIER_SHARE = 0.4
+"""A verified copy (a crop, a partial copy) whatever its cosine: at least COPY_INLIERS inliers
+that are at least this share of the smaller side's keypoints. Re-shot photos of one object also
+verify, but with a small share (UKBench: copies 95.7% pass, other photos of the object 6.5%;
+docs/benchmarks.md, "Calibration")."""
+_MARGIN = 0.005
 
 DEFAULT_MATCH_THRESHOLD = int(MATCH_SCORE)
 """Tencent's MatchThreshold when the caller sends 0: the calibrated same-object boundary."""
@@ -61,17 +66,21 @@ def l2_distance(cos: float) -> float:
     return math.sqrt(max(0.0, 2.0 - 2.0 * cos))
 
 
-def similarity(cos: float, inliers: int | None) -> float:
+def similarity(cos: float, inliers: int | None, share: float = 0.0) -> float:
     """The one number every score comes from: the cosine, raised by geometric verification.
 
     ``inliers`` None: no verification ran (local features off), the cosine stands alone.
+    Verification raises a pair within "same object or scene", and a verified copy (``share``:
+    inliers over the smaller keypoint count) to at least "near copy"; only the cosine itself says
+    "same image", so that a crop or a re-shot photo never scores as the very same picture.
     """
     if inliers is None or inliers < VERIFIED_INLIERS:
         return cos
     raised = cos + VERIFIED_BONUS * (1.0 + min(inliers - VERIFIED_INLIERS, 50) / 50)
-    if inliers >= COPY_INLIERS:
-        raised = max(raised, COPY_COSINE)
-    return min(1.0, raised)
+    ceiling = COPY_COSINE - _MARGIN
+    if inliers >= COPY_INLIERS and share >= COPY_INLIER_SHARE:
+        raised, ceiling = max(raised, COPY_COSINE), SAME_IMAGE_COSINE - _MARGIN
+    return max(cos, min(raised, ceiling))
 
 
 def calibrated_score(cos: float | np.ndarray) -> float | np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 
 from lookalike import scores
 from lookalike.index.base import Hit, Store
-from lookalike.models.local import LocalFeatures, verify
+from lookalike.models.local import LocalFeatures, Verification, verify
 
 
 @dataclass(frozen=True)
@@ -29,18 +29,19 @@ class Ranked:
     inliers: int | None
 
 
-def verified_inliers(
+def verifications(
     store: Store, group_id: str, query: LocalFeatures, hits: list[Hit], pool: Executor
-) -> dict[str, int]:
-    """Inlier count of each hit that has stored local features."""
+) -> dict[str, Verification]:
+    """Geometric verification of each hit that has stored local features."""
     stored = store.get_features(group_id, [h.image.pic_name for h in hits])
     names = list(stored)
+    unverified = Verification(0, np.zeros((0, 4), np.float32))
 
-    def one(name: str) -> int:
+    def one(name: str) -> Verification:
         try:
-            return verify(query, LocalFeatures.from_bytes(stored[name])).inliers
+            return verify(query, LocalFeatures.from_bytes(stored[name]))
         except Exception:  # damaged features never fail a search: that hit just goes unverified
-            return 0
+            return unverified
 
     return dict(zip(names, pool.map(one, names)))
 
@@ -64,13 +65,16 @@ def rerank(
     """
     n = max(want, depth)
     hits = search(vector, n)
-    inliers = verified_inliers(store, group_id, features, hits[:depth], pool)
+    verified = verifications(store, group_id, features, hits[:depth], pool)
 
     def ranked(found: list[Hit]) -> list[Ranked]:
         out = []
         for h in found:
-            count = inliers.get(h.image.pic_name)
-            out.append(Ranked(h, scores.similarity(h.cosine, count), count))
+            v = verified.get(h.image.pic_name)
+            if v is None:
+                out.append(Ranked(h, h.cosine, None))
+            else:
+                out.append(Ranked(h, scores.similarity(h.cosine, v.inliers, v.share), v.inliers))
         out.sort(key=lambda r: (-r.similarity, -r.hit.cosine))
         return out
 

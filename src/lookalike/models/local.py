@@ -63,6 +63,14 @@ class Verification:
     """Matches consistent with one homography (0: none found)."""
     matches: np.ndarray
     """float32 (inliers, 4): xa, ya, xb, yb of each inlier, as fractions of each image's width/height."""
+    keypoints: int = 0
+    """Keypoints inside the region the two images share (the fewer of the two sides' counts)."""
+
+    @property
+    def share(self) -> float:
+        """Inliers over the keypoints of the shared region: high for a copy or a crop (the same
+        pixels give the same keypoints), low for a re-shot scene (other light, other angle)."""
+        return min(1.0, self.inliers / self.keypoints) if self.keypoints else 0.0
 
 
 _local = threading.local()
@@ -127,11 +135,30 @@ def verify(a: LocalFeatures, b: LocalFeatures) -> Verification:
     if len(good) < MIN_MATCHES:
         return empty
     src, dst = a.points[good], b.points[best[good]]
-    _, mask = cv2.findHomography(src, dst, cv2.RANSAC, TOLERANCE_PX, maxIters=500)
-    if mask is None:
+    homography, mask = cv2.findHomography(src, dst, cv2.RANSAC, TOLERANCE_PX, maxIters=500)
+    if mask is None or homography is None:
         return empty
     keep = mask.ravel().astype(bool)
     wa, ha = a.size
     wb, hb = b.size
     matches = np.hstack([src[keep] / (wa, ha), dst[keep] / (wb, hb)]).astype(np.float32)
-    return Verification(int(keep.sum()), matches)
+    return Verification(int(keep.sum()), matches, _overlap_keypoints(a, b, homography))
+
+
+def _inside(points: np.ndarray, homography: np.ndarray, size: tuple[int, int]) -> int:
+    """How many ``points`` land inside a ``size`` image once mapped by ``homography``."""
+    import cv2
+
+    mapped = cv2.perspectiveTransform(points.reshape(-1, 1, 2).astype(np.float32), homography).reshape(-1, 2)
+    ok = np.isfinite(mapped).all(axis=1)
+    w, h = size
+    return int(np.sum(ok & (mapped[:, 0] >= 0) & (mapped[:, 0] < w) & (mapped[:, 1] >= 0) & (mapped[:, 1] < h)))
+
+
+def _overlap_keypoints(a: LocalFeatures, b: LocalFeatures, homography: np.ndarray) -> int:
+    """Keypoints of the region both images show: a's that map into b, b's that map back into a."""
+    try:
+        inverse = np.linalg.inv(homography)
+    except np.linalg.LinAlgError:
+        return max(len(a), len(b))
+    return max(1, min(_inside(a.points, homography, b.size), _inside(b.points, inverse, a.size)))
