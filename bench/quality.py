@@ -149,7 +149,7 @@ def main() -> int:
     copies = {name: make_copies(data[name], args.copy_sources) for name in sets}
     results: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="lookalike-quality-") as tmp:
-        base = Settings(data_dir=Path(tmp) / "data", threads=args.threads, model=args.model)
+        base = Settings(data_dir=Path(tmp) / "data", threads=args.threads, model=args.model, group_qps=False)
         store = open_store(base)
         ingested: dict[tuple, dict] = {}
         try:

@@ -1,9 +1,10 @@
-"""Every score lookalike reports comes from the cosine of two unit vectors, through one calibration.
+"""Every score lookalike reports comes from one similarity, through one calibration.
 
-The anchors below were fitted on ../shared/eval (see docs/benchmarks.md, "Calibration", and
-bench/calibrate.py): ``MATCH_COSINE`` separates photos of the same object or scene from
-unrelated photos; ``COPY_COSINE`` separates copies (re-encoded, resized, cropped, flipped,
-edited) from other photos. The calibrated 0..100 scale maps them to 60 and 80, so that PAI's
+The similarity is the cosine of two unit vectors, raised where geometric verification found the
+same content (:func:`similarity`). The anchors below were fitted on it over ../shared/eval (see
+docs/benchmarks.md, "Calibration", and bench/calibrate.py): ``MATCH_COSINE`` separates photos of
+the same object or scene from unrelated photos; ``COPY_COSINE`` separates copies (re-encoded,
+resized, cropped, flipped, edited) from other photos. The calibrated 0..100 scale maps them to 60 and 80, so that PAI's
 contract holds ("100 is the same image, below 80 is not the same image") and Tencent's default
 MatchThreshold is 60.
 """
@@ -15,9 +16,9 @@ from enum import StrEnum
 
 import numpy as np
 
-MATCH_COSINE = 0.33  # best F1, same object/scene vs unrelated (sscd): P 0.947, R 0.855
-COPY_COSINE = 0.81  # best F1, copies vs non-copies (sscd): P 0.880, R 0.746
-SAME_IMAGE_COSINE = 0.93  # best F1, re-encodes/resizes vs edits + non-copies (sscd): P 0.738, R 0.838
+MATCH_COSINE = 0.41  # best F1, same object/scene vs unrelated (sscd, verified): P 0.953, R 0.886
+COPY_COSINE = 0.91  # best F1, copies vs non-copies (sscd, verified): P 0.698, R 0.902
+SAME_IMAGE_COSINE = 0.93  # best F1, re-encodes/resizes vs edits + non-copies (sscd): P 0.584, R 0.725
 
 NEAR_DUPLICATE_COSINE = COPY_COSINE  # dedup "near" groups what the verdict calls a near copy (bench/dedup_levels.py)
 SAME_SCENE_COSINE = 0.5  # dedup "scene": grouped photos of one scene/object, UKBench-t P 1.000 R 0.956, Holidays P 0.960
@@ -36,9 +37,9 @@ VERIFIED_BONUS = 0.1
 COPY_INLIERS = 20
 COPY_INLIER_SHARE = 0.4
 """A verified copy (a crop, a partial copy) whatever its cosine: at least COPY_INLIERS inliers
-that are at least this share of the smaller side's keypoints. Re-shot photos of one object also
-verify, but with a small share (UKBench: copies 95.7% pass, other photos of the object 6.5%;
-docs/benchmarks.md, "Calibration")."""
+that are at least this share of the keypoints in the region both images show. Re-shot photos of
+one object also verify, but with a small share (bench/calibrate.py: copies other than mirror
+images 98%, other photos of the same object 10.4%; docs/benchmarks.md, "Calibration")."""
 _MARGIN = 0.005
 
 DEFAULT_MATCH_THRESHOLD = int(MATCH_SCORE)
