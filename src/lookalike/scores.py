@@ -20,7 +20,7 @@ MATCH_COSINE = 0.41  # best F1, same object/scene vs unrelated (sscd, verified):
 COPY_COSINE = 0.91  # best F1, copies vs non-copies (sscd, verified): P 0.698, R 0.902
 SAME_IMAGE_COSINE = 0.93  # best F1, re-encodes/resizes vs edits + non-copies (sscd): P 0.584, R 0.725
 
-NEAR_DUPLICATE_COSINE = COPY_COSINE  # dedup "near" groups what the verdict calls a near copy (bench/dedup_levels.py)
+NEAR_DUPLICATE_COSINE = 0.81  # dedup "near" (vectors only, no verification): bench/dedup_levels.py
 SAME_SCENE_COSINE = 0.5  # dedup "scene": grouped photos of one scene/object, UKBench-t P 1.000 R 0.956, Holidays P 0.960
 
 MATCH_SCORE = 60.0
