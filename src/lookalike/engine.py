@@ -124,7 +124,7 @@ class Engine:
 
     def decode(self, image: ImageInput, *, model: str | None = None, rect: Rect | None = None) -> Image.Image:
         """Validated RGB image, cropped to ``rect``, decoded no larger than the model needs."""
-        spec = get_spec(model or self.settings.model)
+        get_spec(model or self.settings.model)  # an unknown model fails before any decoding
         if isinstance(image, Image.Image):
             from lookalike.images.sources import image_to_bytes
 

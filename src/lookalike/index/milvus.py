@@ -78,7 +78,9 @@ RECENT_S = 60.0
 """How long this process remembers its own writes for its constraint checks: far longer than
 Milvus' Bounded staleness (5 s by default), so a check always sees them one way or the other."""
 THUMB_CHUNK = 65535
-"""Milvus' longest VARCHAR; a thumbnail's base64 spans two fields."""
+"""Milvus' longest VARCHAR; a blob's base64 spans several such fields (``data1``, ``data2``, ...)."""
+THUMB_FIELDS = 2
+"""VARCHAR fields a thumbnail's base64 spans."""
 FEATURE_FIELDS = 4
 """VARCHAR fields a picture's local features' base64 spans: up to ~196 KB of features
 (1000 keypoints take ~132 KB; larger ones are not stored in Milvus)."""
@@ -144,6 +146,22 @@ def _in_group(group_id: str) -> str:
 def _collection_name(prefix: str, model: str) -> str:
     return f"{prefix}_{re.sub(r'[^A-Za-z0-9_]', '_', model)}"
 
+
+
+def _blob_fields(fields: int) -> list[str]:
+    return [f"data{i + 1}" for i in range(fields)]
+
+
+def _blob_row(data: bytes, fields: int) -> dict[str, str] | None:
+    """``data`` as base64 spread over ``fields`` VARCHAR fields; None when it does not fit."""
+    text = base64.b64encode(data).decode()
+    if len(text) > fields * THUMB_CHUNK:
+        return None
+    return {name: text[i * THUMB_CHUNK : (i + 1) * THUMB_CHUNK] for i, name in enumerate(_blob_fields(fields))}
+
+
+def _blob(row: dict[str, Any], fields: int) -> bytes:
+    return base64.b64decode("".join(row[name] for name in _blob_fields(fields)))
 
 class _Recent:
     """This process's own writes of the last :data:`RECENT_S` seconds: key -> record or None
@@ -310,8 +328,8 @@ class MilvusStore:
 
     def _thumbnails_schema(self):
         schema, T = self._base_schema("int")
-        schema.add_field("data1", T.VARCHAR, max_length=THUMB_CHUNK)
-        schema.add_field("data2", T.VARCHAR, max_length=THUMB_CHUNK)
+        for name in _blob_fields(THUMB_FIELDS):
+            schema.add_field(name, T.VARCHAR, max_length=THUMB_CHUNK)
         schema.add_field("vec", T.FLOAT_VECTOR, dim=2)
         return schema, self._dummy_index()
 
@@ -319,8 +337,8 @@ class MilvusStore:
         schema, T = self._base_schema("int")
         schema.add_field("group_id", T.VARCHAR, max_length=512)
         schema.add_field("stamp", T.DOUBLE)
-        for i in range(1, FEATURE_FIELDS + 1):
-            schema.add_field(f"data{i}", T.VARCHAR, max_length=THUMB_CHUNK)
+        for name in _blob_fields(FEATURE_FIELDS):
+            schema.add_field(name, T.VARCHAR, max_length=THUMB_CHUNK)
         schema.add_field("vec", T.FLOAT_VECTOR, dim=2)
         return schema, self._dummy_index()
 
@@ -624,11 +642,11 @@ class MilvusStore:
 
     @staticmethod
     def _thumbnail_row(key: int, data: bytes) -> dict[str, Any] | None:
-        text = base64.b64encode(data).decode()
-        if len(text) > 2 * THUMB_CHUNK:
+        fields = _blob_row(data, THUMB_FIELDS)
+        if fields is None:
             log.warning("thumbnail of %d bytes not stored in Milvus (too large)", len(data))
             return None
-        return {"pk": key, "data1": text[:THUMB_CHUNK], "data2": text[THUMB_CHUNK:], "vec": _DUMMY}
+        return {"pk": key, **fields, "vec": _DUMMY}
 
     def _put_thumbnail(self, key: int, data: bytes) -> None:
         row = self._thumbnail_row(key, data)
@@ -638,32 +656,27 @@ class MilvusStore:
     @staticmethod
     def _features_row(key: int, record: ImageRecord, data: bytes) -> dict[str, Any] | None:
         """The features' row, stamped with the picture's create_time (None: too large, logged)."""
-        text = base64.b64encode(data).decode()
-        if len(text) > FEATURE_FIELDS * THUMB_CHUNK:
+        fields = _blob_row(data, FEATURE_FIELDS)
+        if fields is None:
             log.warning(
                 "local features of %d bytes of picture %r not stored in Milvus (too large)", len(data), record.pic_name
             )
             return None
-        row: dict[str, Any] = {"pk": key, "group_id": record.group_id, "stamp": record.create_time, "vec": _DUMMY}
-        for i in range(FEATURE_FIELDS):
-            row[f"data{i + 1}"] = text[i * THUMB_CHUNK : (i + 1) * THUMB_CHUNK]
-        return row
+        return {"pk": key, "group_id": record.group_id, "stamp": record.create_time, **fields, "vec": _DUMMY}
 
-    def _stamps(self, collection: str, group_id: str, keys: list[int]) -> dict[int, float]:
-        """create_time of those of ``keys`` that are pictures of the group, as this process last
-        knows them (Milvus, overlaid with this process's own recent writes)."""
-        found: dict[int, float] = {}
+    def _current(self, collection: str, group_id: str, keys: list[int]) -> dict[int, ImageRecord]:
+        """Those of ``keys`` that are pictures of the group, as this process last knows them
+        (Milvus, overlaid with this process's own recent writes)."""
+        found: dict[int, ImageRecord] = {}
         for start in range(0, len(keys), 1000):
-            for row in self._get(collection, keys[start : start + 1000], ["group_id", "create_time"]):
-                if row["group_id"] == group_id:
-                    found[int(row["pk"])] = float(row["create_time"])
+            found.update((k, r) for k, r in self._by_keys(collection, keys[start : start + 1000]).items() if r.group_id == group_id)
         wanted = set(keys)
         for key, record in self._recent.of_group(group_id).items():
             if key in wanted:
                 if record is None:
                     found.pop(key, None)
                 else:
-                    found[key] = record.create_time
+                    found[key] = record
         return found
 
     def get_vectors(self, group_id: str, pic_names: Sequence[str]) -> dict[str, np.ndarray]:
@@ -686,20 +699,19 @@ class MilvusStore:
         if not self.features:
             return {}
         names = {picture_key(group_id, name): name for name in dict.fromkeys(pic_names)}
-        fields = ["group_id", "stamp", *(f"data{i + 1}" for i in range(FEATURE_FIELDS))]
+        fields = ["group_id", "stamp", *_blob_fields(FEATURE_FIELDS)]
         out: dict[str, bytes] = {}
         with self._unavailable():
             collection = self._images(group_id)
             if collection is None or not names:
                 return {}
-            stamps = self._stamps(collection, group_id, list(names))
+            stamps = {k: r.create_time for k, r in self._current(collection, group_id, list(names)).items()}
             keys = list(stamps)
             for start in range(0, len(keys), FEATURE_BATCH):
                 for row in self._get(self.features_collection, keys[start : start + FEATURE_BATCH], fields):
                     key = int(row["pk"])
                     if row["group_id"] == group_id and float(row["stamp"]) == stamps.get(key):
-                        text = "".join(row[f"data{i + 1}"] for i in range(FEATURE_FIELDS))
-                        out[names[key]] = base64.b64decode(text)
+                        out[names[key]] = _blob(row, FEATURE_FIELDS)
         return out
 
     def put_features(self, group_id: str, features: dict[str, bytes]) -> int:
@@ -712,14 +724,8 @@ class MilvusStore:
             if collection is None:
                 return 0
             names = {picture_key(group_id, name): name for name in features}
-            records = self._by_keys(collection, list(names))
-            for key, record in self._recent.of_group(group_id).items():
-                if key in names:
-                    if record is None:
-                        records.pop(key, None)
-                    else:
-                        records[key] = record
-            found = {k: r for k, r in records.items() if r.group_id == group_id and r.pic_name == names[k]}
+            records = self._current(collection, group_id, list(names))
+            found = {k: r for k, r in records.items() if r.pic_name == names[k]}
             if not self.features:
                 return len(found)
             rows, dropped = [], []
@@ -810,8 +816,8 @@ class MilvusStore:
         if not self.thumbnails or self.get_image(group_id, pic_name) is None:
             return None
         with self._unavailable():
-            rows = self._get(self.thumbnails_collection, [picture_key(group_id, pic_name)], ["data1", "data2"])
-        return base64.b64decode(rows[0]["data1"] + rows[0]["data2"]) if rows else None
+            rows = self._get(self.thumbnails_collection, [picture_key(group_id, pic_name)], _blob_fields(THUMB_FIELDS))
+        return _blob(rows[0], THUMB_FIELDS) if rows else None
 
     def update_images(
         self,
@@ -923,8 +929,8 @@ class MilvusStore:
                 rows = self._get(collection, chunk, [*self._IMAGE_FIELDS, "vec"])
                 thumbs: dict[int, bytes] = {}
                 if self.thumbnails and thumbnails:
-                    for t in self._get(self.thumbnails_collection, chunk, ["data1", "data2"]):
-                        thumbs[int(t["pk"])] = base64.b64decode(t["data1"] + t["data2"])
+                    for t in self._get(self.thumbnails_collection, chunk, _blob_fields(THUMB_FIELDS)):
+                        thumbs[int(t["pk"])] = _blob(t, THUMB_FIELDS)
             yield [
                 (self._record(r), np.asarray(r["vec"], dtype=np.float32), thumbs.get(int(r["pk"])))
                 for r in rows
