@@ -219,7 +219,7 @@ def test_group_type_fixes_the_model_and_vectors_never_mix(gallery, engine, photo
     assert float(v_full @ v_small) < 0.999
     for group, model in (("full", "sscd"), ("small", "sscd-small")):
         hit = gallery.search(group, data, limit=1)[0]
-        assert hit.image.pic_name == "p" and hit.cosine > 0.99  # one query view against the mirror-averaged picture
+        assert hit.image.pic_name == "p" and hit.cosine > 0.98  # one query view against the mirror-averaged picture
         stored = gallery.store.get_vectors(group, ["p"])["p"]
         assert np.allclose(stored, engine.embed([data], model=model)[0], atol=1e-5)  # the group's own model
 

@@ -195,6 +195,18 @@ def test_query_expansion_moves_the_query_towards_its_best_hit(gallery, scene):
     assert with_qe[0].cosine > without[0].cosine  # the expanded query lies between the crop and the scene
     vector = gallery.embed_query(gallery.get_group("g"), query)
     assert without[0].cosine == pytest.approx(float(vector @ gallery.store.get_vectors("g", ["scene"])["scene"]), abs=1e-4)
+    # Searching with a stored picture: it finds itself, which adds nothing to the query, so the
+    # query is expanded with the best other hit, and the picture keeps its own cosine.
+    plain = _service(gallery, query_expansion=False).search("g", encode(scene), limit=8, min_cosine=-1.0)
+    itself = gallery.search("g", encode(scene), limit=8, min_cosine=-1.0)
+    assert itself[0].image.pic_name == plain[0].image.pic_name == "scene" and itself[0].score == 100
+    assert itself[0].cosine == pytest.approx(plain[0].cosine, abs=1e-5)
+    runner_up = plain[1].image.pic_name
+    assert next(h.cosine for h in itself if h.image.pic_name == runner_up) > plain[1].cosine + 0.01
+    # Expansion is its own lever: with re-ranking off it still runs, weighted by the cosine.
+    unverified = _service(gallery, rerank_depth=0).search("g", query, limit=8, min_cosine=-1.0)
+    assert unverified[0].image.pic_name == "scene" and unverified[0].inliers is None
+    assert unverified[0].cosine > without[0].cosine
 
 
 def test_search_pages_and_filters_through_the_reranked_order(gallery, scene):

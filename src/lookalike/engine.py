@@ -64,10 +64,20 @@ class Comparison:
         return scores.verdict(self.similarity)
 
 
+def _single_threaded_blas() -> None:
+    """lookalike runs in parallel by task (requests, decodes, verifications) and onnxruntime has
+    threads of its own; BLAS threads on top only fight them (a search's verifications ran at half
+    speed with them). Process-wide, as BLAS's setting is."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="blas")
+
+
 class Engine:
     """Loads models lazily, decodes safely, embeds in batches. Thread-safe."""
 
     def __init__(self, settings: Settings | None = None) -> None:
+        _single_threaded_blas()
         self.settings = settings or get_settings()
         self._embedders: dict[str, OnnxEmbedder] = {}
         self._lock = threading.Lock()

@@ -50,7 +50,7 @@ def rerank(
     store: Store,
     group_id: str,
     vector: np.ndarray,
-    features: LocalFeatures,
+    features: LocalFeatures | None,
     search: Callable[[np.ndarray, int], list[Hit]],
     *,
     want: int,
@@ -61,11 +61,12 @@ def rerank(
     """The first ``max(want, depth)`` hits, best first by similarity.
 
     ``search(vector, limit)`` is the store search with the caller's filter and no threshold:
-    the threshold applies to the similarity, after verification.
+    the threshold applies to the similarity, after verification. Without query ``features``
+    (local features off) nothing is verified and the expansion weighs the best hit by its cosine.
     """
     n = max(want, depth)
     hits = search(vector, n)
-    verified = verifications(store, group_id, features, hits[:depth], pool)
+    verified = {} if features is None else verifications(store, group_id, features, hits[:depth], pool)
 
     def ranked(found: list[Hit]) -> list[Ranked]:
         out = []
@@ -79,13 +80,20 @@ def rerank(
         return out
 
     first = ranked(hits)
-    if not expand or not first:
+    # Copies of the query (searching with a stored picture finds itself first) add nothing to it:
+    # the query is expanded with the best hit that is not the same image, and the copies keep
+    # their own cosine (a picture found by itself still scores 100).
+    copies = {r.hit.image.pic_name: r for r in first if r.hit.cosine >= scores.SAME_IMAGE_COSINE}
+    best = next((r for r in first if r.hit.image.pic_name not in copies), None) if expand else None
+    if best is None:
         return first
-    best = first[0]
     stored = store.get_vectors(group_id, [best.hit.image.pic_name]).get(best.hit.image.pic_name)
     weight = min(1.0, max(0.0, best.similarity))
     if stored is None or weight == 0.0:
         return first
     expanded = vector + weight * stored
     expanded /= max(float(np.linalg.norm(expanded)), 1e-12)
-    return ranked(search(expanded.astype(np.float32), n))
+    second = ranked(search(expanded.astype(np.float32), n))
+    second = [copies.get(r.hit.image.pic_name, r) for r in second]
+    second.sort(key=lambda r: (-r.similarity, -r.hit.cosine))
+    return second

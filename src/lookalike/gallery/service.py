@@ -329,10 +329,12 @@ class GalleryService:
         where = filter if filter is None or not isinstance(filter, str) else parse_filter(filter)
         cutoff = scores.cosine_for_score(threshold) if min_cosine is None else min_cosine
         decoded = self.engine.decode(image, model=group.model, rect=rect)
-        vector = self._query_vector(group, decoded)
         settings = self.engine.settings
-        features = self.engine.local_features(decoded) if settings.rerank_depth else None
-        if features is None:
+        # The query's keypoints are found while the model embeds it (one core each).
+        keypoints = self._pool.submit(self.engine.local_features, decoded) if settings.rerank_depth else None
+        vector = self._query_vector(group, decoded)
+        features = keypoints.result() if keypoints else None
+        if features is None and not settings.query_expansion:
             hits = self.store.search(group.group_id, vector, limit=lim, offset=off, min_cosine=cutoff, where=where)
             out = [_hit(self._public(h.image), h.cosine) for h in hits]
             out.sort(key=lambda h: -h.cosine)
