@@ -189,24 +189,29 @@ def test_threshold_applies_after_verification(gallery, scene):
 
 def test_query_expansion_moves_the_query_towards_its_best_hit(gallery, scene):
     query = encode(_crop(scene, 0.7))
-    without = _service(gallery, query_expansion=False).search("g", query, limit=8, min_cosine=-1.0)
-    with_qe = gallery.search("g", query, limit=8, min_cosine=-1.0)
-    assert with_qe[0].image.pic_name == without[0].image.pic_name == "scene"
-    assert with_qe[0].cosine > without[0].cosine  # the expanded query lies between the crop and the scene
+    # Expansion is its own lever: with re-ranking off it still runs, weighted by the cosine.
+    without = _service(gallery, rerank_depth=0, query_expansion=False).search("g", query, limit=8, min_cosine=-1.0)
+    with_qe = _service(gallery, rerank_depth=0).search("g", query, limit=8, min_cosine=-1.0)
+    assert with_qe[0].image.pic_name == without[0].image.pic_name == "scene" and with_qe[0].inliers is None
+    assert without[0].cosine < scores.COPY_COSINE  # by its cosine alone the crop is no copy...
+    assert with_qe[0].cosine > without[0].cosine  # ...so the expanded query lies between the crop and the scene
     vector = gallery.embed_query(gallery.get_group("g"), query)
     assert without[0].cosine == pytest.approx(float(vector @ gallery.store.get_vectors("g", ["scene"])["scene"]), abs=1e-4)
-    # Searching with a stored picture: it finds itself, which adds nothing to the query, so the
-    # query is expanded with the best other hit, and the picture keeps its own cosine.
-    plain = _service(gallery, query_expansion=False).search("g", encode(scene), limit=8, min_cosine=-1.0)
-    itself = gallery.search("g", encode(scene), limit=8, min_cosine=-1.0)
-    assert itself[0].image.pic_name == plain[0].image.pic_name == "scene" and itself[0].score == 100
-    assert itself[0].cosine == pytest.approx(plain[0].cosine, abs=1e-5)
-    runner_up = plain[1].image.pic_name
-    assert next(h.cosine for h in itself if h.image.pic_name == runner_up) > plain[1].cosine + 0.01
-    # Expansion is its own lever: with re-ranking off it still runs, weighted by the cosine.
-    unverified = _service(gallery, rerank_depth=0).search("g", query, limit=8, min_cosine=-1.0)
-    assert unverified[0].image.pic_name == "scene" and unverified[0].inliers is None
-    assert unverified[0].cosine > without[0].cosine
+
+
+def test_copies_of_the_query_keep_their_score_and_do_not_expand_it(gallery, scene):
+    # A verified crop (Score >= 80) and the stored picture itself: each adds nothing to the query,
+    # so it keeps its first-pass cosine and the query is expanded with the best other hit.
+    for query in (encode(_crop(scene, 0.7)), encode(scene)):
+        plain = _service(gallery, query_expansion=False).search("g", query, limit=8, min_cosine=-1.0)
+        expanded = gallery.search("g", query, limit=8, min_cosine=-1.0)
+        assert expanded[0].image.pic_name == plain[0].image.pic_name == "scene"
+        assert expanded[0].score == plain[0].score >= 80
+        assert expanded[0].cosine == pytest.approx(plain[0].cosine, abs=1e-5)
+        runner_up = plain[1]
+        assert runner_up.score < 80
+        assert next(h.cosine for h in expanded if h.image.pic_name == runner_up.image.pic_name) > runner_up.cosine + 0.01
+    assert gallery.search("g", encode(scene), limit=1)[0].score == 100
 
 
 def test_search_pages_and_filters_through_the_reranked_order(gallery, scene):

@@ -80,10 +80,11 @@ def rerank(
         return out
 
     first = ranked(hits)
-    # Copies of the query (searching with a stored picture finds itself first) add nothing to it:
-    # the query is expanded with the best hit that is not the same image, and the copies keep
-    # their own cosine (a picture found by itself still scores 100).
-    copies = {r.hit.image.pic_name: r for r in first if r.hit.cosine >= scores.SAME_IMAGE_COSINE}
+    # Copies of the query (Score >= 80: the picture itself, or its verified crop or edit) add
+    # nothing to it: the query is expanded with the best hit that is not a copy, and the copies
+    # keep their first-pass similarity (a picture found by itself still scores 100, and an
+    # edited copy's original is not overtaken by photos the expansion favours).
+    copies = {r.hit.image.pic_name: r for r in first if r.similarity >= scores.COPY_COSINE}
     best = next((r for r in first if r.hit.image.pic_name not in copies), None) if expand else None
     if best is None:
         return first
