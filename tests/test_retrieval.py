@@ -126,6 +126,9 @@ def test_similarity_raises_verified_pairs_within_their_verdicts():
     assert scores.verdict(scores.similarity(0.9, 1000, 1.0)) == scores.Verdict.NEAR_COPY
     assert scores.similarity(0.99, 1000, 1.0) == 0.99
     assert scores.similarity(0.95, 30, 0.0) == 0.95  # above the ceiling of a verified non-copy: kept
+    # Against an expanded query a hit is ordered, never called a copy.
+    assert scores.expanded(0.5) == 0.5
+    assert scores.verdict(scores.expanded(0.99)) == scores.Verdict.SAME_OBJECT
 
 
 def test_compare_calls_a_heavy_crop_a_copy_through_verification(engine, scene):

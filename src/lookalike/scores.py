@@ -84,6 +84,13 @@ def similarity(cos: float, inliers: int | None, share: float = 0.0) -> float:
     return max(cos, min(raised, ceiling))
 
 
+def expanded(similarity: float) -> float:
+    """A similarity against an expanded query (the query averaged with one of its hits) orders
+    hits, but is no comparison with the query itself: it stays below "near copy", which only the
+    query's own comparison says (the hit it was expanded with would otherwise look like a copy)."""
+    return min(similarity, COPY_COSINE - _MARGIN)
+
+
 def calibrated_score(cos: float | np.ndarray) -> float | np.ndarray:
     """The 0..100 scale shared by PAI's similarity and Tencent's Score."""
     out = np.interp(cos, _ANCHORS_X, _ANCHORS_Y)

@@ -81,9 +81,9 @@ def rerank(
 
     first = ranked(hits)
     # Copies of the query (Score >= 80: the picture itself, or its verified crop or edit) add
-    # nothing to it: the query is expanded with the best hit that is not a copy, and the copies
-    # keep their first-pass similarity (a picture found by itself still scores 100, and an
-    # edited copy's original is not overtaken by photos the expansion favours).
+    # nothing to it: the query is expanded with the best hit that is not a copy. The copies keep
+    # their first-pass similarity, and no other hit becomes one through the expansion: a picture
+    # found by itself still scores 100, and an edited copy's original stays first.
     copies = {r.hit.image.pic_name: r for r in first if r.similarity >= scores.COPY_COSINE}
     best = next((r for r in first if r.hit.image.pic_name not in copies), None) if expand else None
     if best is None:
@@ -94,7 +94,9 @@ def rerank(
         return first
     expanded = vector + weight * stored
     expanded /= max(float(np.linalg.norm(expanded)), 1e-12)
-    second = ranked(search(expanded.astype(np.float32), n))
-    second = [copies.get(r.hit.image.pic_name, r) for r in second]
+    second = [
+        copies.get(r.hit.image.pic_name) or Ranked(r.hit, scores.expanded(r.similarity), r.inliers)
+        for r in ranked(search(expanded.astype(np.float32), n))
+    ]
     second.sort(key=lambda r: (-r.similarity, -r.hit.cosine))
     return second
