@@ -29,6 +29,10 @@ class Ranked:
     inliers: int | None
 
 
+def _best_first(r: Ranked) -> tuple[float, float]:
+    return (-r.similarity, -r.hit.cosine)
+
+
 def verifications(
     store: Store, group_id: str, query: LocalFeatures, hits: list[Hit], pool: Executor
 ) -> dict[str, Verification]:
@@ -76,7 +80,7 @@ def rerank(
                 out.append(Ranked(h, h.cosine, None))
             else:
                 out.append(Ranked(h, scores.similarity(h.cosine, v.inliers, v.share), v.inliers))
-        out.sort(key=lambda r: (-r.similarity, -r.hit.cosine))
+        out.sort(key=_best_first)
         return out
 
     first = ranked(hits)
@@ -94,9 +98,11 @@ def rerank(
         return first
     expanded = vector + weight * stored
     expanded /= max(float(np.linalg.norm(expanded)), 1e-12)
+    again = ranked(search(expanded.astype(np.float32), n))
+    found = {r.hit.image.pic_name for r in again}
     second = [
-        copies.get(r.hit.image.pic_name) or Ranked(r.hit, scores.expanded(r.similarity), r.inliers)
-        for r in ranked(search(expanded.astype(np.float32), n))
+        copies.get(r.hit.image.pic_name) or Ranked(r.hit, scores.expanded(r.similarity), r.inliers) for r in again
     ]
-    second.sort(key=lambda r: (-r.similarity, -r.hit.cosine))
-    return second
+    second += [r for name, r in copies.items() if name not in found]  # a copy is never lost to the expansion
+    second.sort(key=_best_first)
+    return second[:n]
