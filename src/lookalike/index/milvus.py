@@ -147,7 +147,6 @@ def _collection_name(prefix: str, model: str) -> str:
     return f"{prefix}_{re.sub(r'[^A-Za-z0-9_]', '_', model)}"
 
 
-
 def _blob_fields(fields: int) -> list[str]:
     return [f"data{i + 1}" for i in range(fields)]
 
@@ -162,6 +161,7 @@ def _blob_row(data: bytes, fields: int) -> dict[str, str] | None:
 
 def _blob(row: dict[str, Any], fields: int) -> bytes:
     return base64.b64decode("".join(row[name] for name in _blob_fields(fields)))
+
 
 class _Recent:
     """This process's own writes of the last :data:`RECENT_S` seconds: key -> record or None
