@@ -45,17 +45,20 @@ def test_similar_pairs_finds_each_family_and_nothing_else(path, monkeypatch):
     if path == "ann":
         monkeypatch.setattr(matching, "EXACT_LIMIT", 0)
     vectors = _families(400, 4, noise=0.25)
-    pairs = similar_pairs(vectors, 0.8, threads=2)
     family = np.arange(len(vectors)) // 4
-    assert len(pairs) and np.all(pairs.left < pairs.right)
-    assert np.all(family[pairs.left] == family[pairs.right])  # no pair across families
     expected = 400 * 6  # every pair within every family (4 choose 2)
-    # HNSW is approximate: a pair may be missed, never invented; the groups still join up
-    assert len(pairs) == expected if path == "exact" else len(pairs) >= 0.995 * expected
-    exact = np.einsum("ij,ij->i", vectors[pairs.left], vectors[pairs.right])
-    np.testing.assert_allclose(pairs.cosine, exact, atol=1e-5)  # re-scored exactly, not int8
-    groups = matching.group_pairs(len(vectors), pairs)
-    assert len(groups) == 400 and all(len(g) == 4 and family[g[0]] == family[g[-1]] for g in groups)
+    # HNSW's threaded build differs run to run, and a tight family can end up on an island of
+    # the graph (a third of builds lost one before the exact fallback): several builds, all whole
+    for _ in range(8 if path == "ann" else 1):
+        pairs = similar_pairs(vectors, 0.8, threads=2)
+        assert len(pairs) and np.all(pairs.left < pairs.right)
+        assert np.all(family[pairs.left] == family[pairs.right])  # no pair across families
+        # HNSW is approximate: a pair may be missed, never invented; the groups still join up
+        assert len(pairs) == expected if path == "exact" else len(pairs) >= 0.995 * expected
+        exact = np.einsum("ij,ij->i", vectors[pairs.left], vectors[pairs.right])
+        np.testing.assert_allclose(pairs.cosine, exact, atol=1e-5)  # re-scored exactly, not int8
+        groups = matching.group_pairs(len(vectors), pairs)
+        assert len(groups) == 400 and all(len(g) == 4 and family[g[0]] == family[g[-1]] for g in groups)
 
 
 def test_similar_pairs_bounds_candidates_but_still_joins_a_crowd():
