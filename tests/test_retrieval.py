@@ -94,6 +94,16 @@ def test_local_features_round_trip_and_refuse_damage(scene):
     assert len(flat) == 0 and local.verify(flat, features).inliers == 0
 
 
+def test_a_query_gets_its_own_keypoint_budget(scene):
+    """Search queries are found on a smaller image with fewer keypoints; stored images keep the full set."""
+    engine = Engine(Settings(threads=1, local_features=800, query_keypoints=300, query_feature_side=320))
+    stored, query = engine.local_features(scene), engine.local_features(scene, query=True)
+    assert stored.size == (512, 384) and 300 < len(stored) <= 800
+    assert query.size == (320, 240) and 100 < len(query) <= 300
+    assert local.verify(query, stored).inliers >= scores.COPY_INLIERS  # the two scales still match up
+    assert Engine(Settings(threads=1, local_features=0)).local_features(scene, query=True) is None
+
+
 def test_verification_finds_the_crop_where_it_lies(scene):
     crop = _crop(scene, 0.6).resize((480, 360))
     found = local.verify(local.extract(crop), local.extract(scene))

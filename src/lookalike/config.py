@@ -35,6 +35,12 @@ class Settings(BaseSettings):
         1000, ge=0, le=4000, description="SIFT keypoints kept per image for geometric verification; 0 = off"
     )
     rerank_depth: int = Field(20, ge=0, le=200, description="search: top hits re-ranked by geometric verification")
+    query_keypoints: int = Field(
+        1000, ge=1, le=4000, description="search: SIFT keypoints of the query (fewer verify faster)"
+    )
+    query_feature_side: int = Field(
+        512, ge=128, le=2048, description="search: longer side the query's keypoints are found at (smaller is faster)"
+    )
     query_expansion: bool = Field(
         True, description="search: a second pass with the query averaged with its best verified hit (alpha-QE)"
     )

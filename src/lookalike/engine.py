@@ -162,11 +162,17 @@ class Engine:
     def pixels(self, image: ImageInput, *, model: str | None = None, rect: Rect | None = None) -> np.ndarray:
         return self.geometry.pixels(self.decode(image, model=model, rect=rect))
 
-    def local_features(self, image: Image.Image) -> local.LocalFeatures | None:
-        """SIFT keypoints of a decoded image, or None when LOOKALIKE_LOCAL_FEATURES is 0."""
-        if not self.settings.local_features:
+    def local_features(self, image: Image.Image, *, query: bool = False) -> local.LocalFeatures | None:
+        """SIFT keypoints of a decoded image, or None when LOOKALIKE_LOCAL_FEATURES is 0.
+
+        ``query``: a search's side, found on a smaller image and fewer of them (the extraction
+        and the verifications are most of a search's time); stored images keep the full set."""
+        s = self.settings
+        if not s.local_features:
             return None
-        return local.extract(image, self.settings.local_features)
+        if query:
+            return local.extract(image, s.query_keypoints, s.query_feature_side)
+        return local.extract(image, s.local_features)
 
     def embed(
         self,

@@ -331,7 +331,7 @@ class GalleryService:
         decoded = self.engine.decode(image, model=group.model, rect=rect)
         settings = self.engine.settings
         # The query's keypoints are found while the model embeds it (one core each).
-        keypoints = self._pool.submit(self.engine.local_features, decoded) if settings.rerank_depth else None
+        keypoints = self._pool.submit(self.engine.local_features, decoded, query=True) if settings.rerank_depth else None
         vector = self._query_vector(group, decoded)
         features = keypoints.result() if keypoints else None
         if features is None and not settings.query_expansion:

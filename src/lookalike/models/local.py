@@ -1,6 +1,6 @@
 """Local features and geometric verification: the second opinion on a global cosine.
 
-SIFT keypoints (OpenCV) with RootSIFT matching, Lowe's ratio test and a RANSAC homography.
+SIFT keypoints (OpenCV) with RootSIFT matching, Lowe's ratio test and a RANSAC (USAC) homography.
 The number of matches that agree on one geometric transform tells a crop, a partial copy or
 another photo of the same scene apart from a look-alike, where a single global vector cannot
 (docs/benchmarks.md, "Quality" and "Calibration"). The inlier matches explain a comparison.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from PIL import Image
@@ -41,6 +42,14 @@ class LocalFeatures:
 
     def __len__(self) -> int:
         return len(self.points)
+
+    @cached_property
+    def root(self) -> np.ndarray:
+        """RootSIFT rows (Hellinger kernel as a dot product, Arandjelovic & Zisserman 2012):
+        computed once, so a query verified against many hits pays for it once."""
+        d = self.descriptors.astype(np.float32)
+        d /= d.sum(axis=1, keepdims=True) + 1e-7
+        return np.sqrt(d)
 
     def to_bytes(self) -> bytes:
         xy = np.round(self.points * _POINT_SCALE).clip(0, 65535).astype("<u2")
@@ -88,10 +97,10 @@ def _sift(max_points: int):
     return detectors[max_points]
 
 
-def extract(image: Image.Image, max_points: int = 1000) -> LocalFeatures:
-    """The ``max_points`` strongest SIFT keypoints of ``image`` at FEATURE_SIDE."""
+def extract(image: Image.Image, max_points: int = 1000, side: int = FEATURE_SIDE) -> LocalFeatures:
+    """The ``max_points`` strongest SIFT keypoints of ``image``, its longer side at most ``side``."""
     gray = image.convert("L")
-    scale = FEATURE_SIDE / max(gray.size)
+    scale = side / max(gray.size)
     if scale < 0.98:  # larger images shrink; smaller ones stay (upscaling measured no better, and slower)
         size = (max(1, round(gray.width * scale)), max(1, round(gray.height * scale)))
         gray = gray.resize(size, Image.Resampling.BILINEAR)
@@ -104,13 +113,6 @@ def extract(image: Image.Image, max_points: int = 1000) -> LocalFeatures:
     return LocalFeatures(points, desc, gray.size)
 
 
-def _root(descriptors: np.ndarray) -> np.ndarray:
-    """RootSIFT: Hellinger kernel as a dot product (Arandjelovic & Zisserman 2012)."""
-    d = descriptors.astype(np.float32)
-    d /= d.sum(axis=1, keepdims=True) + 1e-7
-    return np.sqrt(d)
-
-
 def verify(a: LocalFeatures, b: LocalFeatures) -> Verification:
     """Matches of ``a`` in ``b`` that pass the ratio test and agree on one homography."""
     import cv2
@@ -118,7 +120,7 @@ def verify(a: LocalFeatures, b: LocalFeatures) -> Verification:
     empty = Verification(0, np.zeros((0, 4), np.float32))
     if len(a) < MIN_MATCHES or len(b) < 2:
         return empty
-    sim = _root(a.descriptors) @ _root(b.descriptors).T
+    sim = a.root @ b.root.T
     rows = np.arange(len(sim))
     best = sim.argmax(axis=1)
     best_sim = sim[rows, best]
@@ -135,7 +137,10 @@ def verify(a: LocalFeatures, b: LocalFeatures) -> Verification:
     if len(good) < MIN_MATCHES:
         return empty
     src, dst = a.points[good], b.points[best[good]]
-    homography, mask = cv2.findHomography(src, dst, cv2.RANSAC, TOLERANCE_PX, maxIters=500)
+    # USAC_FAST (local optimisation, early exit) against plain RANSAC with 500 iterations, on the
+    # shared sets' top-20 pairs: half the time per pair (1.9 -> 0.9 ms on Holidays), the same
+    # copies (inliers >= 20 and share >= 0.4) and Holidays mAP 94.72 vs 94.78. Deterministic.
+    homography, mask = cv2.findHomography(src, dst, cv2.USAC_FAST, TOLERANCE_PX)
     if mask is None or homography is None:
         return empty
     keep = mask.ravel().astype(bool)
