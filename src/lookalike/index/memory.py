@@ -158,7 +158,8 @@ class GroupVectors:
         self.columns: dict[str, _Column] = {}
         self.ann: AnnIndex | None = None
         self.n_pending = 0
-        """Rows not (yet) in the ANN index: scanned exactly by every search."""
+        """Rows not (yet) in the ANN index: scanned exactly by every search. Rows the index could
+        not reach (:meth:`AnnIndex.unreachable`) stay here for good, out of ``pending``."""
         self.pending: deque[int] = deque()
         """Ids the merger still has to add to the index (some may have been deleted since)."""
         self.removed: list[int] = []
@@ -410,9 +411,13 @@ class GroupVectors:
         removed, self.removed = np.asarray(self.removed, dtype=np.int64), []
         return np.asarray(ids, dtype=np.int64), self.mat[rows], removed
 
-    def mark_indexed(self, ids: np.ndarray) -> None:
-        """After the merger added ``ids``: those deleted meanwhile must leave the index again."""
+    def mark_indexed(self, ids: np.ndarray, unreachable: np.ndarray | None = None) -> None:
+        """After the merger added ``ids``: those deleted meanwhile must leave the index again.
+        ``unreachable`` ones (already taken out of the index again) stay in the exact scan."""
+        lost = set() if unreachable is None else set(unreachable.tolist())
         for image_id in ids.tolist():
+            if image_id in lost:
+                continue
             row = self.pos.get(image_id)
             if row is None:
                 self.removed.append(image_id)
