@@ -42,8 +42,6 @@ DTYPE = "i8"
 ADD_THREADS = max(1, min(8, os.cpu_count() or 1))
 """The merger builds with every core: it only has much to do after a bulk load or a restart
 without an index file, and real ingest is bounded by embedding, not by this."""
-REACH_CHECK = 16
-"""Results a new vector's own search must find it among (identical copies may come first)."""
 ADD_CHUNK = 32 * ADD_THREADS
 """Vectors per ``add`` call: ~20-40 ms, the longest a search waits behind one."""
 
@@ -109,17 +107,6 @@ class AnnIndex:
         counts = np.asarray(found.counts).reshape(-1, 1)
         keys[np.arange(keys.shape[1])[None, :] >= counts] = -1
         return keys
-
-    def unreachable(self, keys: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-        """Those of ``keys`` that a search for their own vector does not return: HNSW's pruning can
-        leave a tight clique (a family of near-copies) linked only inside itself, an island no
-        walk reaches (measured: 3-8 of 7,244 real SSCD vectors with near-copy families, per build).
-        Callers keep them out of the index and scan them exactly."""
-        if not len(keys):
-            return np.empty(0, dtype=np.int64)
-        found = self.search_many(vectors, REACH_CHECK, threads=ADD_THREADS)
-        reached = (found == np.asarray(keys, dtype=np.int64)[:, None]).any(axis=1)
-        return np.asarray(keys, dtype=np.int64)[~reached]
 
     def save(self, path: Path) -> None:
         """Atomically: a crash or a full disk mid-save leaves the previous file (or none), never

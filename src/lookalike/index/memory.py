@@ -158,8 +158,7 @@ class GroupVectors:
         self.columns: dict[str, _Column] = {}
         self.ann: AnnIndex | None = None
         self.n_pending = 0
-        """Rows not (yet) in the ANN index: scanned exactly by every search. Rows the index could
-        not reach (:meth:`AnnIndex.unreachable`) stay here for good, out of ``pending``."""
+        """Rows not (yet) in the ANN index: scanned exactly by every search."""
         self.pending: deque[int] = deque()
         """Ids the merger still has to add to the index (some may have been deleted since)."""
         self.removed: list[int] = []
@@ -411,13 +410,9 @@ class GroupVectors:
         removed, self.removed = np.asarray(self.removed, dtype=np.int64), []
         return np.asarray(ids, dtype=np.int64), self.mat[rows], removed
 
-    def mark_indexed(self, ids: np.ndarray, unreachable: np.ndarray | None = None) -> None:
-        """After the merger added ``ids``: those deleted meanwhile must leave the index again.
-        ``unreachable`` ones (already taken out of the index again) stay in the exact scan."""
-        lost = set() if unreachable is None else set(unreachable.tolist())
+    def mark_indexed(self, ids: np.ndarray) -> None:
+        """After the merger added ``ids``: those deleted meanwhile must leave the index again."""
         for image_id in ids.tolist():
-            if image_id in lost:
-                continue
             row = self.pos.get(image_id)
             if row is None:
                 self.removed.append(image_id)

@@ -971,12 +971,9 @@ class SqliteStore:
                 handle.merging = True
             did = True
             done = False
-            lost = None
             try:
                 ann.remove(removed)
                 ann.add(ids, vecs)  # outside the group lock: searches go on meanwhile
-                lost = ann.unreachable(ids, vecs)
-                ann.remove(lost)  # an island of the graph: those rows stay in the exact scan
                 done = True
             finally:
                 with handle.lock.write():
@@ -984,7 +981,7 @@ class SqliteStore:
                     if handle.ann is ann:
                         handle.dirty = True
                         if done:
-                            handle.mark_indexed(ids, lost)
+                            handle.mark_indexed(ids)
                         else:  # try again later; meanwhile the rows stay in the exact scan
                             handle.pending.extendleft(reversed(ids.tolist()))
                             handle.removed.extend(removed.tolist())
@@ -1022,7 +1019,7 @@ class SqliteStore:
             with self._handles_lock:
                 handles = list(self._handles.values())
             if all(
-                h.ann is None or (not h.pending and not h.removed and not h.merging) for h in handles if h.loaded
+                h.ann is None or (not h.n_pending and not h.removed and not h.merging) for h in handles if h.loaded
             ) and not any(
                 h.loaded and h.ann is None and h.n >= self.exact_threshold for h in handles
             ):
