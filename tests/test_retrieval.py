@@ -102,6 +102,9 @@ def test_a_query_gets_its_own_keypoint_budget(scene):
     assert query.size == (320, 240) and 100 < len(query) <= 300
     assert local.verify(query, stored).inliers >= scores.COPY_INLIERS  # the two scales still match up
     assert Engine(Settings(threads=1, local_features=0)).local_features(scene, query=True) is None
+    # Unset, the query gets as many keypoints as a stored picture
+    same = Engine(Settings(threads=1, local_features=800)).local_features(scene, query=True)
+    assert len(same) == len(stored) and np.array_equal(same.descriptors, stored.descriptors)
 
 
 def test_verification_finds_the_crop_where_it_lies(scene):

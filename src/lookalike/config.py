@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     )
     rerank_depth: int = Field(20, ge=0, le=200, description="search: top hits re-ranked by geometric verification")
     query_keypoints: int = Field(
-        1000, ge=1, le=4000, description="search: SIFT keypoints of the query (fewer verify faster)"
+        0, ge=0, le=4000, description="search: SIFT keypoints of the query (fewer verify faster); 0 = local_features"
     )
     query_feature_side: int = Field(
         512, ge=128, le=2048, description="search: longer side the query's keypoints are found at (smaller is faster)"

@@ -171,7 +171,7 @@ class Engine:
         if not s.local_features:
             return None
         if query:
-            return local.extract(image, s.query_keypoints, s.query_feature_side)
+            return local.extract(image, s.query_keypoints or s.local_features, s.query_feature_side)
         return local.extract(image, s.local_features)
 
     def embed(

@@ -75,8 +75,6 @@ def _exact_neighbours(
         rows.append(chunk[:, None].repeat(k, axis=1)[hit])
         cols.append(top[hit])
         cos.append(values[hit])
-    if not rows:
-        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
     return np.concatenate(rows), np.concatenate(cols), np.concatenate(cos)
 
 

@@ -138,7 +138,7 @@ def verify(a: LocalFeatures, b: LocalFeatures) -> Verification:
         return empty
     src, dst = a.points[good], b.points[best[good]]
     # USAC_FAST (local optimisation, early exit) against plain RANSAC with 500 iterations, on the
-    # shared sets' top-20 pairs: half the time per pair (1.9 -> 0.9 ms on Holidays), the same
+    # shared sets' top-20 pairs (bench/verifiers.py): about half the time per pair, the same
     # copies (inliers >= 20 and share >= 0.4) and Holidays mAP 94.72 vs 94.78. Deterministic.
     homography, mask = cv2.findHomography(src, dst, cv2.USAC_FAST, TOLERANCE_PX)
     if mask is None or homography is None:
