@@ -199,12 +199,23 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags() -> list[str]:
+    """The flags that decide int8 speed (``grep -o 'avx512[a-z_]*\\|avx_vnni\\|avx2' /proc/cpuinfo``):
+    SSCD's int8 graph runs about 3x faster with VNNI (avx512_vnni or avx_vnni) than on AVX2 alone."""
+    try:
+        words = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return []
+    return sorted(w for w in words if w == "avx2" or w == "avx_vnni" or w.startswith("avx512"))
+
+
 def machine() -> dict:
     import onnxruntime
     import PIL
 
     return {
         "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "onnxruntime": onnxruntime.__version__,

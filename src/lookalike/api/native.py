@@ -135,9 +135,11 @@ async def compare(request: Request):
         load_a = lambda: _load_ref(settings, body.a, "a")  # noqa: E731
         load_b = lambda: _load_ref(settings, body.b, "b")  # noqa: E731
 
-    result = await in_thread(lambda: engine.compare(load_a(), load_b(), model=model))
+    verify = True if explain else None  # explained: the matches are the answer, whatever the cosine
+    result = await in_thread(lambda: engine.compare(load_a(), load_b(), model=model, verify=verify))
     out = {
         "model": result.model,
+        "pipeline": result.pipeline,
         "cosine": result.cosine,
         "similarity": result.aws_similarity,
         "score": round(result.score, 2),

@@ -46,14 +46,17 @@ class CompareRequest(Strict):
 
 
 class CompareResponse(BaseModel):
-    model: str
-    cosine: float = Field(description="cosine of the two unit vectors, -1..1")
+    model: str = Field(description="the model whose opinion decided: the fast one unless a boundary was close")
+    pipeline: str = Field("", description="model, input geometry and mirror view that decided, e.g. sscd-small@stretch224")
+    cosine: float = Field(description="cosine of the two unit vectors on the reference scale (sscd@short288+flip), -1..1")
     similarity: float = Field(description="AWS scale: 0.5 + 0.5 * cosine")
     score: float = Field(description="calibrated 0..100 (PAI scale; Tencent Score)")
     l2_distance: float
     verdict: str = Field(description="same image / near copy / same object or scene / different")
     inliers: int | None = Field(
-        None, description="keypoint matches that agree on one geometric transform (null: local features off)"
+        None,
+        description="keypoint matches that agree on one geometric transform (null: not verified: local features "
+        "off, or a cosine where verification cannot change the verdict; explain always verifies)",
     )
     verified: bool | None = Field(
         None, description="enough inliers to be more than chance: the similarity and verdict count them"

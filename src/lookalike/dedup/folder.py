@@ -19,12 +19,15 @@ from typing import Callable, Iterable, Literal
 
 import numpy as np
 
+from lookalike import scores
 from lookalike.config import Settings, get_settings
 from lookalike.dedup.cache import CACHE_FILE, Content, DedupCache
-from lookalike.dedup.matching import DisjointSet, similar_pairs
+from lookalike.dedup.matching import DisjointSet, cascade_pairs
+from lookalike.dedup.opinions import SecondOpinion
 from lookalike.dedup.report import LEVEL_COSINE, DedupReport, DuplicateGroup, Level, Match, Member, Skipped
 from lookalike.errors import InvalidParameterValue, LookalikeError
 from lookalike.images.decode import IMAGE_SUFFIXES, decode_image, open_image, pixel_digest
+from lookalike.models.inputs import Pipeline
 
 KeepPolicy = Literal["largest", "oldest", "newest", "first"]
 KEEP_POLICIES: tuple[str, ...] = ("largest", "oldest", "newest", "first")
@@ -124,6 +127,7 @@ def find_duplicates(
         unique = [members[0] for members in by_digest.values()]  # one file per content
         pixels = _PixelDigests(usable, store, settings)
         vectors: np.ndarray | None = None
+        calibration = scores.REFERENCE
         row_of: dict[bytes, int] = {}
         tick = time.perf_counter()
         if cosine is None:
@@ -133,20 +137,27 @@ def find_duplicates(
             from lookalike.engine import Engine
 
             engine = engine or Engine(settings)
+            full = engine.pipeline(model)
+            first = engine.fast_pipeline(model) or full
+            calibration = scores.calibration(first.tag)
             vectors, unique, report.embedded, report.cached = _vectors(
-                usable, unique, store, engine, model, settings, progress
+                usable, unique, store, engine, first, settings, progress
             )
             seconds["embed"] = time.perf_counter() - tick
             tick = time.perf_counter()
             row_of = {usable[file_index].digest: row for row, file_index in enumerate(unique)}
-            pairs = similar_pairs(vectors, cosine, threads=settings.threads)
+
+            opinion = _second_opinion(usable, unique, store, engine, full, settings, level, cosine)
+            doubt = None if first == full else opinion.window(level)
+            pairs = cascade_pairs(vectors, cosine, calibration, opinion, doubt=doubt, threads=settings.threads)
+            report.verified, report.deferred = opinion.verified, opinion.deferred
             for a, b in zip(pairs.left.tolist(), pairs.right.tolist()):
                 sets.union(unique[a], unique[b])
             seconds["match"] = time.perf_counter() - tick
         for members in sets.groups():  # without contents the decoder refused (and their byte copies)
             members = [i for i in members if not usable[i].content.error_code]  # type: ignore[union-attr]
             if len(members) > 1:
-                report.groups.append(_describe(members, usable, keep, pixels, vectors, row_of, level))
+                report.groups.append(_describe(members, usable, keep, pixels, vectors, row_of, level, calibration))
         report.groups.sort(key=lambda g: g.keep.path)
         pixels.save()
         report.skipped = [
@@ -277,16 +288,16 @@ def _vectors(
     unique: list[int],
     store: DedupCache,
     engine,
-    model: str,
+    pipeline: Pipeline,
     settings: Settings,
     progress: bool,
 ) -> tuple[np.ndarray, list[int], int, int]:
-    """A vector for each unique content (cached or embedded now). A content the decoder refuses
-    gets its error (shared by its byte copies) and leaves ``unique``."""
-    spec = engine.embedder(model).spec
+    """A vector for each unique content (cached or embedded now) through ``pipeline``. A content
+    the decoder refuses gets its error (shared by its byte copies) and leaves ``unique``."""
+    spec = engine.embedder(pipeline.model).spec
     matrix = np.empty((len(unique), spec.dim), dtype=np.float32)
-    pipeline = f"{model}@{engine.embedding_tag}"  # vectors of another input pipeline are not reused
-    cached = store.fill_vectors([files[i].digest for i in unique], pipeline, matrix)
+    tag = pipeline.tag  # vectors of another model or input pipeline are not reused
+    cached = store.fill_vectors([files[i].digest for i in unique], tag, matrix)
     row_of = {i: row for row, i in enumerate(unique)}
     todo = [i for i, hit in zip(unique, cached) if not hit]
     failed: set[int] = set()
@@ -298,9 +309,9 @@ def _vectors(
                 max_bytes=settings.max_image_bytes,
                 max_side=settings.max_image_side,
                 max_pixels=settings.max_image_pixels,
-                min_size=engine.geometry.decode_size,
+                min_size=pipeline.geometry.decode_size,
             )
-            return engine.geometry.pixels(image)
+            return pipeline.geometry.pixels(image)
         except LookalikeError as exc:
             return exc
         except OSError as exc:
@@ -321,9 +332,9 @@ def _vectors(
                     f.content.error_code, f.content.error = p.code, p.message
                     store.put_contents([(f.digest, f.content)])
             if good:
-                out = engine.run([p for _, p in good], model=model, flip=engine.settings.index_flip)
+                out = engine.run([p for _, p in good], model=pipeline.model, flip=pipeline.flip)
                 matrix[[row_of[i] for i, _ in good]] = out
-                store.put_vectors(pipeline, [(files[i].digest, v) for (i, _), v in zip(good, out)])
+                store.put_vectors(tag, [(files[i].digest, v) for (i, _), v in zip(good, out)])
             if bar is not None:
                 bar.update(len(batch))
         if bar is not None:
@@ -332,6 +343,40 @@ def _vectors(
         return matrix, unique, len(todo), int(cached.sum())
     kept = [i for i in unique if i not in failed]
     return matrix[[row_of[i] for i in kept]], kept, len(todo) - len(failed), int(cached.sum())
+
+
+def _second_opinion(
+    files: list[_File],
+    unique: list[int],
+    store: DedupCache,
+    engine,
+    full: Pipeline,
+    settings: Settings,
+    level: Level,
+    threshold: float,
+) -> SecondOpinion:
+    """What settles the pairs of ``unique`` rows that the fast vectors leave in doubt."""
+
+    def decode(row: int):
+        try:
+            return decode_image(
+                files[unique[row]].path.read_bytes(),
+                max_bytes=settings.max_image_bytes,
+                max_side=settings.max_image_side,
+                max_pixels=settings.max_image_pixels,
+                min_size=engine.decode_size,
+            )
+        except (LookalikeError, OSError):
+            return None
+
+    def vectors(rows: list[int]) -> dict[int, np.ndarray]:
+        matrix, kept, _, _ = _vectors(files, [unique[r] for r in rows], store, engine, full, settings, False)
+        at = {file_index: n for n, file_index in enumerate(kept)}
+        return {r: matrix[at[unique[r]]] for r in rows if unique[r] in at}
+
+    keypoints = settings.local_features if level is Level.NEAR else 0
+    threads = settings.threads or os.cpu_count() or 2
+    return SecondOpinion(decode, vectors, full, threshold, settings.cascade_margin, keypoints, threads)
 
 
 def _keep_key(policy: str, f: _File) -> tuple:
@@ -354,7 +399,10 @@ def _describe(
     vectors: np.ndarray | None,
     row_of: dict[bytes, int],
     level: Level,
+    calibration: scores.Calibration,
 ) -> DuplicateGroup:
+    """The group's kept file and the others, each with its match kind and its reference-scale
+    cosine to the kept file (``calibration``: the pipeline the vectors came from)."""
     keep = min(members, key=lambda i: _keep_key(policy, files[i]))
     kept = files[keep]
 
@@ -377,7 +425,7 @@ def _describe(
             duplicates.append(member(i, Match.BYTES, None if keep_vector is None else 1.0))
             continue
         v = vector(i)
-        cos = None if v is None or keep_vector is None else float(np.clip(np.dot(v, keep_vector), -1, 1))
+        cos = None if v is None or keep_vector is None else calibration.to_reference(float(np.clip(np.dot(v, keep_vector), -1, 1)))
         if vectors is None or (f.dims == kept.dims and cos is not None and cos >= PIXEL_CHECK_COSINE):
             digest = pixels.of(i)
             if digest is not None and digest == pixels.of(keep):

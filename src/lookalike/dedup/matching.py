@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
+
+from lookalike.scores import Calibration
 
 NEIGHBOURS = 16
 """Neighbours asked for per vector. A group of any size still joins up, through chains of
@@ -56,6 +59,45 @@ def similar_pairs(vectors: np.ndarray, min_cosine: float, *, neighbours: int = N
     pair_id = left * n + right
     _, first = np.unique(pair_id, return_index=True)
     return Pairs(left[first], right[first], cos[first])
+
+
+def cascade_pairs(
+    vectors: np.ndarray,
+    min_cosine: float,
+    calibration: Calibration,
+    second_opinion: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
+    *,
+    doubt: tuple[float, float] | None = None,
+    threads: int = 0,
+) -> Pairs:
+    """Similar pairs at the reference-scale ``min_cosine``, from vectors of a cheaper pipeline.
+
+    ``vectors`` come from the pipeline ``calibration`` describes. A pair whose cosine, on the
+    reference scale, lies in the ``doubt`` window (from, to) is settled by ``second_opinion(left,
+    right, cosines)``: the reference-scale cosines the second opinion gives those pairs (NaN:
+    none, the pair is dropped). Pairs above the window are in, below it out. No window: the
+    vectors' word is final. The returned cosines are on the reference scale.
+    """
+    low = min_cosine if doubt is None or second_opinion is None else min(doubt[0], min_cosine)
+    found = similar_pairs(vectors, calibration.from_reference(low), threads=threads)
+    reference = np.interp(found.cosine, *_calibration_points(calibration)).astype(np.float32)
+    if doubt is None or second_opinion is None:
+        keep = np.flatnonzero(reference >= min_cosine)
+        return Pairs(found.left[keep], found.right[keep], reference[keep])
+    sure = np.flatnonzero(reference >= max(doubt[1], min_cosine))
+    unsure = np.flatnonzero((reference >= low) & (reference < max(doubt[1], min_cosine)))
+    if len(unsure):
+        second = second_opinion(found.left[unsure], found.right[unsure], reference[unsure])
+        passed = second >= min_cosine  # NaN: never
+        reference[unsure[passed]] = second[passed]
+        sure = np.sort(np.concatenate([sure, unsure[passed]]))
+    return Pairs(found.left[sure], found.right[sure], reference[sure])
+
+
+def _calibration_points(calibration: Calibration) -> tuple[np.ndarray, np.ndarray]:
+    """The piecewise-linear map of ``calibration`` as (x, y) points, for whole arrays at once."""
+    x = np.array([-1.0, 0.0, calibration.match, calibration.copy, calibration.same_image, 1.0])
+    return x, np.array([calibration.to_reference(float(v)) for v in x])
 
 
 def _exact_neighbours(

@@ -79,9 +79,13 @@ class DedupReport:
     groups: list[DuplicateGroup] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     embedded: int = 0
-    """Images run through the model this time."""
+    """Images run through the (first) model this time."""
     cached: int = 0
     """Images whose vector came from the cache."""
+    verified: int = 0
+    """Pairs the fast model left in doubt that geometric verification found to be copies."""
+    deferred: int = 0
+    """Pairs the fast model left in doubt that the full model settled."""
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property

@@ -63,3 +63,23 @@ class InputGeometry:
 def pipeline_tag(geometry: str, flip: bool) -> str:
     """Names the input pipeline behind a vector (``short288+flip``): caches must not mix two."""
     return InputGeometry.parse(geometry).tag + ("+flip" if flip else "")
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """What turns a decoded image into a vector: a model, its input geometry and whether the
+    vector averages the mirror view. Each job picks its own (docs/benchmarks.md, "Speed"): the
+    gallery's stored side pays for quality, a pair's first opinion for speed."""
+
+    model: str
+    geometry: InputGeometry
+    flip: bool = False
+
+    @classmethod
+    def of(cls, model: str, geometry: str, flip: bool = False) -> "Pipeline":
+        return cls(model, InputGeometry.parse(geometry), flip)
+
+    @property
+    def tag(self) -> str:
+        """``sscd@short288+flip``: the key of its calibration and of cached vectors."""
+        return f"{self.model}@{self.geometry.tag}" + ("+flip" if self.flip else "")
