@@ -6,36 +6,49 @@
 # names it into the build (README, "Container").
 ARG BASE=python:3.12-slim
 
-# ---- build: a venv with lookalike, its model package and (EXTRAS) the Milvus client; pip and the
-# build backend stay in this stage.
+# ---- deps: a venv with lookalike's dependencies, its model package and (EXTRAS) the Milvus client.
 FROM ${BASE} AS build
 ARG EXTRAS=milvus
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore
 RUN python3 -m venv /opt/lookalike
-# The dependencies first, from pyproject.toml alone: a code change does not download them again.
-COPY pyproject.toml README.md /src/
-RUN mkdir -p /src/src/lookalike && touch /src/src/lookalike/__init__.py \
+# From pyproject.toml alone: a change of the code or README downloads nothing again.
+COPY pyproject.toml /src/
+RUN mkdir -p /src/src/lookalike && touch /src/src/lookalike/__init__.py /src/README.md \
     && /opt/lookalike/bin/pip install "/src${EXTRAS:+[$EXTRAS]}" \
     && /opt/lookalike/bin/pip uninstall -y lookalike
-COPY src /src/src
-RUN /opt/lookalike/bin/pip install --no-deps /src \
-    && /opt/lookalike/bin/pip uninstall -y pip setuptools wheel \
-    && find /opt/lookalike -name '*.pyc' -delete \
-    && /opt/lookalike/bin/python -m compileall -q -j 0 /opt/lookalike/lib >/dev/null \
-    && /opt/lookalike/bin/lookalike --version
+# Slimmer: pymilvus pulls in milvus-lite (with pyarrow and faiss) for local milvus.db files, which
+# lookalike never opens (it is a client of a Milvus server); test folders are never imported.
+RUN /opt/lookalike/bin/pip uninstall -y milvus-lite pyarrow faiss-cpu \
+    && find /opt/lookalike -depth -type d -name tests -path '*/site-packages/*' -exec rm -rf {} +
 
-# ---- run: the base, the venv and a user; nothing else (no compiler, no pip).
+# ---- the venv as the image gets it: no pip, no build backend.
+FROM build AS venv
+RUN /opt/lookalike/bin/pip uninstall -y pip setuptools wheel
+
+# ---- lookalike itself, in a folder of its own: a code change rebuilds only this small layer.
+FROM build AS app
+COPY README.md /src/
+COPY src /src/src
+RUN /opt/lookalike/bin/pip install --no-deps --target /opt/app /src
+
+# ---- run: the base, the venv, the app and a user; nothing else (no compiler, no pip).
 FROM ${BASE}
 RUN useradd --system --uid 10001 --user-group --home-dir /data --no-create-home --shell /usr/sbin/nologin lookalike \
     && mkdir -p /data && chown lookalike:lookalike /data && chmod 700 /data
-COPY --from=build /opt/lookalike /opt/lookalike
-ENV PATH=/opt/lookalike/bin:$PATH \
+COPY --from=venv /opt/lookalike /opt/lookalike
+COPY --from=app /opt/app /opt/app
+ENV PATH=/opt/app/bin:/opt/lookalike/bin:$PATH \
+    PYTHONPATH=/opt/app \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     LOOKALIKE_HOST=0.0.0.0 \
     LOOKALIKE_PORT=8000 \
     LOOKALIKE_DATA_DIR=/data \
     LOOKALIKE_AUTH=keys
+ARG EXTRAS=milvus
+RUN python3 -c "import cv2, onnxruntime, lookalike.api.app, lookalike.doctor" \
+    && if [ -n "$EXTRAS" ]; then python3 -c "import lookalike.index.milvus"; fi \
+    && lookalike --version
 USER lookalike
 WORKDIR /data
 VOLUME /data

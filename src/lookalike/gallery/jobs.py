@@ -19,7 +19,7 @@ from typing import Any
 from lookalike import errors
 
 KEEP_FINISHED = 32
-MAX_WAITING = 8
+MAX_WAITING = 32
 
 
 @dataclass

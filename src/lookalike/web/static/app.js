@@ -496,10 +496,10 @@ async function loadGroups() {
   $('#g-next').disabled = gal.offset + groups.length >= total;
 }
 
-// The Duplicates tab on this group, computing at once.
+// The Duplicates tab on this group, computing at once (when the tab opens: see showDupTab).
 function openDuplicates(id) {
+  dup.open = id;
   location.hash = '#duplicates';
-  guarded($('#d-go'), async () => { await fillDupGroups(id); await findDuplicates(); });
 }
 
 async function deleteGroup(id) {
@@ -616,7 +616,7 @@ function initGalleries() {
 // group never holds a request; its result is paged from the job. Pictures deleted here are
 // left out of the pages of that job; "Find duplicates" again computes afresh.
 
-const dup = { job: null, group: null, offset: 0, deleted: new Set(), seq: 0 };
+const dup = { job: null, group: null, offset: 0, deleted: new Set(), seq: 0, open: null };
 const POLL_MS = 300;
 const MATCH_WORDS = { near: 'near copy', scene: 'same scene' };
 const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
@@ -653,7 +653,7 @@ function showJobProgress(job) {
   const bar = $('#d-bar');
   bar.max = Math.max(job.total, 1);
   bar.value = job.total ? job.done : 0;
-  const stage = job.status === 'queued' ? 'waiting for another job' : job.stage || job.status;
+  const stage = { queued: 'waiting for another job', done: 'done' }[job.status] || job.stage || job.status;
   $('#d-stage').textContent = job.total ? `${stage}: ${job.done} / ${job.total} pictures` : stage;
 }
 
@@ -739,6 +739,13 @@ async function markReviewed(row) {
   row.remove();
 }
 
+async function showDupTab() {
+  const open = dup.open;
+  dup.open = null;
+  await fillDupGroups(open);
+  if (open) await findDuplicates();
+}
+
 function initDuplicates() {
   const out = $('#d-threshold-out');
   $('#d-threshold').addEventListener('input', (e) => { out.textContent = e.target.value === '0' ? "the level's" : e.target.value; });
@@ -750,7 +757,7 @@ function initDuplicates() {
 
 // ---------------------------------------------------------------- tabs and start
 
-const TABS = { compare: null, search: fillGroupSelect, galleries: loadGroups, duplicates: () => fillDupGroups() };
+const TABS = { compare: null, search: fillGroupSelect, galleries: loadGroups, duplicates: showDupTab };
 
 function route() {
   const name = location.hash.slice(1) in TABS ? location.hash.slice(1) : 'compare';
