@@ -15,7 +15,8 @@ RUN python3 -m venv /opt/lookalike
 COPY pyproject.toml /src/
 RUN mkdir -p /src/src/lookalike && touch /src/src/lookalike/__init__.py /src/README.md \
     && /opt/lookalike/bin/pip install "/src${EXTRAS:+[$EXTRAS]}" \
-    && /opt/lookalike/bin/pip uninstall -y lookalike
+    && /opt/lookalike/bin/pip uninstall -y lookalike \
+    && rm -rf /src  # its build/ would serve the placeholder package to the app stage
 # Slimmer: pymilvus pulls in milvus-lite (with pyarrow and faiss) for local milvus.db files, which
 # lookalike never opens (it is a client of a Milvus server); test folders are never imported.
 RUN /opt/lookalike/bin/pip uninstall -y milvus-lite pyarrow faiss-cpu \
@@ -27,7 +28,7 @@ RUN /opt/lookalike/bin/pip uninstall -y pip setuptools wheel
 
 # ---- lookalike itself, in a folder of its own: a code change rebuilds only this small layer.
 FROM build AS app
-COPY README.md /src/
+COPY pyproject.toml README.md /src/
 COPY src /src/src
 RUN /opt/lookalike/bin/pip install --no-deps --target /opt/app /src
 
