@@ -174,6 +174,10 @@ def test_runs_serves_both_dialects_and_keeps_its_data_across_containers(image, v
         vector = httpx.post(f"{first.url}/image_similarity", headers={"x-api-key": api_key}, timeout=60, json={"img": query})
         assert len(vector.json()["result"]) == 512
         assert sh(*RUNTIME, "healthcheck", "run", first.name, check=False).returncode == 0
+        # doctor inside: as the non-root user, /data is writable and the models are there
+        checks = {c["name"]: c for c in json.loads(first.exec("lookalike", "doctor", "--json"))}
+        assert checks["data dir"]["status"] == "ok" and checks["data dir"]["detail"].startswith("/data ")
+        assert checks["model sscd"]["status"] == "ok" and checks["package pymilvus"]["status"] == "ok"
     finally:
         first.remove()
 
