@@ -73,6 +73,23 @@ def test_a_job_finds_the_sets_and_a_reviewed_set_stays_out_until_it_changes(serv
         assert families(plain)["b.jpg"] == {"b-crop.jpg", "b-copy.jpg"} and plain["reviewed"] == 0
 
 
+def test_the_python_client_runs_a_job_and_marks_a_set(server):
+    from lookalike.client import ApiError, Client
+
+    with httpx.Client(base_url=server, timeout=120) as http:
+        assert http.post("/v1/groups", json={"group_id": "jobs_client"}).status_code == 201
+        add(http, "jobs_client", copy_families())
+    with Client(server, timeout=120) as client:
+        job = client.duplicates_job("jobs_client", poll_s=0.1)
+        assert job["status"] == "done" and families(job["result"]) == FAMILIES
+        a = next(s for s in job["result"]["sets"] if s["keep"]["pic_name"] == "a.jpg")
+        assert client.mark_reviewed("jobs_client", ["a.jpg", *sorted(FAMILIES["a.jpg"])]) == a["key"]
+        assert families(client.duplicates_job("jobs_client", poll_s=0.1)["result"]) == {"b.jpg": FAMILIES["b.jpg"]}
+        with pytest.raises(ApiError) as caught:
+            client.duplicates_job("no_such_group")
+        assert caught.value.status == 404
+
+
 def test_bad_job_and_review_requests_get_their_codes(server):
     with httpx.Client(base_url=server, timeout=120) as http:
         for group in ("jobs_errors", "jobs_other"):

@@ -13,7 +13,7 @@ import pytest
 
 import test_web
 from support import copy_families
-from test_web import open_page, shot
+from test_web import open_page, set_range, shot
 
 # test_web.py's fixtures: the browser, and a page that fails on JS errors or outside requests.
 browser, page = test_web.browser, test_web.page
@@ -31,11 +31,14 @@ def gallery(server) -> str:
     return group
 
 
-def find(page, group: str) -> None:
-    """Chooses the group on the Duplicates tab and waits for the job's result."""
+def find(page, group: str, threshold: int = 0) -> None:
+    """Chooses the group (and a MatchThreshold) on the Duplicates tab and waits for the job's result."""
     open_page(page, "duplicates")
     page.wait_for_selector(f"#d-group option[value={group}]", state="attached")
     page.select_option("#d-group", group)
+    if threshold:
+        set_range(page, "#d-threshold", threshold)
+        assert page.inner_text("#d-threshold-out") == str(threshold)
     before = page.inner_text("#d-status")
     page.click("#d-go")
     page.wait_for_selector("#d-progress[data-done]")
@@ -111,3 +114,10 @@ def test_the_galleries_table_opens_a_groups_duplicates(page, gallery):
     page.wait_for_function("() => document.querySelectorAll('#d-sets .dset').length === 2")
     assert page.eval_on_selector("#d-group", "s => s.value") == gallery
     assert page.locator("#tab-duplicates").is_visible()
+
+
+def test_a_stricter_threshold_leaves_only_the_closest_copy(page, gallery):
+    find(page, gallery, threshold=99)
+    # the mirror image scores 100 against a.jpg (vectors average each picture with its mirror)
+    assert sets(page) == {"a.jpg": ["a.jpg", "a-mirror.jpg"]}
+    assert page.inner_text("#d-count") == "sets 1–1 of 1"
