@@ -228,3 +228,20 @@ def real_photos(count: int) -> list[bytes]:
     if not folder.is_dir():
         return []
     return [p.read_bytes() for p in sorted(folder.iterdir())[:count]]
+
+
+def copy_families() -> dict[str, bytes]:
+    """Two families of copies and one unrelated picture, as JPEGs by name: "a.jpg" with a smaller
+    re-encoded copy and a mirrored one, "b.jpg" with a cropped copy, and "lonely.jpg"."""
+    from PIL import ImageOps
+
+    a, b = synthetic_image(8101), synthetic_image(8202)
+    w, h = b.size
+    return {
+        "a.jpg": encode(a),
+        "a-small.jpg": encode(a.resize((240, 180)), quality=70),
+        "a-mirror.jpg": encode(ImageOps.mirror(a)),
+        "b.jpg": encode(b),
+        "b-crop.jpg": encode(b.crop((w // 12, h // 12, w - w // 12, h - h // 12))),
+        "lonely.jpg": encode(synthetic_image(8303)),
+    }

@@ -8,6 +8,7 @@
     lookalike keys create --tenant T [--kind api|tencent|eas]  /  keys list  /  keys revoke ID
     lookalike migrate --to milvus|sqlite [--data-dir D] [--milvus-uri U] [--dry-run]
     lookalike dedup FOLDER [--level exact|near|scene] [--format summary|json|csv] [--move|--link DIR | --delete]
+    lookalike doctor [--json]   /   lookalike --version
 """
 
 from __future__ import annotations
@@ -425,6 +426,18 @@ def keys(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("doctor", "check Python, packages, model files, CPU, data dir and Milvus; exit 1 on a failure")
+@arg("--json", action="store_true", help="print the checks as JSON")
+@arg("--data-dir", type=Path, default=None, help="default LOOKALIKE_DATA_DIR or ./data")
+@arg("--milvus-uri", default=None, help="default LOOKALIKE_MILVUS_URI (unset: not checked)")
+def doctor(args: argparse.Namespace) -> int:
+    from lookalike.doctor import as_dicts, render, run_checks
+
+    checks = run_checks(_settings(args))
+    print(json.dumps(as_dicts(checks), indent=1) if args.json else render(checks))
+    return 1 if any(c.status == "fail" for c in checks) else 0
+
+
 # --------------------------------------------------------------------------- migration
 
 
@@ -574,7 +587,10 @@ def migrate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from lookalike.doctor import version
+
     parser = argparse.ArgumentParser(prog="lookalike", description="Self-hosted image similarity and image search.")
+    parser.add_argument("--version", action="version", version=f"lookalike {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (fn, add_args, help) in COMMANDS.items():
         p = sub.add_parser(name, help=help, description=help)

@@ -88,5 +88,29 @@ class Client:
             body["match_threshold"] = match_threshold
         return self._call("POST", f"/v1/groups/{group_id}/duplicates", json=body)
 
+    def duplicates_job(
+        self, group_id: str, level: str = "near", *, match_threshold: float | None = None, poll_s: float = 0.5,
+        limit: int = 10, offset: int = 0,
+    ) -> dict[str, Any]:
+        """:meth:`duplicates` as the server's background job (for a large group): started, polled
+        until it is done, and its first page returned (``result``); a failed job raises ApiError."""
+        import time
+
+        body: dict[str, Any] = {"level": level}
+        if match_threshold is not None:
+            body["match_threshold"] = match_threshold
+        job = self._call("POST", f"/v1/groups/{group_id}/duplicates/jobs", json=body)
+        while True:
+            job = self._call("GET", f"/v1/groups/{group_id}/duplicates/jobs/{job['job_id']}", params={"limit": limit, "offset": offset})
+            if job["status"] == "failed":
+                raise ApiError(job["error"]["code"], job["error"]["message"], 0, job["request_id"])
+            if job["status"] == "done":
+                return job
+            time.sleep(poll_s)
+
+    def mark_reviewed(self, group_id: str, pic_names: Sequence[str]) -> str:
+        """Keeps a duplicate set (its members' PicNames) as it is: left out from now on. Its key."""
+        return self._call("POST", f"/v1/groups/{group_id}/duplicates/reviewed", json={"pic_names": list(pic_names)})["key"]
+
     def ready(self) -> bool:
         return self._http.get("/readyz").status_code == 200

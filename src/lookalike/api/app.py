@@ -217,9 +217,10 @@ def _mount_gallery(app: FastAPI, settings: Settings, engine: Engine) -> None:
     The store opens in the lifespan (so creating an app touches no disk) and closes on shutdown;
     until it is open, or if it fails to, gallery routes answer 503 and /readyz says why.
     """
-    from lookalike.api import galleries, tencent
+    from lookalike.api import duplicates, galleries, tencent
 
     app.include_router(galleries.router, dependencies=[Depends(require_api_key)])
+    app.include_router(duplicates.router, dependencies=[Depends(require_api_key)])
     app.include_router(tencent.router)
     app.state.gallery = None
     app.state.gallery_error = None

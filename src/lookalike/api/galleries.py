@@ -448,22 +448,3 @@ async def search(request: Request, group_id: str):
 
     hits = await in_thread(work)
     return {"results": [_hit(h) for h in hits], "count": len(hits), "request_id": rid}
-
-
-@router.post("/{group_id}/duplicates", summary="Sets of near-duplicate pictures in the group",
-             response_model=gs.DuplicatesResponse, responses=_ERRORS, openapi_extra=_body(gs.DuplicatesRequest))
-async def duplicates(request: Request, group_id: str):
-    """The same nearest-neighbour pairs as ``lookalike dedup``, over the vectors already stored."""
-    rid = request_id(request)
-    gallery = gallery_of(request)
-    body = parse(gs.DuplicatesRequest, await _json(request))
-    lim, off = v.limit(body.limit), v.offset(body.offset)
-    found = await in_thread(lambda: gallery.duplicates(group_id, body.level, body.match_threshold))
-    return {
-        "sets": [{"keep": _image(d.keep), "duplicates": [_hit(h) for h in d.duplicates]} for d in found.sets[off : off + lim]],
-        "total": len(found.sets),
-        "duplicates": sum(len(d.duplicates) for d in found.sets),
-        "pictures": found.pictures,
-        "min_cosine": round(found.min_cosine, 6),
-        "request_id": rid,
-    }

@@ -142,9 +142,14 @@ class DuplicatesRequest(Strict):
     offset: int | None = Field(None, description="default 0")
 
 
+class DuplicateOut(SearchResult):
+    match: Literal["near", "scene"] = Field(description="as lookalike dedup labels it: near (a copy of the one kept) or scene")
+
+
 class DuplicateSetOut(BaseModel):
+    key: str = Field(description="the set's identity (a digest of its members' PicNames), for a review mark")
     keep: ImageInfo = Field(description="the picture added first (same time: the first PicName)")
-    duplicates: list[SearchResult] = Field(description="scored against the one kept, most alike first")
+    duplicates: list[DuplicateOut] = Field(description="scored against the one kept, most alike first")
 
 
 class DuplicatesResponse(BaseModel):
@@ -153,6 +158,37 @@ class DuplicatesResponse(BaseModel):
     duplicates: int = Field(description="pictures that duplicate another, over all sets")
     pictures: int = Field(description="pictures in the group")
     min_cosine: float
+    reviewed: int = Field(0, description="sets left out: marked reviewed, and unchanged since")
+    request_id: str
+
+
+class DuplicatesJobRequest(Strict):
+    level: Literal["near", "scene"] = Field("near", description="as in DuplicatesRequest")
+    match_threshold: float | None = Field(None, description="0..100 score instead of the level's; 0 = the level's")
+
+
+class DuplicatesJob(BaseModel):
+    job_id: str
+    status: Literal["queued", "running", "done", "failed"]
+    stage: str = Field(description="what it is doing: 'reading vectors', 'matching' (empty while queued)")
+    done: int = Field(description="pictures read so far (of total)")
+    total: int
+    level: str
+    match_threshold: float | None
+    elapsed_ms: float = Field(description="since it started running (0 while queued)")
+    error: ErrorBody | None = Field(None, description="why it failed (status failed)")
+    result: DuplicatesResponse | None = Field(
+        None, description="status done: a page of the sets (offset and limit of the query), reviewed ones left out"
+    )
+    request_id: str
+
+
+class ReviewRequest(Strict):
+    pic_names: list[str] = Field(description="the set's members, the kept picture included (at least two)")
+
+
+class ReviewResponse(BaseModel):
+    key: str = Field(description="the set's key; a set with these members is left out from now on")
     request_id: str
 
 

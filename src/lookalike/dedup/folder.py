@@ -24,7 +24,7 @@ from lookalike.config import Settings, get_settings
 from lookalike.dedup.cache import CACHE_FILE, Content, DedupCache
 from lookalike.dedup.matching import DisjointSet, cascade_pairs
 from lookalike.dedup.opinions import SecondOpinion
-from lookalike.dedup.report import LEVEL_COSINE, DedupReport, DuplicateGroup, Level, Match, Member, Skipped
+from lookalike.dedup.report import LEVEL_COSINE, DedupReport, DuplicateGroup, Level, Match, Member, Skipped, match_of
 from lookalike.errors import InvalidParameterValue, LookalikeError
 from lookalike.images.decode import IMAGE_SUFFIXES, decode_image, open_image, pixel_digest
 from lookalike.models.inputs import Pipeline
@@ -434,8 +434,7 @@ def _describe(
         if level is Level.EXACT:  # joined through another member's pixels (same pixels, transitively)
             duplicates.append(member(i, Match.PIXELS, None))
             continue
-        near = cos is not None and cos >= LEVEL_COSINE[Level.NEAR]
-        duplicates.append(member(i, Match.NEAR if level is Level.NEAR or near else Match.SCENE, cos))
+        duplicates.append(member(i, match_of(level, cos), cos))
     duplicates.sort(key=lambda m: (-(m.cosine if m.cosine is not None else 2.0), m.path))
     return DuplicateGroup(member(keep), duplicates)
 

@@ -39,6 +39,13 @@ class Match(StrEnum):
     SCENE = "scene"
 
 
+def match_of(level: Level, cosine: float | None) -> Match:
+    """The label of a model-matched duplicate: near when the level is, or when its cosine to the
+    kept one reaches the near level's (a scene run finds copies too); scene otherwise."""
+    near = cosine is not None and cosine >= LEVEL_COSINE[Level.NEAR]
+    return Match.NEAR if level is Level.NEAR or near else Match.SCENE
+
+
 @dataclass
 class Member:
     path: str

@@ -83,6 +83,15 @@ class DuplicateSet:
 
     keep: ImageRecord
     duplicates: list[SearchHit]
+    matches: list[str] = field(default_factory=list)
+    """Each duplicate's label, as ``lookalike dedup`` gives it: near (a copy) or scene."""
+
+    @property
+    def key(self) -> str:
+        """Its identity for a review mark: its members' PicNames (:func:`lookalike.gallery.reviews.set_key`)."""
+        from lookalike.gallery.reviews import set_key
+
+        return set_key([self.keep.pic_name, *(h.image.pic_name for h in self.duplicates)])
 
 
 @dataclass(frozen=True)
@@ -93,3 +102,5 @@ class Duplicates:
     """Pictures in the group."""
     min_cosine: float
     """The threshold the level (or MatchThreshold) came to."""
+    reviewed: int = 0
+    """Sets found but left out: marked reviewed (and unchanged since)."""

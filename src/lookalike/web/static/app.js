@@ -487,11 +487,19 @@ async function loadGroups() {
     el('td', {}, g.model),
     el('td', { class: 'num' }, String(g.pic_count)),
     el('td', {}, g.create_time.slice(0, 19).replace('T', ' ')),
-    el('td', {}, el('button', { type: 'button', onclick: (e) => guarded(e.currentTarget, () => deleteGroup(g.group_id)) }, 'Delete')))));
+    el('td', {},
+      el('button', { type: 'button', onclick: () => openDuplicates(g.group_id) }, 'Duplicates'), ' ',
+      el('button', { type: 'button', onclick: (e) => guarded(e.currentTarget, () => deleteGroup(g.group_id)) }, 'Delete')))));
   if (!groups.length) $('#g-rows').append(el('tr', {}, el('td', { colspan: 7 }, 'No groups yet.')));
   $('#g-count').textContent = total ? `${gal.offset + 1}–${gal.offset + groups.length} of ${total} groups` : '';
   $('#g-prev').disabled = gal.offset === 0;
   $('#g-next').disabled = gal.offset + groups.length >= total;
+}
+
+// The Duplicates tab on this group, computing at once (when the tab opens: see showDupTab).
+function openDuplicates(id) {
+  dup.open = id;
+  location.hash = '#duplicates';
 }
 
 async function deleteGroup(id) {
@@ -603,9 +611,153 @@ function initGalleries() {
   dropZone($('#b-drop'), $('#b-files'), (files) => guarded(null, () => upload(files)));
 }
 
+// ---------------------------------------------------------------- duplicates
+// The sets come from a background job (POST .../duplicates/jobs), polled until done, so a large
+// group never holds a request; its result is paged from the job. Pictures deleted here are
+// left out of the pages of that job; "Find duplicates" again computes afresh.
+
+const dup = { job: null, group: null, offset: 0, deleted: new Set(), seq: 0, open: null };
+const POLL_MS = 300;
+const MATCH_WORDS = { near: 'near copy', scene: 'same scene' };
+const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+
+async function fillDupGroups(pick) {
+  const select = $('#d-group');
+  const before = pick || select.value;
+  const { groups } = await api('/v1/groups?limit=100');
+  select.replaceChildren(...groups.map((g) => el('option', { value: g.group_id }, `${g.group_id} (${g.pic_count})`)));
+  if (!groups.length) select.append(el('option', { value: '' }, 'no groups yet: create one under Galleries'));
+  if (groups.some((g) => g.group_id === before)) select.value = before;
+}
+
+// Starts a job for the chosen group, level and threshold, then polls it to the end.
+async function findDuplicates() {
+  const group = $('#d-group').value;
+  if (!group) throw new Error('choose a group first (create one under Galleries)');
+  const seq = ++dup.seq;
+  const threshold = Number($('#d-threshold').value);
+  const body = { level: $('#d-level').value };
+  if (threshold > 0) body.match_threshold = threshold;
+  Object.assign(dup, { group, offset: 0, deleted: new Set(), job: null });
+  $('#d-sets').replaceChildren();
+  $('#d-count').textContent = '';
+  $('#d-status').textContent = '';
+  delete $('#d-progress').dataset.done;
+  $('#d-progress').hidden = false;
+  const job = await api(`${gpath(group)}/duplicates/jobs`, { method: 'POST', json: body });
+  dup.job = job.job_id;
+  await pollDuplicates(seq);
+}
+
+function showJobProgress(job) {
+  const bar = $('#d-bar');
+  bar.max = Math.max(job.total, 1);
+  bar.value = job.total ? job.done : 0;
+  const stage = { queued: 'waiting for another job', done: 'done' }[job.status] || job.stage || job.status;
+  $('#d-stage').textContent = job.total ? `${stage}: ${job.done} / ${job.total} pictures` : stage;
+}
+
+async function pollDuplicates(seq) {
+  for (;;) {
+    const job = await api(jobPath());
+    if (seq !== dup.seq) return;
+    showJobProgress(job);
+    if (job.status === 'failed') throw new ApiError(job.error.code, job.error.message, 0, job.request_id);
+    if (job.status === 'done') {
+      $('#d-progress').dataset.done = 'true';
+      showDuplicates(job);
+      return;
+    }
+    await sleep(POLL_MS);
+  }
+}
+
+const jobPath = () => `${gpath(dup.group)}/duplicates/jobs/${dup.job}?offset=${dup.offset}&limit=${$('#d-limit').value}`;
+
+async function pageDuplicates(dir) {
+  const limit = Number($('#d-limit').value);
+  dup.offset = Math.max(0, dup.offset + dir * limit);
+  showDuplicates(await api(jobPath()));
+}
+
+function showDuplicates(job) {
+  const r = job.result;
+  const sets = r.sets.map(liveSet).filter((s) => s.duplicates.length > 0);
+  $('#d-sets').replaceChildren(...sets.map(setRow));
+  const hidden = r.reviewed ? `, ${r.reviewed} reviewed and hidden` : '';
+  $('#d-status').textContent = `${r.total} sets, ${r.duplicates} duplicates among ${r.pictures} pictures${hidden} `
+    + `(${job.level}, cosine >= ${r.min_cosine}; ${job.elapsed_ms.toFixed(0)} ms)`;
+  $('#d-count').textContent = r.total ? `sets ${dup.offset + 1}–${dup.offset + r.sets.length} of ${r.total}` : 'No duplicate sets.';
+  $('#d-prev').disabled = dup.offset === 0;
+  $('#d-next').disabled = dup.offset + r.sets.length >= r.total;
+}
+
+// A set without the pictures deleted since the job ran (the kept one gone: the next takes its place).
+function liveSet(s) {
+  const members = [{ ...s.keep, kept: true }, ...s.duplicates].filter((m) => !dup.deleted.has(m.pic_name));
+  return { key: s.key, keep: members[0], duplicates: members.slice(1) };
+}
+
+function memberCard(m, kept) {
+  const box = el('input', { type: 'checkbox', value: m.pic_name, 'aria-label': `select ${m.pic_name}` });
+  const label = kept ? el('div', { class: 'score kept' }, 'Kept') : el('div', { class: 'score' }, `Score ${m.score}`);
+  return el('figure', { class: kept ? 'card member kept' : 'card member', 'data-pic': m.pic_name },
+    thumb(m.thumbnail_url, m.pic_name),
+    el('figcaption', {},
+      el('label', { class: 'pick' }, box, label),
+      el('div', { class: 'match' }, kept ? 'added first' : MATCH_WORDS[m.match] || m.match),
+      field('PicName', m.pic_name),
+      field('EntityId', m.entity_id)));
+}
+
+function setRow(s) {
+  const row = el('section', { class: 'dset', 'data-key': s.key },
+    el('div', { class: 'dset-head' },
+      el('strong', {}, `${s.duplicates.length + 1} pictures`),
+      el('span', { class: 'spacer' }),
+      el('button', { type: 'button', class: 'delete-selected', onclick: (e) => guarded(e.currentTarget, () => deleteSelected(row)) }, 'Delete selected'),
+      el('button', { type: 'button', class: 'keep-all', onclick: (e) => guarded(e.currentTarget, () => markReviewed(row)) }, 'Keep all (reviewed)')),
+    el('div', { class: 'dset-members' }, memberCard(s.keep, true), ...s.duplicates.map((m) => memberCard(m, false))));
+  return row;
+}
+
+async function deleteSelected(row) {
+  const names = [...row.querySelectorAll('input[type=checkbox]:checked')].map((b) => b.value);
+  if (!names.length) throw new Error('select the pictures to delete first');
+  if (!window.confirm(`Delete ${names.length} picture${names.length > 1 ? 's' : ''} from ${dup.group}?\n${names.join('\n')}`)) return;
+  for (const name of names) {
+    await api(`${gpath(dup.group)}/images/${encodeURIComponent(name)}`, { method: 'DELETE' });
+    dup.deleted.add(name);
+    row.querySelector(`[data-pic="${CSS.escape(name)}"]`).remove();
+  }
+  if (row.querySelectorAll('.member').length < 2) row.remove();
+}
+
+async function markReviewed(row) {
+  const names = [...row.querySelectorAll('.member')].map((m) => m.dataset.pic);
+  await api(`${gpath(dup.group)}/duplicates/reviewed`, { method: 'POST', json: { pic_names: names } });
+  row.remove();
+}
+
+async function showDupTab() {
+  const open = dup.open;
+  dup.open = null;
+  await fillDupGroups(open);
+  if (open) await findDuplicates();
+}
+
+function initDuplicates() {
+  const out = $('#d-threshold-out');
+  $('#d-threshold').addEventListener('input', (e) => { out.textContent = e.target.value === '0' ? "the level's" : e.target.value; });
+  $('#d-go').addEventListener('click', (e) => guarded(e.currentTarget, findDuplicates));
+  $('#d-prev').addEventListener('click', (e) => guarded(e.currentTarget, () => pageDuplicates(-1)));
+  $('#d-next').addEventListener('click', (e) => guarded(e.currentTarget, () => pageDuplicates(1)));
+  $('#d-prev').disabled = $('#d-next').disabled = true;
+}
+
 // ---------------------------------------------------------------- tabs and start
 
-const TABS = { compare: null, search: fillGroupSelect, galleries: loadGroups };
+const TABS = { compare: null, search: fillGroupSelect, galleries: loadGroups, duplicates: showDupTab };
 
 function route() {
   const name = location.hash.slice(1) in TABS ? location.hash.slice(1) : 'compare';
@@ -623,6 +775,7 @@ function start() {
   initCompare();
   initSearch();
   initGalleries();
+  initDuplicates();
   window.addEventListener('hashchange', route);
   route();
   document.body.dataset.ready = 'true';
