@@ -114,9 +114,10 @@ def camera_set(folder: Path, count: int = 200, seed: int = 0) -> PhotoSet:
     files, copies = [], {}
     for i, source in enumerate(distinct_sources(count)):
         photo = camera_photo(source, rng)
-        original, copy = f"IMG_{i:04d}.jpg", f"edited/IMG_{i:04d}_edit.jpg"
+        # one folder: ``lookalike index`` makes each file's stem its entity (a sub-folder would be
+        # one entity, and an entity holds at most 10 pictures)
+        original, copy = f"IMG_{i:04d}.jpg", f"IMG_{i:04d}_edit.jpg"
         (folder / original).write_bytes(_jpeg(photo, 92))
-        (folder / "edited").mkdir(exist_ok=True)
         (folder / copy).write_bytes(edited_copy(photo, rnd))
         files += [folder / original, folder / copy]
         copies[copy] = original

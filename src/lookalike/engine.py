@@ -244,25 +244,42 @@ class Engine:
     ) -> Comparison:
         """How alike two images are: a cascade of opinions, each only where the last left doubt.
 
-        The fast pipeline first (LOOKALIKE_FAST_MODEL); the full one (the gallery's stored side)
-        only when the fast cosine lies within LOOKALIKE_CASCADE_MARGIN of a verdict boundary;
-        geometric verification (local features on) only where its inliers can still change the
-        verdict: from LOOKALIKE_VERIFY_FROM up to the copy boundary (``verify`` True: always,
-        False: never).
+        The fast pipeline first (LOOKALIKE_FAST_MODEL); geometric verification (local features
+        on) only where its inliers can still change the verdict: from LOOKALIKE_VERIFY_FROM up
+        to the copy boundary (``verify`` True: always, False: never); the full pipeline (the
+        gallery's stored side) only when the similarity so far lies within
+        LOOKALIKE_CASCADE_MARGIN of a verdict boundary and verification did not settle the pair
+        as a copy. Both full-model runs of a pair cost more than everything else here.
         """
         start = time.perf_counter()
         s = self.settings
         name = model or s.model
         images = self._decode_each([a, b], name, None, self.decode)
-        used = self.fast_pipeline(name)
-        cosine = None if used is None else self.pair_cosine(images, used)
-        if cosine is None or used is None or scores.near_boundary(cosine, s.cascade_margin):
-            used = self.pipeline(name)
-            cosine = self.pair_cosine(images, used)
-        verification = None
+        full = self.pipeline(name)
+        used = self.fast_pipeline(name) or full
+        cosine = self.pair_cosine(images, used)
+        verification = self._verify_pair(images, cosine, verify)
+        if used != full and self._in_doubt(cosine, verification):
+            used, cosine = full, self.pair_cosine(images, full)
+            if verification is None:
+                verification = self._verify_pair(images, cosine, verify)
+        return Comparison(cosine, used.model, time.perf_counter() - start, verification, used.tag)
+
+    def _verify_pair(self, images: Sequence[Image.Image], cosine: float, verify: bool | None) -> local.Verification | None:
+        """Geometric verification of a pair when asked, or (None) where it can change the verdict."""
+        s = self.settings
         if verify is None:
             verify = s.verify_from <= cosine < scores.COPY_COSINE
-        if verify and s.local_features:
-            fa, fb = self._decoders.map(self.local_features, images)
-            verification = local.verify(fa, fb)
-        return Comparison(cosine, used.model, time.perf_counter() - start, verification, used.tag)
+        if not verify or not s.local_features:
+            return None
+        fa, fb = self._decoders.map(self.local_features, images)
+        return local.verify(fa, fb)
+
+    def _in_doubt(self, cosine: float, verification: local.Verification | None) -> bool:
+        """Whether the fast opinion leaves the verdict close: its similarity lies within the
+        cascade margin of a boundary, and verification did not settle the pair as a copy."""
+        inliers = None if verification is None else verification.inliers
+        share = 0.0 if verification is None else verification.share
+        if scores.verified_copy(inliers, share) and cosine < scores.SAME_IMAGE_COSINE - self.settings.cascade_margin:
+            return False
+        return scores.near_boundary(scores.similarity(cosine, inliers, share), self.settings.cascade_margin)

@@ -119,16 +119,21 @@ def similarity(cos: float, inliers: int | None, share: float = 0.0) -> float:
         return cos
     raised = cos + VERIFIED_BONUS * (1.0 + min(inliers - VERIFIED_INLIERS, 50) / 50)
     ceiling = COPY_COSINE - _MARGIN
-    if inliers >= COPY_INLIERS and share >= COPY_INLIER_SHARE:
+    if verified_copy(inliers, share):
         raised, ceiling = max(raised, COPY_COSINE), SAME_IMAGE_COSINE - _MARGIN
     return max(cos, min(raised, ceiling))
 
 
-BOUNDARIES = (MATCH_COSINE, COPY_COSINE, SAME_IMAGE_COSINE, NEAR_DUPLICATE_COSINE)
-"""Where a verdict (or a dedup level) changes, on the reference scale."""
+VERDICT_BOUNDARIES = (MATCH_COSINE, COPY_COSINE, SAME_IMAGE_COSINE)
+"""Where a verdict changes, on the reference scale."""
 
 
-def near_boundary(cos: float, margin: float, boundaries: tuple[float, ...] = BOUNDARIES) -> bool:
+def verified_copy(inliers: int | None, share: float) -> bool:
+    """Geometric verification alone makes the pair a copy (a crop, a partial copy)."""
+    return inliers is not None and inliers >= COPY_INLIERS and share >= COPY_INLIER_SHARE
+
+
+def near_boundary(cos: float, margin: float, boundaries: tuple[float, ...] = VERDICT_BOUNDARIES) -> bool:
     """Whether a cosine lies within ``margin`` of a boundary: a cheap opinion there is not enough."""
     return any(abs(cos - b) < margin for b in boundaries)
 
