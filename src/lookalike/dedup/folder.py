@@ -116,6 +116,7 @@ def find_duplicates(
         files = _identify(root, paths, store, settings, progress)
         seconds["scan"] = time.perf_counter() - tick
         report = DedupReport(root.resolve(), level, None if cosine is None else model, cosine, len(files))
+        report.seconds = seconds  # the stages below add theirs
         usable = [f for f in files if f.content and not f.content.error_code]
         sets = DisjointSet(len(usable))
         by_digest: dict[bytes, list[int]] = defaultdict(list)
@@ -134,26 +135,10 @@ def find_duplicates(
             _join_equal_pixels(unique, usable, pixels, sets)
             seconds["pixels"] = time.perf_counter() - tick
         else:
-            from lookalike.engine import Engine
-
-            engine = engine or Engine(settings)
-            full = engine.pipeline(model)
-            first = engine.fast_pipeline(model) or full
-            calibration = scores.calibration(first.tag)
-            vectors, unique, report.embedded, report.cached = _vectors(
-                usable, unique, store, engine, first, settings, progress
+            vectors, unique, calibration = _join_similar(
+                usable, unique, store, engine, model, settings, level, cosine, sets, report, progress
             )
-            seconds["embed"] = time.perf_counter() - tick
-            tick = time.perf_counter()
             row_of = {usable[file_index].digest: row for row, file_index in enumerate(unique)}
-
-            opinion = _second_opinion(usable, unique, store, engine, full, settings, level, cosine)
-            doubt = None if first == full else opinion.window(level)
-            pairs = cascade_pairs(vectors, cosine, calibration, opinion, doubt=doubt, threads=settings.threads)
-            report.verified, report.deferred = opinion.verified, opinion.deferred
-            for a, b in zip(pairs.left.tolist(), pairs.right.tolist()):
-                sets.union(unique[a], unique[b])
-            seconds["match"] = time.perf_counter() - tick
         for members in sets.groups():  # without contents the decoder refused (and their byte copies)
             members = [i for i in members if not usable[i].content.error_code]  # type: ignore[union-attr]
             if len(members) > 1:
@@ -166,10 +151,45 @@ def find_duplicates(
             if f.content and f.content.error_code
         ]
         seconds["total"] = time.perf_counter() - started
-        report.seconds = seconds
         return report
     finally:
         store.close()
+
+
+def _join_similar(
+    files: list[_File],
+    unique: list[int],
+    store: DedupCache,
+    engine,
+    model: str,
+    settings: Settings,
+    level: Level,
+    cosine: float,
+    sets: DisjointSet,
+    report: DedupReport,
+    progress: bool,
+) -> tuple[np.ndarray, list[int], scores.Calibration]:
+    """Near and scene levels: the first pipeline's vectors of ``unique`` contents, the pairs
+    they (and the second opinions) find joined in ``sets``. Returns the vectors, the contents
+    that decoded, and the calibration of the vectors' pipeline."""
+    from lookalike.engine import Engine
+
+    engine = engine or Engine(settings)
+    full = engine.pipeline(model)
+    first = engine.fast_pipeline(model) or full
+    tick = time.perf_counter()
+    vectors, unique, report.embedded, report.cached = _vectors(files, unique, store, engine, first, settings, progress)
+    report.seconds["embed"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+    opinion = _second_opinion(files, unique, store, engine, full, settings, level, cosine)
+    doubt = None if first == full else opinion.window(level)
+    calibration = scores.calibration(first.tag)
+    pairs = cascade_pairs(vectors, cosine, calibration, opinion, doubt=doubt, threads=settings.threads)
+    report.verified, report.deferred = opinion.verified, opinion.deferred
+    for a, b in zip(pairs.left.tolist(), pairs.right.tolist()):
+        sets.union(unique[a], unique[b])
+    report.seconds["match"] = time.perf_counter() - tick
+    return vectors, unique, calibration
 
 
 def _read_digest(f: _File) -> tuple[bytes, bytes | None, LookalikeError | None]:
