@@ -94,7 +94,7 @@ def test_aws_single_image_returns_512_unit_floats(client, images):
     assert abs(np.linalg.norm(vector) - 1) < 1e-4
 
 
-PAIR_TOLERANCE = 0.05
+PAIR_TOLERANCE = 0.07
 """AWS-scale gap allowed between the cascade's pair answer and the full model's vectors (the
 fast opinion mapped to the reference scale; bench/cascade.py measures its mean and p99)."""
 

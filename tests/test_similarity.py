@@ -64,7 +64,7 @@ def test_python_api_shapes_and_inputs(photos, tmp_path):
     other = encode(photos[1])
     expected = 0.5 + 0.5 * float(from_path @ lookalike.embed(other))
     # the pair cascade's fast opinion, mapped to the reference scale (tests/test_api.py, PAIR_TOLERANCE)
-    assert lookalike.compare(path, other) == pytest.approx(expected, abs=0.05)
+    assert lookalike.compare(path, other) == pytest.approx(expected, abs=0.07)
 
 
 def test_python_api_reports_errors_with_codes(tmp_path):
