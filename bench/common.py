@@ -189,6 +189,45 @@ def threshold_table(pos: np.ndarray, neg: np.ndarray, thresholds: Sequence[float
 # --------------------------------------------------------------------------- output
 
 
+async def hammer(url: str, bodies: list[dict], concurrency: int) -> dict:
+    """POST each JSON body once from ``concurrency`` clients (after one warm-up round, which
+    loads the models): requests/s, latency percentiles, status counts, the first error's body."""
+    import asyncio
+
+    import httpx
+
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    first_error: list[str] = []
+    queue = iter(bodies)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        for body in queue:
+            start = time.perf_counter()
+            response = await client.post(url, json=body)
+            latencies.append(time.perf_counter() - start)
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            if response.status_code != 200 and not first_error:
+                first_error.append(response.text[:300])
+
+    async with httpx.AsyncClient(timeout=120.0) as client:
+        for body in bodies[:concurrency]:
+            await client.post(url, json=body)
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    lat = np.array(latencies) * 1000
+    return {
+        "requests": len(bodies),
+        "concurrency": concurrency,
+        "requests_per_s": len(bodies) / elapsed,
+        "latency_ms_p50": float(np.percentile(lat, 50)),
+        "latency_ms_p95": float(np.percentile(lat, 95)),
+        "statuses": {str(k): v for k, v in statuses.items()},
+        **({"first_error": first_error[0]} if first_error else {}),
+    }
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -99,41 +99,6 @@ def server_available() -> str | None:
     return None
 
 
-async def _hammer(url: str, payload: dict, requests: int, concurrency: int) -> dict:
-    import httpx
-
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    first_error: list[str] = []
-    queue = iter(range(requests))
-
-    async def worker(client: httpx.AsyncClient) -> None:
-        for _ in queue:
-            start = time.perf_counter()
-            response = await client.post(url, json=payload)
-            latencies.append(time.perf_counter() - start)
-            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-            if response.status_code != 200 and not first_error:
-                first_error.append(response.text[:300])
-
-    async with httpx.AsyncClient(timeout=60.0) as client:
-        for _ in range(concurrency):  # warm-up: the model loads on the first request
-            await client.post(url, json=payload)
-        start = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-        elapsed = time.perf_counter() - start
-    lat = np.array(latencies) * 1000
-    return {
-        "requests": requests,
-        "concurrency": concurrency,
-        "requests_per_s": requests / elapsed,
-        "latency_ms_p50": float(np.percentile(lat, 50)),
-        "latency_ms_p95": float(np.percentile(lat, 95)),
-        "statuses": {str(k): v for k, v in statuses.items()},
-        **({"first_error": first_error[0]} if first_error else {}),
-    }
-
-
 def bench_server(model: str, requests: int, concurrency: int, threads: int) -> dict | None:
     import httpx
 
@@ -168,7 +133,7 @@ def bench_server(model: str, requests: int, concurrency: int, threads: int) -> d
                 "img_1": base64.b64encode(common.jpeg_bytes(a, 90)).decode(),
                 "img_2": base64.b64encode(common.jpeg_bytes(b, 90)).decode(),
             }
-            r = asyncio.run(_hammer(base + "/image_similarity", payload, requests, concurrency))
+            r = asyncio.run(common.hammer(base + "/image_similarity", [payload] * requests, concurrency))
             out[f"{size} JPEG pair"] = r
             print(
                 f"server {model:<11} {size:<10} {r['requests_per_s']:6.1f} req/s  "
