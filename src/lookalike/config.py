@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     threads: int = Field(0, description="onnxruntime intra-op threads; 0 = all cores")
     batch_size: int = 16
     providers: str = Field("auto", description="'auto' uses CUDA when onnxruntime-gpu is installed, else CPU")
+    detector_dir: Path = Field(
+        Path.home() / ".cache" / "lookalike" / "detector",
+        description="where `lookalike models install detector` writes the product groups' subject detector",
+    )
 
     # Retrieval quality (each measured in docs/benchmarks.md, "Quality"; the defaults won there)
     input_geometry: str = Field(
