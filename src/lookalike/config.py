@@ -29,6 +29,13 @@ class Settings(BaseSettings):
         Path.home() / ".cache" / "lookalike" / "detector",
         description="where `lookalike models install detector` writes the product groups' subject detector",
     )
+    subject_windows: bool = Field(
+        True, description="product groups: a query's class-agnostic windows compete with the detector's boxes"
+    )
+    subject_model: str = Field(
+        "sscd-small",
+        description="product groups: the model that scores a query's regions (SSCD's own space; '' = the group's model)",
+    )
 
     # Retrieval quality (each measured in docs/benchmarks.md, "Quality"; the defaults won there)
     input_geometry: str = Field(

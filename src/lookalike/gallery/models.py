@@ -63,6 +63,10 @@ class NewImage:
     custom_content: str = ""
     tags: dict[str, object] = field(default_factory=dict)
     rect: Rect | None = None
+    detect: bool = True
+    """Product groups: find the subject and store that region (Tencent's EnableDetect)."""
+    category_id: int | None = None
+    """Product groups: the subject's category (Tencent's CategoryId, 0..5)."""
 
 
 @dataclass(frozen=True)
