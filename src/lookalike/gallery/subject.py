@@ -41,6 +41,10 @@ WINDOW_SCALES = (0.5, 0.7)
 """Window sizes (share of the picture's width and height) of the class-agnostic query regions:
 13 windows, overlapping by half, then 9 windows of 0.7 times the winner's size inside it."""
 REFINE_SCALE = 0.7
+CONFIDENT_COSINE = 0.4
+"""A query whose whole picture (or a detector box) is this close to a stored picture needs no
+windows: on the clutter set the whole clean photo's best cosine (sscd-small against SSCD
+vectors) was >= 0.43 for 90% of the queries, the pasted scenes' never above 0.36."""
 
 
 @dataclass(frozen=True)
@@ -178,9 +182,10 @@ class SubjectFinder:
             return _from_detection(pick(list(boxes), requested), boxes, requested)  # type: ignore[arg-type]
         width, height = image.size
         regions = [Rect(0, 0, width, height)] + [Rect(d.x, d.y, d.width, d.height) for d in boxes]
-        if self.settings.subject_windows:
-            regions += windows(width, height)
         cosines = closeness([crop(image, r) for r in regions])
+        if self.settings.subject_windows and cosines.max() < CONFIDENT_COSINE:
+            more = windows(width, height)
+            regions, cosines = regions + more, np.concatenate([cosines, closeness([crop(image, r) for r in more])])
         best = int(np.argmax(cosines))
         if best > len(boxes):  # a window won: try tighter ones inside it
             tighter = refinements(regions[best])
