@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image
@@ -53,7 +53,8 @@ class Subject:
 
     box: Rect
     score: float
-    """The detector's confidence (0..1); a window's cosine with its closest stored picture; 1 for an ImageRect."""
+    """The detector's confidence (0..1); for a window or the whole picture chosen by closeness, its
+    cosine with the closest stored picture; 1 for an ImageRect; 0 for a stored whole picture."""
     category: int
     """Tencent's CategoryId of the box; -1 when it is none of the six (or unknown)."""
     label: str
@@ -192,9 +193,9 @@ class SubjectFinder:
             closer = closeness([crop(image, r) for r in tighter])
             if closer.max() > cosines[best]:
                 regions, cosines, best = regions + tighter, np.concatenate([cosines, closer]), len(regions) + int(closer.argmax())
+        score = round(float(np.clip(cosines[best], 0.0, 1.0)), 4)
         if best == 0:
-            return whole(image, requested, boxes)
+            return replace(whole(image, requested, boxes), score=score)
         if best <= len(boxes):
             return _from_detection(boxes[best - 1], boxes, requested)
-        score = round(float(np.clip(cosines[best], 0.0, 1.0)), 4)
         return Subject(regions[best], score, CATEGORY_NONE, "region", boxes, requested)

@@ -380,7 +380,7 @@ function showSubject(found) {
   box.hidden = false;
   text.hidden = false;
   const b = found.box;
-  const kind = found.label === 'region' ? 'region' : found.label;
+  const kind = { region: 'a region', image: 'the whole picture' }[found.label] || found.label;
   const unmet = found.requested != null && !found.honoured ? ` (category ${found.requested} could not be found)` : '';
   text.textContent = `Subject searched: ${kind}, score ${found.score.toFixed(2)}, x=${b.x}, y=${b.y}, `
     + `width=${b.width}, height=${b.height}${unmet}. Draw a box to search another region.`;
