@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     subject_windows: bool = Field(
         True, description="product groups: a query's class-agnostic windows compete with the detector's boxes"
     )
+    subject_side: int = Field(
+        224, ge=64, le=1024,
+        description="product groups: shorter side a query's regions are scored at (288 = the model's: 3 IoU points, 50% slower)",
+    )
     subject_model: str = Field(
         "sscd-small",
         description="product groups: the model that scores a query's regions (SSCD's own space; '' = the group's model)",
