@@ -316,6 +316,12 @@ def test_a_product_group_search_draws_its_subject_and_a_drawn_box_replaces_it(pa
     assert page.inner_text("#s-rect-text").startswith("ImageRect:")
     assert page.locator("#s-box.found").count() == 0
 
+    # the browse grid says which region of each stored picture its thumbnail (and vector) is
+    open_page(page, "galleries")
+    page.click(f"#g-rows tr[data-group={group}] a")
+    page.wait_for_function("() => document.querySelectorAll('#b-images .card').length === 2")
+    assert "Region x=0, y=0, 320×240" in page.locator("#b-images .card").first.inner_text()
+
 
 @pytest.fixture(scope="module")
 def keyed_server(server_factory, tmp_path_factory, pictures):

@@ -535,6 +535,8 @@ async function browse(id, offset = 0) {
     el('figcaption', {},
       field('EntityId', im.entity_id),
       field('PicName', im.pic_name),
+      // The thumbnail shows what was stored: an ImageRect, or a product group's subject, at this place.
+      im.rect ? field('Region', `x=${im.rect.x}, y=${im.rect.y}, ${im.rect.width}×${im.rect.height}`) : null,
       im.custom_content ? el('div', { class: 'custom' }, im.custom_content) : null,
       tagList(im.tags),
       el('div', { class: 'actions' },
