@@ -33,8 +33,8 @@ class Settings(BaseSettings):
         True, description="product groups: a query's class-agnostic windows compete with the detector's boxes"
     )
     subject_side: int = Field(
-        224, ge=64, le=1024,
-        description="product groups: shorter side a query's regions are scored at (288 = the model's: 3 IoU points, 50% slower)",
+        288, ge=64, le=1024,
+        description="product groups: shorter side a query's regions are scored at (224: faster, R@1 0.936 against 0.976)",
     )
     subject_model: str = Field(
         "sscd-small",

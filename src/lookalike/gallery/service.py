@@ -403,8 +403,8 @@ class GalleryService:
 
     def _closeness(self, group: GroupRecord, crops: list, where) -> np.ndarray:
         """Each crop's best cosine with a stored picture of the group (its filter applied), the
-        crops embedded at LOOKALIKE_SUBJECT_SIDE: on 60 clutter queries 224 px kept R@1 (0.983)
-        at 2/3 of 288 px's time (Box IoU >= 0.5: 68% against 72%); 160 px lost R@1 (0.917)."""
+        crops embedded at LOOKALIKE_SUBJECT_SIDE. On the 250 clutter queries 288 px (the default)
+        gave R@1 0.976 at +144% search time, 224 px 0.936 at +60% (docs/benchmarks.md)."""
         model = self.engine.settings.subject_model or group.model
         vectors = self.engine.run([self._region_geometry.pixels(c) for c in crops], model=model)
         best = np.full(len(crops), -1.0, dtype=np.float32)
