@@ -7,6 +7,8 @@ import base64
 import os
 import re
 import shutil
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from urllib.parse import quote
@@ -285,6 +287,40 @@ def test_gallery_create_upload_search_filter_and_delete(page, server, pictures):
     page.wait_for_function("() => document.querySelectorAll('#b-images .card').length === 1")
     left = httpx.get(f"{server}/v1/groups/{group}/images").json()
     assert [im["pic_name"] for im in left["images"]] == ["bravo.jpg"]
+
+
+def test_a_product_group_search_draws_its_subject_and_a_drawn_box_replaces_it(page, server, pictures):
+    """Product groups (GroupType 5) answer the region they searched: drawn on the query, dashed;
+    a box the user draws replaces it and goes as ImageRect."""
+    done = subprocess.run([sys.executable, "-m", "lookalike.cli", "models", "install", "detector"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    group = "web_shop_" + uuid.uuid4().hex[:8]
+    assert httpx.post(f"{server}/v1/groups", json={"group_id": group, "group_type": 5}).status_code == 201
+    for name in ("alpha.jpg", "bravo.jpg"):
+        body = {"entity_id": name, "pic_name": name, "image": {"base64": base64.b64encode(pictures[name]).decode()}}
+        assert httpx.post(f"{server}/v1/groups/{group}/images", json=body, timeout=120).status_code == 201
+    open_page(page, "search")
+    page.wait_for_selector(f"#s-group option[value={group}]", state="attached")
+    page.select_option("#s-group", group)
+    upload(page, "#s-file", "query.jpg", pictures["bravo.jpg"])
+    page.wait_for_selector("#s-results .hit")
+    page.wait_for_function("() => document.querySelector('#s-rect-text').textContent.startsWith('Subject searched')")
+    assert hit_names(page)[0] == "bravo.jpg"
+    assert page.locator("#s-box.found").is_visible()
+    shot(page, "search-subject")
+    box = page.locator("#s-img").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.1)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.9, box["y"] + box["height"] * 0.9, steps=4)
+    page.mouse.up()
+    assert page.inner_text("#s-rect-text").startswith("ImageRect:")
+    assert page.locator("#s-box.found").count() == 0
+
+    # the browse grid says which region of each stored picture its thumbnail (and vector) is
+    open_page(page, "galleries")
+    page.click(f"#g-rows tr[data-group={group}] a")
+    page.wait_for_function("() => document.querySelectorAll('#b-images .card').length === 2")
+    assert "Region x=0, y=0, 320×240" in page.locator("#b-images .card").first.inner_text()
 
 
 @pytest.fixture(scope="module")

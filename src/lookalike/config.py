@@ -25,6 +25,21 @@ class Settings(BaseSettings):
     threads: int = Field(0, description="onnxruntime intra-op threads; 0 = all cores")
     batch_size: int = 16
     providers: str = Field("auto", description="'auto' uses CUDA when onnxruntime-gpu is installed, else CPU")
+    detector_dir: Path = Field(
+        Path.home() / ".cache" / "lookalike" / "detector",
+        description="where `lookalike models install detector` writes the product groups' subject detector",
+    )
+    subject_windows: bool = Field(
+        True, description="product groups: a query's class-agnostic windows compete with the detector's boxes"
+    )
+    subject_side: int = Field(
+        288, ge=64, le=1024,
+        description="product groups: shorter side a query's regions are scored at (224: faster, R@1 0.936 against 0.976)",
+    )
+    subject_model: str = Field(
+        "sscd-small",
+        description="product groups: the model that scores a query's regions (SSCD's own space; '' = the group's model)",
+    )
 
     # Retrieval quality (each measured in docs/benchmarks.md, "Quality"; the defaults won there)
     input_geometry: str = Field(

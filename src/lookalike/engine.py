@@ -156,8 +156,13 @@ class Engine:
     def loaded_models(self) -> list[str]:
         return list(self._embedders)
 
-    def decode(self, image: ImageInput, *, model: str | None = None, rect: Rect | None = None) -> Image.Image:
-        """Validated RGB image, cropped to ``rect``, decoded no larger than the model needs."""
+    def decode(
+        self, image: ImageInput, *, model: str | None = None, rect: Rect | None = None, full: bool = False
+    ) -> Image.Image:
+        """Validated RGB image, cropped to ``rect``, decoded no larger than the model needs.
+
+        ``full``: at full resolution (no DCT draft), for product groups, which find the subject
+        on the picture and crop it: a crop of a draft-decoded picture is too small for the model."""
         get_spec(model or self.settings.model)  # an unknown model fails before any decoding
         if isinstance(image, Image.Image):
             from lookalike.images.sources import image_to_bytes
@@ -172,7 +177,7 @@ class Engine:
             max_side=s.max_image_side,
             max_pixels=s.max_image_pixels,
             rect=rect,
-            min_size=self.decode_size,
+            min_size=None if full else self.decode_size,
         )
 
     @property

@@ -87,6 +87,13 @@ class ModelUnavailable(LookalikeError):
     status = 503
 
 
+class ImageUnqualified(LookalikeError):
+    """The picture does not meet subject detection's requirements (an aspect ratio of 10 or more)."""
+
+    code = "FailedOperation.ImageUnQualified"
+    status = 400
+
+
 # Galleries (Tencent image search codes; the Tencent dialect sends them as-is).
 class ResourceNotFound(LookalikeError):
     code = "ResourceNotFound"

@@ -26,6 +26,7 @@ from lookalike.api.schemas import ErrorResponse, parse
 from lookalike.errors import ImageSizeExceed, InvalidParameter, LookalikeError
 from lookalike.gallery import GalleryService, NewImage, SearchHit, parse_filter
 from lookalike.gallery import validation as v
+from lookalike.gallery.subject import Subject
 from lookalike.images.decode import Rect
 from lookalike.index.base import GroupRecord, ImageRecord
 
@@ -104,6 +105,23 @@ def _hit(h: SearchHit) -> dict[str, Any]:
         "cosine": round(h.cosine, 6),
         "inliers": h.inliers,
         "thumbnail_url": _thumb_url(r.group_id, r.pic_name),
+    }
+
+
+def _box(x: int, y: int, width: int, height: int, score: float, category: int, label: str) -> dict[str, Any]:
+    return {"box": {"x": x, "y": y, "width": width, "height": height}, "score": score, "category": category, "label": label}
+
+
+def _object(subject: Subject | None) -> dict[str, Any] | None:
+    """A product group's subject: the region searched (or stored), and all the detector saw."""
+    if subject is None:
+        return None
+    b = subject.box
+    return {
+        **_box(b.x, b.y, b.width, b.height, subject.score, subject.category, subject.label),
+        "requested": subject.requested,
+        "honoured": subject.honoured,
+        "boxes": [_box(d.x, d.y, d.width, d.height, round(d.score, 4), d.category, d.label) for d in subject.boxes],
     }
 
 
@@ -238,7 +256,8 @@ def _new_images_from_json(request: Request, items: list[gs.ImageCreate]) -> list
     for i, item in enumerate(items):
         try:
             data = load_image_field(settings, b64=item.image.base64, url=item.image.url, name=f"image {i}")
-            out.append(NewImage(item.entity_id, item.pic_name, data, item.custom_content or "", item.tags or {}, _rect(item.rect)))
+            out.append(NewImage(item.entity_id, item.pic_name, data, item.custom_content or "", item.tags or {},
+                                _rect(item.rect), item.detect, item.category_id))
         except LookalikeError as exc:
             out.append(exc)
     return out
@@ -400,6 +419,8 @@ _SEARCH_FORM = {
         "match_threshold": {"type": "number"},
         "filter": {"type": "string"},
         "rect": {"type": "string", "description": 'JSON {"x", "y", "width", "height"}'},
+        "detect": {"type": "boolean", "description": "product groups: search with the subject's region (default true)"},
+        "category_id": {"type": "integer", "description": "product groups: the subject's category, 0..5"},
     },
     "required": ["image"],
 }
@@ -412,7 +433,9 @@ async def search(request: Request, group_id: str):
     settings = settings_of(request)
     gallery = gallery_of(request)
     if _is_multipart(request):
-        uploads, text = await _form(request, "image", {"limit", "offset", "match_threshold", "filter", "rect"}, 1)
+        uploads, text = await _form(
+            request, "image", {"limit", "offset", "match_threshold", "filter", "rect", "detect", "category_id"}, 1
+        )
         if len(uploads) != 1:
             raise InvalidParameter("image: send exactly one file")
         rect_json = _form_json(text, "rect")
@@ -427,6 +450,8 @@ async def search(request: Request, group_id: str):
             "offset": _form_int(text, "offset"),
             "match_threshold": match,
             "filter": text.get("filter"),
+            "detect": text.get("detect", "true").lower() != "false",
+            "category_id": _form_int(text, "category_id"),
         }
         load = lambda: uploads[0][1]  # noqa: E731
     else:
@@ -437,14 +462,16 @@ async def search(request: Request, group_id: str):
             "offset": body.offset,
             "match_threshold": body.match_threshold,
             "filter": body.filter,
+            "detect": body.detect,
+            "category_id": body.category_id,
         }
         load = lambda: load_image_field(settings, b64=body.image.base64, url=body.image.url, name="image")  # noqa: E731
 
-    def work() -> list[SearchHit]:
+    def work() -> tuple[list[SearchHit], Subject | None]:
         gallery.get_group(group_id, count=False)
         v.limit(query["limit"]), v.offset(query["offset"]), v.match_threshold(query["match_threshold"])
         query["filter"] = parse_filter(query["filter"])  # refused before any download
-        return gallery.search(group_id, load(), **query)
+        return gallery.search_subject(group_id, load(), **query)
 
-    hits = await in_thread(work)
-    return {"results": [_hit(h) for h in hits], "count": len(hits), "request_id": rid}
+    hits, subject = await in_thread(work)
+    return {"results": [_hit(h) for h in hits], "count": len(hits), "object": _object(subject), "request_id": rid}

@@ -62,6 +62,8 @@ class ImageCreate(Strict):
     custom_content: str | None = Field(None, description="at most 4096 characters, returned by search")
     tags: dict[str, Any] | None = Field(None, description="at most 10 keys; values strings or numbers")
     rect: RectIn | None = None
+    detect: bool = Field(True, description="product groups (GroupType 5, 7, 8): store the subject's region (Tencent's EnableDetect)")
+    category_id: int | None = Field(None, description="product groups: the subject's category, 0..5 (Tencent's CategoryId)")
 
 
 class ImageInfo(BaseModel):
@@ -108,6 +110,8 @@ class ImagePatch(Strict):
 class SearchRequest(Strict):
     image: ImageRef
     rect: RectIn | None = None
+    detect: bool = Field(True, description="product groups (GroupType 5, 7, 8): search with the subject's region")
+    category_id: int | None = Field(None, description="product groups: the subject's category, 0..5 (Tencent's CategoryId)")
     limit: int | None = Field(None, description="1..100, default 10")
     offset: int | None = Field(None, description="default 0")
     match_threshold: float | None = Field(None, description="0..100 score; 0 = the default (60)")
@@ -127,9 +131,23 @@ class SearchResult(BaseModel):
     thumbnail_url: str
 
 
+class SubjectBox(BaseModel):
+    box: RectIn
+    score: float = Field(description="the detector's confidence 0..1; a window's cosine with its closest picture; 1 for rect")
+    category: int = Field(description="Tencent's CategoryId of the box; -1: none of the six")
+    label: str = Field(description="the detector's class, or region (a window), image (the whole picture), ImageRect")
+
+
+class SubjectOut(SubjectBox):
+    requested: int | None = Field(None, description="the category_id asked for")
+    honoured: bool = Field(description="false when the box is not of the category asked for (the detector cannot tell it)")
+    boxes: list[SubjectBox] = Field(description="every subject the detector found (Tencent's AllBox)")
+
+
 class SearchResponse(BaseModel):
     results: list[SearchResult] = Field(description="best first")
     count: int
+    object: SubjectOut | None = Field(None, description="product groups: the query's region that was searched")
     request_id: str
 
 

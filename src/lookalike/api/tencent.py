@@ -33,6 +33,7 @@ from lookalike.api.galleries import gallery_of
 from lookalike.api.security import require_tencent_signature
 from lookalike.errors import LookalikeError
 from lookalike.gallery import NewImage, parse_filter
+from lookalike.gallery.subject import Subject
 from lookalike.gallery import validation as v
 from lookalike.images import decode_base64, fetch_url
 from lookalike.index.base import GroupRecord, ImageRecord
@@ -232,6 +233,24 @@ def group_info(group: GroupRecord) -> dict[str, Any]:
     }
 
 
+def _box(x: int, y: int, width: int, height: int, score: float, category: int) -> dict[str, Any]:
+    return {"Rect": {"X": x, "Y": y, "Width": width, "Height": height}, "Score": score, "CategoryId": category}
+
+
+def object_info(subject: Subject | None) -> dict[str, Any] | None:
+    """Tencent's ObjectInfo: Box (the region used), CategoryId, AllBox (every subject the
+    detector found, and the region used when it is none of them); Colors and Attributes are
+    not computed here (empty lists). None outside product groups, as Tencent answers null."""
+    if subject is None:
+        return None
+    b = subject.box
+    used = _box(b.x, b.y, b.width, b.height, subject.score, subject.category)
+    found = [_box(d.x, d.y, d.width, d.height, round(d.score, 4), d.category) for d in subject.boxes]
+    if used not in found:
+        found.append(used)
+    return {"Box": used, "CategoryId": subject.category, "Colors": [], "Attributes": [], "AllBox": found}
+
+
 def image_info(image: ImageRecord, score: int = 0) -> dict[str, Any]:
     return {
         "EntityId": image.entity_id,
@@ -283,12 +302,14 @@ async def create_image(request: Request, p: dict[str, Any]) -> dict[str, Any]:
             custom_content=v.custom_content(p["CustomContent"]),
             tags=v.tags(p["Tags"]),
             rect=v.rect(p["ImageRect"]),
+            detect=True if p["EnableDetect"] is None else p["EnableDetect"],
+            category_id=p["CategoryId"],
         )
         new.image = _load_image(request, p)
-        gallery.add_image(group.group_id, new)
+        return gallery.add_image_subject(group.group_id, new)[1]
 
-    await in_thread(work)
-    return {"Object": None}
+    subject = await in_thread(work)
+    return {"Object": object_info(subject)}
 
 
 async def describe_images(request: Request, p: dict[str, Any]) -> dict[str, Any]:
@@ -321,13 +342,14 @@ async def search_image(request: Request, p: dict[str, Any]) -> dict[str, Any]:
         threshold = v.match_threshold(p["MatchThreshold"])
         rect = v.rect(p["ImageRect"])
         where = parse_filter(p["Filter"])  # a bad filter fails before any download
-        return gallery.search(
+        return gallery.search_subject(
             group.group_id, _load_image(request, p), rect=rect, limit=limit, offset=offset,
             match_threshold=threshold, filter=where,
+            detect=True if p["EnableDetect"] is None else p["EnableDetect"], category_id=p["CategoryId"],
         )
 
-    hits = await in_thread(work)
-    return {"Count": len(hits), "ImageInfos": [image_info(h.image, h.score) for h in hits], "Object": None}
+    hits, subject = await in_thread(work)
+    return {"Count": len(hits), "ImageInfos": [image_info(h.image, h.score) for h in hits], "Object": object_info(subject)}
 
 
 ACTIONS: dict[str, Handler] = {

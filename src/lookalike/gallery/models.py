@@ -8,7 +8,8 @@ what SSCD is trained for); lookalike adds its own values from 100 up:
 =========  =============  ==========================================================
 GroupType  model          meaning
 =========  =============  ==========================================================
-1-8        ``sscd``       Tencent's types (4, general image search, is the default)
+1-8        ``sscd``       Tencent's types (4, general image search, is the default; 5, 7, 8,
+                         product search, embed the picture's subject: gallery/subject.py)
 100        ``sscd``       lookalike: SSCD ResNet-50, the most accurate
 101        ``sscd-small`` lookalike: the distilled MobileNetV4 student, ~5x faster
 =========  =============  ==========================================================
@@ -63,6 +64,10 @@ class NewImage:
     custom_content: str = ""
     tags: dict[str, object] = field(default_factory=dict)
     rect: Rect | None = None
+    detect: bool = True
+    """Product groups: find the subject and store that region (Tencent's EnableDetect)."""
+    category_id: int | None = None
+    """Product groups: the subject's category (Tencent's CategoryId, 0..5)."""
 
 
 @dataclass(frozen=True)

@@ -347,21 +347,43 @@ function setQuery(file) {
   setRect(null);
 }
 
+function placeBox(rect) {
+  const img = $('#s-img');
+  const pct = (v, whole) => `${(100 * v) / whole}%`;  // stays put when the picture is resized
+  Object.assign($('#s-box').style, {
+    left: pct(rect.x, img.naturalWidth), top: pct(rect.y, img.naturalHeight),
+    width: pct(rect.width, img.naturalWidth), height: pct(rect.height, img.naturalHeight),
+  });
+}
+
 function setRect(rect) {
   query.rect = rect;
   $('#s-offset').value = 0;
   const box = $('#s-box');
   const text = $('#s-rect-text');
+  box.classList.remove('found');
   box.hidden = !rect;
   text.hidden = !rect;
   if (!rect) return;
-  const img = $('#s-img');
-  const pct = (v, whole) => `${(100 * v) / whole}%`;  // stays put when the picture is resized
-  Object.assign(box.style, {
-    left: pct(rect.x, img.naturalWidth), top: pct(rect.y, img.naturalHeight),
-    width: pct(rect.width, img.naturalWidth), height: pct(rect.height, img.naturalHeight),
-  });
+  placeBox(rect);
   text.textContent = `ImageRect: x=${rect.x}, y=${rect.y}, width=${rect.width}, height=${rect.height} (original pixels)`;
+}
+
+// A product group's answer says which region it searched (its subject): drawn on the query until
+// the user draws their own box, which is then sent as ImageRect (a caller's ImageRect wins).
+function showSubject(found) {
+  if (query.rect || !found) return;
+  const box = $('#s-box');
+  const text = $('#s-rect-text');
+  placeBox(found.box);
+  box.classList.add('found');
+  box.hidden = false;
+  text.hidden = false;
+  const b = found.box;
+  const kind = { region: 'a region', image: 'the whole picture' }[found.label] || found.label;
+  const unmet = found.requested != null && !found.honoured ? ` (category ${found.requested} could not be found)` : '';
+  text.textContent = `Subject searched: ${kind}, score ${found.score.toFixed(2)}, x=${b.x}, y=${b.y}, `
+    + `width=${b.width}, height=${b.height}${unmet}. Draw a box to search another region.`;
 }
 
 function initCrop() {
@@ -426,6 +448,7 @@ async function search() {
     throw e;
   }
   const ms = performance.now() - t0;
+  showSubject(r.object);
   $('#s-results').replaceChildren(...r.results.map((h) => el('figure', { class: 'card hit' },
     thumb(h.thumbnail_url, h.pic_name),
     el('figcaption', {},
@@ -520,6 +543,8 @@ async function browse(id, offset = 0) {
     el('figcaption', {},
       field('EntityId', im.entity_id),
       field('PicName', im.pic_name),
+      // The thumbnail shows what was stored: an ImageRect, or a product group's subject, at this place.
+      im.rect ? field('Region', `x=${im.rect.x}, y=${im.rect.y}, ${im.rect.width}×${im.rect.height}`) : null,
       im.custom_content ? el('div', { class: 'custom' }, im.custom_content) : null,
       tagList(im.tags),
       el('div', { class: 'actions' },
