@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -345,29 +346,10 @@ class GalleryService:
 
     # ------------------------------------------------------------------ search
 
-    def search(
-        self,
-        group_id: str,
-        image: ImageInput,
-        *,
-        rect: Rect | None = None,
-        limit: int | None = m.DEFAULT_LIMIT,
-        offset: int | None = 0,
-        match_threshold: float | None = 0,
-        filter: str | Expr | None = None,
-        min_cosine: float | None = None,
-        detect: bool = True,
-        category_id: int | None = None,
-    ) -> list[m.SearchHit]:
-        """Pictures like ``image``, best first, scoring at least MatchThreshold (0 = the default).
-
-        ``min_cosine`` overrides the threshold (evaluation wants the full ranking). ``detect``
-        and ``category_id``: product groups' subject (:meth:`search_subject`).
-        """
-        return self.search_subject(
-            group_id, image, rect=rect, limit=limit, offset=offset, match_threshold=match_threshold,
-            filter=filter, min_cosine=min_cosine, detect=detect, category_id=category_id,
-        )[0]
+    def search(self, group_id: str, image: ImageInput, **options: Any) -> list[m.SearchHit]:
+        """Pictures like ``image``, best first, scoring at least MatchThreshold (0 = the default):
+        :meth:`search_subject` (the same keyword options) without the query's subject."""
+        return self.search_subject(group_id, image, **options)[0]
 
     def search_subject(
         self,
