@@ -109,7 +109,7 @@ def main() -> int:
     fitted = {k: crossing(fast_cos, ref_cos, a) for k, a in anchors.items()}
     calibration = scores.Calibration(fitted["match"][0], fitted["copy"][0], fitted["same_image"][0])
     print("crossing points: " + ", ".join(f"{k} {anchors[k]:.2f} -> {t:.3f} ({w} pairs disagree)" for k, (t, w) in fitted.items()))
-    mapped = np.interp(fast_cos, (-1, 0, calibration.match, calibration.copy, calibration.same_image, 1), (-1, 0, scores.MATCH_COSINE, scores.COPY_COSINE, scores.SAME_IMAGE_COSINE, 1))
+    mapped = np.asarray(calibration.to_reference(fast_cos))
     near_mapped = calibration.to_reference(fitted["near"][0])
     print(f"dedup near {scores.NEAR_DUPLICATE_COSINE} crosses at fast {fitted['near'][0]:.3f}, which the fitted map puts at {near_mapped:.3f}")
 

@@ -242,7 +242,7 @@ class Engine:
     def pair_cosine(self, images: Sequence[Image.Image], pipeline: Pipeline) -> float:
         """The reference-scale cosine of two decoded images through ``pipeline``."""
         vectors = self.vectors(images, pipeline)
-        return scores.calibration(pipeline.tag).to_reference(scores.cosine(vectors[0], vectors[1]))
+        return float(scores.calibration(pipeline.tag).to_reference(scores.cosine(vectors[0], vectors[1])))
 
     def compare(
         self, a: ImageInput, b: ImageInput, *, model: str | None = None, verify: bool | None = None

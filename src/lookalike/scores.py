@@ -63,13 +63,19 @@ class Calibration:
     copy: float
     same_image: float
 
-    def to_reference(self, cos: float) -> float:
-        """This pipeline's cosine on the reference scale (monotonic; -1, 0 and 1 stay put)."""
-        return float(np.interp(cos, (-1.0, 0.0, self.match, self.copy, self.same_image, 1.0), _REFERENCE_X))
+    @property
+    def _points(self) -> tuple[float, ...]:
+        return (-1.0, 0.0, self.match, self.copy, self.same_image, 1.0)
+
+    def to_reference(self, cos: float | np.ndarray) -> float | np.ndarray:
+        """This pipeline's cosine (or an array of them) on the reference scale (monotonic; -1,
+        0 and 1 stay put)."""
+        out = np.interp(cos, self._points, _REFERENCE_X)
+        return float(out) if np.ndim(out) == 0 else out
 
     def from_reference(self, cos: float) -> float:
         """The inverse: a reference-scale threshold as this pipeline's cosine."""
-        return float(np.interp(cos, _REFERENCE_X, (-1.0, 0.0, self.match, self.copy, self.same_image, 1.0)))
+        return float(np.interp(cos, _REFERENCE_X, self._points))
 
 
 _REFERENCE_X = (-1.0, 0.0, MATCH_COSINE, COPY_COSINE, SAME_IMAGE_COSINE, 1.0)

@@ -445,7 +445,7 @@ def _describe(
             duplicates.append(member(i, Match.BYTES, None if keep_vector is None else 1.0))
             continue
         v = vector(i)
-        cos = None if v is None or keep_vector is None else calibration.to_reference(float(np.clip(np.dot(v, keep_vector), -1, 1)))
+        cos = None if v is None or keep_vector is None else float(calibration.to_reference(float(np.clip(np.dot(v, keep_vector), -1, 1))))
         if vectors is None or (f.dims == kept.dims and cos is not None and cos >= PIXEL_CHECK_COSINE):
             digest = pixels.of(i)
             if digest is not None and digest == pixels.of(keep):

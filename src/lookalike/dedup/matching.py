@@ -80,7 +80,7 @@ def cascade_pairs(
     """
     low = min_cosine if doubt is None or second_opinion is None else min(doubt[0], min_cosine)
     found = similar_pairs(vectors, calibration.from_reference(low), threads=threads)
-    reference = np.interp(found.cosine, *_calibration_points(calibration)).astype(np.float32)
+    reference = np.asarray(calibration.to_reference(found.cosine), dtype=np.float32)
     if doubt is None or second_opinion is None:
         keep = np.flatnonzero(reference >= min_cosine)
         return Pairs(found.left[keep], found.right[keep], reference[keep])
@@ -92,12 +92,6 @@ def cascade_pairs(
         reference[unsure[passed]] = second[passed]
         sure = np.sort(np.concatenate([sure, unsure[passed]]))
     return Pairs(found.left[sure], found.right[sure], reference[sure])
-
-
-def _calibration_points(calibration: Calibration) -> tuple[np.ndarray, np.ndarray]:
-    """The piecewise-linear map of ``calibration`` as (x, y) points, for whole arrays at once."""
-    x = np.array([-1.0, 0.0, calibration.match, calibration.copy, calibration.same_image, 1.0])
-    return x, np.array([calibration.to_reference(float(v)) for v in x])
 
 
 def _exact_neighbours(
