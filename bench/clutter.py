@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-import common
 import clutter_set
+import common
 
 GENERAL, PRODUCT = "clutter_general", "clutter_product"
 

@@ -23,7 +23,6 @@ Writes bench/results/dedup_scale.json and prints the table in docs/benchmarks.md
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import shutil

@@ -42,7 +42,13 @@ from common import RESULTS_DIR, markdown_table, shown, write_json  # noqa: E402
 from hostile_files import corpus, mutants  # noqa: E402
 from support import ServerProcess  # noqa: E402
 from test_hostile_files import (  # noqa: E402
-    EXTRA_ROUTES, ROUTES, SEEDS, check_gallery_after, check_health, run_corpus, seed_gallery,
+    EXTRA_ROUTES,
+    ROUTES,
+    SEEDS,
+    check_gallery_after,
+    check_health,
+    run_corpus,
+    seed_gallery,
     server_log_tracebacks,
 )
 from test_schemathesis import fuzz  # noqa: E402

@@ -29,7 +29,7 @@ class Backend:
         """The same, as LOOKALIKE_* variables for a server or CLI subprocess."""
         return {f"LOOKALIKE_{k.upper()}": v for k, v in self.settings.items()}
 
-    def isolated(self) -> "Backend":
+    def isolated(self) -> Backend:
         """The same backend with storage of its own (a data dir is already; Milvus needs a prefix)."""
         if "milvus_prefix" not in self.settings:
             return self

@@ -26,7 +26,7 @@ import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import numpy as np
@@ -81,7 +81,7 @@ def _save(image: Image.Image, fmt: str, **options) -> bytes:
     return buffer.getvalue()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _photo(seed: int = 7, size: tuple[int, int] = (160, 120)) -> Image.Image:
     return synthetic_image(seed, size)
 
@@ -301,7 +301,7 @@ def _build() -> list[Hostile]:
     c.add("png-I16", _save(Image.fromarray(np.asarray(gray, dtype=np.uint16) * 257), "PNG"), True)
     c.add("png-gray2bit", _png_packed_gray(np.asarray(gray) >> 6, 2), True)
     c.add("png-gray4bit", _png_packed_gray(np.asarray(gray) >> 4, 4), True)
-    c.add("png-rgb48", _png(160, 120, _rows((rgb.astype(">u2") * 257)), depth=16, colour=2), True)
+    c.add("png-rgb48", _png(160, 120, _rows(rgb.astype(">u2") * 257), depth=16, colour=2), True)
     rgba64 = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]).astype(">u2") * 257
     c.add("png-rgba64", _png(160, 120, _rows(rgba64), depth=16, colour=6), True)
     c.add("png-LA16", _png(160, 120, _rows(np.dstack([np.asarray(gray), np.asarray(gray)]).astype(">u2") * 257),
@@ -695,7 +695,7 @@ def _jpeg_scan_flood(progressive: bytes, repeats: int) -> bytes:
     return progressive[:-2] + last * repeats + b"\xff\xd9"
 
 
-@lru_cache(maxsize=None)
+@cache
 def scan_flood(side: int = MAX_SIDE, repeats: int = 3000) -> bytes:
     """A flat side x side progressive JPEG with ``repeats`` extra empty AC scans of 33 bytes each:
     about 200 KB that would take libjpeg minutes of CPU (13 ms a scan at 4096x4096)."""

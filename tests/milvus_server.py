@@ -83,9 +83,10 @@ INSTALL_HINT = (
 )
 
 try:
-    import milvus  # the PyPI package with the server binary
     from pymilvus import MilvusClient
     from pymilvus.client.types import LoadState
+
+    import milvus  # the PyPI package with the server binary
 except ImportError as exc:  # pragma: no cover - a broken test install
     raise ImportError(f"{exc}; {INSTALL_HINT}") from exc
 

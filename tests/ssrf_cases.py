@@ -41,10 +41,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
 from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
@@ -393,19 +393,19 @@ class EntryPoint:
     ``tag`` is unique per request (EntityId, PicName). ``stores``: a success adds a picture."""
 
     name: str
-    send: Callable[["SsrfLab", str, str], httpx.Response]
+    send: Callable[[SsrfLab, str, str], httpx.Response]
     dialect: str  # aws | native | batch | tencent: how its answers and errors are spelled
     stores: bool = False
 
 
-def _tencent(lab: "SsrfLab", action: str, params: dict, *, get: bool = False) -> httpx.Response:
+def _tencent(lab: SsrfLab, action: str, params: dict, *, get: bool = False) -> httpx.Response:
     headers = {"X-TC-Action": action, "X-TC-Version": "2019-05-29"}
     if get:
         return lab.client.get("/", params=params, headers=headers)
     return lab.client.post("/", json=params, headers=headers)
 
 
-def _post(path: str, body: Callable[[str, str], object]) -> Callable[["SsrfLab", str, str], httpx.Response]:
+def _post(path: str, body: Callable[[str, str], object]) -> Callable[[SsrfLab, str, str], httpx.Response]:
     return lambda lab, url, tag: lab.client.post(path, json=body(url, tag))
 
 
@@ -794,7 +794,7 @@ class SsrfLab:
         self._spy_offset = 0
         self._undo: list[Callable[[], None]] = []
 
-    def __enter__(self) -> "SsrfLab":
+    def __enter__(self) -> SsrfLab:
         try:
             self._start()
         except BaseException:

@@ -78,7 +78,7 @@ class Container:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "Container":
+    def start(self) -> Container:
         self.name, self.port = f"lookalike-test-{uuid.uuid4().hex[:8]}", free_port()
         env = {"LOOKALIKE_PORT": str(self.port), "LOOKALIKE_THREADS": "2"}
         flags = [f"-e={k}={v}" for k, v in env.items()]

@@ -17,16 +17,14 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from backends import backend  # noqa: F401 - fixture
 from lookalike import scores
 from lookalike.config import Settings
-from lookalike.dedup import Level, Match, find_duplicates, similar_pairs
-from lookalike.dedup import actions, matching
+from lookalike.dedup import Match, actions, find_duplicates, matching, similar_pairs
 from lookalike.dedup.cache import CACHE_FILE
 from lookalike.engine import Engine
 from lookalike.gallery import GalleryService, NewImage
 from lookalike.index import open_store
-
-from backends import backend  # noqa: F401 - fixture
 from support import distinct_photos, encode
 
 # --------------------------------------------------------------------------- pairs

@@ -35,7 +35,7 @@ class Api:
         self.http = httpx.Client(base_url=base_url, timeout=timeout)
         self.statuses: list[int] = []
 
-    def __enter__(self) -> "Api":
+    def __enter__(self) -> Api:
         return self
 
     def __exit__(self, *exc: object) -> None:

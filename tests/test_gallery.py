@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from backends import backend  # noqa: F401 - fixture: every gallery test runs on each storage backend
 from lookalike import errors, scores
 from lookalike.config import Settings
 from lookalike.engine import Engine
@@ -21,8 +22,6 @@ from lookalike.gallery import GROUP_TYPE_MODELS, GalleryService, NewImage, parse
 from lookalike.images import Rect
 from lookalike.index import open_store
 from lookalike.index.filters import And, Compare, Or, matches
-
-from backends import backend  # noqa: F401 - fixture: every gallery test runs on each storage backend
 
 COLOURS = ("red", "blue", "green")
 

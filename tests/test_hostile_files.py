@@ -15,18 +15,18 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import httpx
 import numpy as np
 import pytest
 
 from hostile_files import IMAGE_CODES, Hostile, corpus, good_jpeg
-from lookalike.engine import Engine
 from lookalike.config import Settings
+from lookalike.engine import Engine
 from lookalike.errors import LookalikeError
 
 GROUP = "fuzz_seeded"
@@ -445,8 +445,8 @@ def test_every_hostile_file_decodes_or_is_refused_in_process():
 
 def test_a_progressive_jpeg_of_thousands_of_scans_is_refused_at_once():
     """A 200 KB file of 3,000 empty scans over 4096x4096 kept a core busy for minutes."""
-    from lookalike.images.decode import MAX_JPEG_SCANS, decode_image, jpeg_scan_count
     from hostile_files import scan_flood
+    from lookalike.images.decode import MAX_JPEG_SCANS, decode_image, jpeg_scan_count
 
     limits = dict(max_bytes=5 * 1024 * 1024, max_side=4096, max_pixels=4096 * 4096, min_size=(224, 224))
     flood = scan_flood()

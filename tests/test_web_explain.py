@@ -12,9 +12,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from support import EVAL_DIR, distinct_photos
-
 import test_web
+from support import EVAL_DIR, distinct_photos
 from test_web import REFUSED_URL, open_page, shot, upload
 
 # test_web.py's fixtures: the browser, and a page that fails on JS errors or outside requests.

@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None], str]] = {}
 
@@ -278,8 +278,7 @@ def index(args: argparse.Namespace) -> int:
     """Entity = sub-folder name (or file stem); PicName = path relative to FOLDER. Pictures already
     in the group are skipped, so an interrupted run picks up where it stopped."""
     from lookalike.errors import ImageGroupIdNotExist, InvalidParameterValue, LookalikeError
-    from lookalike.gallery import NewImage
-    from lookalike.gallery import validation
+    from lookalike.gallery import NewImage, validation
     from lookalike.images import read_local
     from lookalike.images.decode import IMAGE_SUFFIXES
 

@@ -9,8 +9,9 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import httpx
 import numpy as np
@@ -39,7 +40,7 @@ class Client:
         headers = {"x-api-key": api_key} if api_key else {}
         self._http = httpx.Client(base_url=base_url, timeout=timeout, headers=headers)
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -17,8 +17,7 @@ from lookalike.config import Settings, get_settings
 from lookalike.errors import LookalikeError
 from lookalike.images.decode import Rect, decode_image
 from lookalike.limits import ModelGate
-from lookalike.models import OnnxEmbedder, get_spec
-from lookalike.models import local
+from lookalike.models import OnnxEmbedder, get_spec, local
 from lookalike.models.inputs import InputGeometry, Pipeline, pipeline_tag
 
 ImageInput = bytes | Image.Image

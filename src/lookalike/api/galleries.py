@@ -21,8 +21,8 @@ from fastapi.responses import JSONResponse, Response
 from lookalike.api import gallery_schemas as gs
 from lookalike.api.common import in_thread, load_image_field, read_body, request_id, settings_of
 from lookalike.api.native import error_response
-from lookalike.api.security import principal_of
 from lookalike.api.schemas import ErrorResponse, parse
+from lookalike.api.security import principal_of
 from lookalike.errors import ImageSizeExceed, InvalidParameter, LookalikeError
 from lookalike.gallery import GalleryService, NewImage, SearchHit, parse_filter
 from lookalike.gallery import validation as v

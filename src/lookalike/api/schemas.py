@@ -20,7 +20,7 @@ class ImageRef(Strict):
     base64: str | None = None
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "ImageRef":
+    def _exactly_one(self) -> ImageRef:
         if (self.url is None) == (self.base64 is None):
             raise ValueError("give exactly one of url or base64")
         return self

@@ -33,11 +33,10 @@ from lookalike.api.galleries import gallery_of
 from lookalike.api.security import require_tencent_signature
 from lookalike.errors import LookalikeError
 from lookalike.gallery import NewImage, parse_filter
-from lookalike.gallery.subject import Subject
 from lookalike.gallery import validation as v
+from lookalike.gallery.subject import Subject
 from lookalike.images import decode_base64, fetch_url
 from lookalike.index.base import GroupRecord, ImageRecord
-
 
 router = APIRouter(tags=["Tencent Cloud image search"])
 

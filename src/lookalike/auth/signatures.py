@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import parse_qsl
 
@@ -88,7 +88,7 @@ def _verify_tc3(req: SignedRequest, authorization: str, secret_for, now: float, 
     if not stamp.isdigit():
         raise errors.InvalidAuthorization("X-TC-Timestamp is missing or not a number")
     _check_time(int(stamp), now, skew)
-    date = datetime.fromtimestamp(int(stamp), timezone.utc).strftime("%Y-%m-%d")
+    date = datetime.fromtimestamp(int(stamp), UTC).strftime("%Y-%m-%d")
     if match["date"] != date:
         raise errors.SignatureFailure(f"the credential date {match['date']} is not the UTC date of X-TC-Timestamp ({date})")
     signed = match["headers"].split(";")
@@ -144,7 +144,7 @@ def _eas_date(text: str, now: float, skew: int) -> None:
         raise errors.InvalidAuthorization(f"the Date header {text!r} is not an HTTP date") from None
     naive = stamp.replace(tzinfo=None)
     # eas-prediction writes local time and labels it GMT; a client in the server's zone is honest too.
-    utc_now = datetime.fromtimestamp(now, timezone.utc).replace(tzinfo=None)
+    utc_now = datetime.fromtimestamp(now, UTC).replace(tzinfo=None)
     local_now = datetime.fromtimestamp(now)
     offset = min(abs((naive - utc_now).total_seconds()), abs((naive - local_now).total_seconds()))
     if offset > skew:

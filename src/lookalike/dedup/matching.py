@@ -10,8 +10,8 @@ linear (HNSW build and search are ~log n per vector).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

@@ -18,9 +18,9 @@ quarter of the copies under the near threshold; verification finds them (docs/be
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -28,7 +28,6 @@ from PIL import Image
 from lookalike import scores
 from lookalike.models import local
 from lookalike.models.inputs import Pipeline
-
 
 VERIFY_FROM = 0.6
 """Reference-scale cosine from which dedup's near level verifies: the lowest edited copy (a crop

@@ -9,9 +9,9 @@ each step are measured in docs/benchmarks.md ("Quality"); settings turn each off
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

@@ -28,8 +28,8 @@ from lookalike.gallery import subject as sj
 from lookalike.gallery import validation as v
 from lookalike.gallery.filters import parse_filter
 from lookalike.gallery.jobs import Job, JobRunner
-from lookalike.gallery.rerank import rerank
 from lookalike.gallery.pictures import check_not_solid, thumbnail
+from lookalike.gallery.rerank import rerank
 from lookalike.gallery.reviews import ReviewStore
 from lookalike.images.decode import Rect
 from lookalike.index.base import GroupRecord, ImageRecord, Store
@@ -72,7 +72,7 @@ class GalleryService:
         self.subjects = sj.SubjectFinder(engine.settings)
         self._region_geometry = InputGeometry.parse(f"short{engine.settings.subject_side}")
 
-    def for_tenant(self, tenant: str) -> "GalleryService":
+    def for_tenant(self, tenant: str) -> GalleryService:
         """The same galleries as seen by ``tenant`` ("" is the default tenant of open mode)."""
         if tenant == self.tenant:
             return self

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 __all__ = ["GroupRecord", "Hit", "ImageRecord", "Store", "open_store"]
 
 
-def open_store(settings: "Settings") -> Store:
+def open_store(settings: Settings) -> Store:
     """Milvus when ``settings.milvus_uri`` is set, else the embedded SQLite store in
     ``settings.data_dir``; imported lazily so that importing this package stays cheap."""
     if settings.milvus_uri:

@@ -128,7 +128,7 @@ class AnnIndex:
             raise
 
     @classmethod
-    def load(cls, path: Path, dim: int) -> "AnnIndex | None":
+    def load(cls, path: Path, dim: int) -> AnnIndex | None:
         """The saved index, or None when it is missing, unreadable or of another shape."""
         try:
             index = Index.restore(str(path))

@@ -15,8 +15,8 @@ from __future__ import annotations
 import operator
 import threading
 from collections import deque
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 import numpy as np
 

@@ -53,8 +53,9 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -951,7 +952,7 @@ class MilvusStore:
         would break the others (another store, a migration's source or target)."""
         self._closed = True
 
-    def __enter__(self) -> "MilvusStore":
+    def __enter__(self) -> MilvusStore:
         return self
 
     def __exit__(self, *exc: object) -> None:

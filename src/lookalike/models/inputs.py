@@ -28,7 +28,7 @@ class InputGeometry:
     max_long: int = 512
 
     @classmethod
-    def parse(cls, spec: str) -> "InputGeometry":
+    def parse(cls, spec: str) -> InputGeometry:
         match = _SPEC.match(spec.strip())
         if not match or not 64 <= int(match.group(2)) <= 1024:
             raise InvalidParameterValue(f"input geometry must be shortN or stretchN (N 64..1024), not {spec!r}")
@@ -76,7 +76,7 @@ class Pipeline:
     flip: bool = False
 
     @classmethod
-    def of(cls, model: str, geometry: str, flip: bool = False) -> "Pipeline":
+    def of(cls, model: str, geometry: str, flip: bool = False) -> Pipeline:
         return cls(model, InputGeometry.parse(geometry), flip)
 
     @property

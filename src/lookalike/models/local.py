@@ -57,7 +57,7 @@ class LocalFeatures:
         return head + xy.tobytes() + np.ascontiguousarray(self.descriptors, dtype=np.uint8).tobytes()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "LocalFeatures":
+    def from_bytes(cls, data: bytes) -> LocalFeatures:
         magic, width, height, n = _HEADER.unpack_from(data)
         if magic != _MAGIC or len(data) != _HEADER.size + n * (4 + 128):
             raise InvalidParameterValue("stored local features are damaged")
