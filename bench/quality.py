@@ -57,6 +57,7 @@ CONFIGS = [
     Config("+verify", "and SIFT + RANSAC re-ranking of the top 20", {"query_expansion": False}),
     Config("+verify10", "the same, top 10 only", {"query_expansion": False, "rerank_depth": 10}),
     Config("default", "and query expansion with the best verified hit (shipped defaults)", {}),
+    Config("verify-all", "defaults, but every one of the top 20 verified (LOOKALIKE_VERIFY_FROM=-1: the earlier default)", {"verify_from": -1.0}),
     Config("fast-query", "query keypoints: 500 at 320 px (LOOKALIKE_QUERY_KEYPOINTS, _QUERY_FEATURE_SIDE)", {"query_keypoints": 500, "query_feature_side": 320}),
 ]
 

@@ -154,3 +154,33 @@ def test_dedup_verifies_a_crop_the_fast_model_doubts(tmp_path):
     # without verification the crop rests on the cosines alone; the verified run never finds less
     assert len(plain.groups) <= len(report.groups)
 
+
+
+def test_a_wire_pays_only_for_the_boundaries_its_answer_has():
+    # every cosine lies within a margin of 0.45 of one of the three verdict boundaries
+    wide = Engine(Settings(threads=2, cascade_margin=0.45))
+    photos = distinct_photos(2)
+    a, b = encode(photos[0]), encode(photos[1])
+    assert wide.compare(a, b).pipeline == "sscd@short288+flip"
+    aws = wide.compare(a, b, boundaries=scores.NO_BOUNDARY)  # a bare cosine: no boundary to be near
+    assert aws.pipeline == "sscd-small@stretch224"
+    # PAI promises only "80 and above is the same image": unrelated photos lie far below it
+    pai = wide.compare(a, b, boundaries=scores.SAME_OR_NOT)
+    assert pai.cosine < scores.COPY_COSINE - 0.45 and pai.pipeline == "sscd-small@stretch224"
+    copy = wide.compare(a, encode(photos[0], quality=60), boundaries=scores.SAME_OR_NOT)
+    # near the copy boundary, verification (cheap beside the full model) settles a copy
+    assert copy.inliers is not None and copy.pipeline == "sscd-small@stretch224" and copy.score >= scores.COPY_SCORE
+
+
+def test_a_verified_copy_settles_the_copy_boundary_without_the_full_model():
+    # margin 0.3: without verification a crop's cosine would lie near the copy boundary
+    engine = Engine(Settings(threads=2, cascade_margin=0.3))
+    big = distinct_photos(1)[0].resize((640, 480))
+    a, b = encode(big), encode(_crop(big, 0.7).resize((640, 480)), quality=80)
+    pai = engine.compare(a, b, boundaries=scores.SAME_OR_NOT)
+    assert pai.verification is not None and scores.verified_copy(pai.inliers, pai.verification.share)
+    assert pai.pipeline == "sscd-small@stretch224" and pai.score >= scores.COPY_SCORE
+    # with every verdict asked for, "same image or near copy" is still open: only the cosine says
+    assert engine.compare(a, b).pipeline == "sscd@short288+flip"
+    unsettled = Engine(Settings(threads=2, cascade_margin=0.3, local_features=0)).compare(a, b, boundaries=scores.SAME_OR_NOT)
+    assert unsettled.pipeline == "sscd@short288+flip"  # nothing verified: the full model decides

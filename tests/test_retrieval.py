@@ -183,7 +183,15 @@ def test_stored_features_verify_a_partial_copy_in_search(gallery, scene):
     hits = gallery.search("g", encode(canvas), limit=3, min_cosine=-1.0)
     top = hits[0]
     assert top.image.pic_name == "scene" and top.inliers >= scores.COPY_INLIERS and top.score >= 80
-    assert all(h.inliers is not None for h in hits)  # the top of the ranking was verified
+    # The top of the ranking was verified from LOOKALIKE_VERIFY_FROM up; hits under it were not
+    # (one pass: an expanded query's cosines are not the ones verification was decided on)
+    floor = gallery.engine.settings.verify_from
+    first = _service(gallery, query_expansion=False).search("g", encode(canvas), limit=8, min_cosine=-1.0)
+    assert all((h.inliers is not None) == (h.cosine >= floor) for h in first)
+    assert any(h.cosine < floor for h in first)  # the unrelated pictures: no verification spent
+    every = _service(gallery, verify_from=-1.0).search("g", encode(canvas), limit=3, min_cosine=-1.0)
+    assert all(h.inliers is not None for h in every)
+    assert [h.image.pic_name for h in every][:1] == ["scene"]
     # Re-ranking off: no inliers, and the Score is the cosine's alone.
     plain = _service(gallery, rerank_depth=0).search("g", encode(canvas), limit=3, min_cosine=-1.0)
     assert all(h.inliers is None for h in plain)

@@ -47,10 +47,12 @@ def embed(images, model: str = "sscd") -> np.ndarray:
 def compare(a, b, model: str = "sscd") -> float:
     """AWS-scale similarity of two images: 0.5 + 0.5 * cosine, in [0, 1]."""
     from lookalike.images.sources import read_local
+    from lookalike.scores import NO_BOUNDARY
 
     engine = _default_engine()
     settings = engine.settings
-    return engine.compare(read_local(a, settings), read_local(b, settings), model=model).aws_similarity
+    pair = engine.compare(read_local(a, settings), read_local(b, settings), model=model, boundaries=NO_BOUNDARY)
+    return pair.aws_similarity
 
 
 def find_duplicates(folder, level: str = "near", **options):

@@ -71,10 +71,15 @@ class Settings(BaseSettings):
         0.06, ge=0.0, le=1.0,
         description="reference-scale cosine either side of a boundary within which the fast opinion defers to the full model",
     )
+    pair_feature_side: int = Field(
+        320, ge=128, le=2048,
+        description="pairs: longer side the keypoints of a compared pair are found at (SIFT costs a third of 512's "
+        "and verifies the same copies; docs/benchmarks.md)",
+    )
     verify_from: float = Field(
         0.2, ge=-1.0, le=1.0,
-        description="pairs: geometric verification runs from this reference-scale cosine up to the copy boundary, "
-        "where its answer can change the verdict (below it, no copy was measured to verify)",
+        description="geometric verification runs from this reference-scale cosine up: pairs up to the copy "
+        "boundary, search on its top hits (below it no copy was measured to verify; -1 = every hit)",
     )
 
     # Image input

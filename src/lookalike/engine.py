@@ -57,7 +57,7 @@ class Comparison:
 
     @property
     def score(self) -> float:
-        return scores.calibrated_score(self.similarity)
+        return float(scores.calibrated_score(self.similarity))
 
     @property
     def l2_distance(self) -> float:
@@ -244,7 +244,13 @@ class Engine:
         return float(scores.calibration(pipeline.tag).to_reference(scores.cosine(vectors[0], vectors[1])))
 
     def compare(
-        self, a: ImageInput, b: ImageInput, *, model: str | None = None, verify: bool | None = None
+        self,
+        a: ImageInput,
+        b: ImageInput,
+        *,
+        model: str | None = None,
+        verify: bool | None = None,
+        boundaries: tuple[float, ...] = scores.VERDICT_BOUNDARIES,
     ) -> Comparison:
         """How alike two images are: a cascade of opinions, each only where the last left doubt.
 
@@ -254,6 +260,10 @@ class Engine:
         gallery's stored side) only when the similarity so far lies within
         LOOKALIKE_CASCADE_MARGIN of a verdict boundary and verification did not settle the pair
         as a copy. Both full-model runs of a pair cost more than everything else here.
+
+        ``boundaries``: the verdict boundaries the caller's answer depends on (a wire that only
+        says "the same image or not" needs only the copy boundary, one that returns a bare
+        cosine none): the full model runs only near those.
         """
         start = time.perf_counter()
         s = self.settings
@@ -262,28 +272,39 @@ class Engine:
         full = self.pipeline(name)
         used = self.fast_pipeline(name) or full
         cosine = self.pair_cosine(images, used)
-        verification = self._verify_pair(images, cosine, verify)
-        if used != full and self._in_doubt(cosine, verification):
+        # A fast opinion just above the copy boundary is verified too: a verified copy settles
+        # that boundary without the full model.
+        above = s.cascade_margin if used != full and scores.COPY_COSINE in boundaries else 0.0
+        verification = self._verify_pair(images, cosine, verify, above)
+        if used != full and self._in_doubt(cosine, verification, boundaries):
             used, cosine = full, self.pair_cosine(images, full)
             if verification is None:
                 verification = self._verify_pair(images, cosine, verify)
         return Comparison(cosine, used.model, time.perf_counter() - start, verification, used.tag)
 
-    def _verify_pair(self, images: Sequence[Image.Image], cosine: float, verify: bool | None) -> local.Verification | None:
-        """Geometric verification of a pair when asked, or (None) where it can change the verdict."""
+    def _verify_pair(
+        self, images: Sequence[Image.Image], cosine: float, verify: bool | None, above: float = 0.0
+    ) -> local.Verification | None:
+        """Geometric verification of a pair when asked, or (None) where it can change the verdict:
+        from LOOKALIKE_VERIFY_FROM up to the copy boundary (``above`` it: that much further).
+        Keypoints at LOOKALIKE_PAIR_FEATURE_SIDE (docs/benchmarks.md, "Speed")."""
         s = self.settings
         if verify is None:
-            verify = s.verify_from <= cosine < scores.COPY_COSINE
+            verify = s.verify_from <= cosine < scores.COPY_COSINE + above
         if not verify or not s.local_features:
             return None
-        fa, fb = self._decoders.map(self.local_features, images)
+        fa, fb = self._decoders.map(lambda image: local.extract(image, s.local_features, s.pair_feature_side), images)
         return local.verify(fa, fb)
 
-    def _in_doubt(self, cosine: float, verification: local.Verification | None) -> bool:
+    def _in_doubt(
+        self, cosine: float, verification: local.Verification | None, boundaries: tuple[float, ...]
+    ) -> bool:
         """Whether the fast opinion leaves the verdict close: its similarity lies within the
-        cascade margin of a boundary, and verification did not settle the pair as a copy."""
+        cascade margin of one of ``boundaries``. A verified copy settles every boundary up to the
+        copy one; above it only the cosine speaks ("same image")."""
         inliers = None if verification is None else verification.inliers
         share = 0.0 if verification is None else verification.share
-        if scores.verified_copy(inliers, share) and cosine < scores.SAME_IMAGE_COSINE - self.settings.cascade_margin:
-            return False
-        return scores.near_boundary(scores.similarity(cosine, inliers, share), self.settings.cascade_margin)
+        margin = self.settings.cascade_margin
+        if scores.verified_copy(inliers, share):
+            return scores.near_boundary(cosine, margin, tuple(b for b in boundaries if b > scores.COPY_COSINE))
+        return scores.near_boundary(scores.similarity(cosine, inliers, share), margin, boundaries)

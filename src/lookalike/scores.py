@@ -22,7 +22,8 @@ COPY_COSINE = 0.91  # best F1, copies vs non-copies (sscd, verified): P 0.698, R
 SAME_IMAGE_COSINE = 0.93  # best F1, re-encodes/resizes vs edits + non-copies (sscd): P 0.584, R 0.725
 
 NEAR_DUPLICATE_COSINE = 0.81  # dedup "near" (vectors only, no verification): bench/dedup_levels.py
-SAME_SCENE_COSINE = 0.5  # dedup "scene": grouped photos of one scene/object, UKBench-t P 1.000 R 0.956, Holidays P 0.960
+# dedup "scene": grouped photos of one scene/object, UKBench-t P 1.000 R 0.956, Holidays P 0.960
+SAME_SCENE_COSINE = 0.5
 
 MATCH_SCORE = 60.0
 COPY_SCORE = 80.0
@@ -132,6 +133,11 @@ def similarity(cos: float, inliers: int | None, share: float = 0.0) -> float:
 
 VERDICT_BOUNDARIES = (MATCH_COSINE, COPY_COSINE, SAME_IMAGE_COSINE)
 """Where a verdict changes, on the reference scale."""
+SAME_OR_NOT = (COPY_COSINE,)
+"""The one boundary PAI's answer promises: 80 and above is the same image, below it is not.
+Where a pair lies within either side (97 or 90, 30 or 70) it does not promise."""
+NO_BOUNDARY = ()
+"""A wire that returns a bare cosine (AWS) and no verdict."""
 
 
 def verified_copy(inliers: int | None, share: float) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from lookalike import scores
 from lookalike.api.common import engine_of, in_thread, load_image_field, read_json_object
 from lookalike.errors import AuthFailure, InvalidParameter, LookalikeError
 
@@ -55,7 +56,7 @@ async def _handle(request: Request) -> dict:
         first = load_image_field(settings, b64=fields.get("img_1"), url=fields.get("url_1"), name="img_1/url_1")
         second = load_image_field(settings, b64=fields.get("img_2"), url=fields.get("url_2"), name="img_2/url_2")
         # AWS answers the cosine alone: no geometric verification, whose inliers it never returns.
-        return {"similarity": engine.compare(first, second, verify=False).aws_similarity}
+        return {"similarity": engine.compare(first, second, verify=False, boundaries=scores.NO_BOUNDARY).aws_similarity}
 
     return await in_thread(work)
 

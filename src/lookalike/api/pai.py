@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from lookalike import scores
 from lookalike.api.common import engine_of, in_thread, load_image_field, read_json_object, request_id
 from lookalike.api.security import require_eas_signature
 from lookalike.errors import InvalidParameter, LookalikeError
@@ -48,7 +49,7 @@ async def predict(service_name: str, request: Request):
     def work():
         a = load_image_field(engine.settings, b64=body["imagea"], name="imagea")
         b = load_image_field(engine.settings, b64=body["imageb"], name="imageb")
-        return engine.compare(a, b)
+        return engine.compare(a, b, boundaries=scores.SAME_OR_NOT)
 
     result = await in_thread(work)
     rid = request_id(request)

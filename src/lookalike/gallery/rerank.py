@@ -61,16 +61,21 @@ def rerank(
     depth: int,
     expand: bool,
     pool: Executor,
+    verify_from: float = -1.0,
 ) -> list[Ranked]:
     """The first ``max(want, depth)`` hits, best first by similarity.
 
     ``search(vector, limit)`` is the store search with the caller's filter and no threshold:
     the threshold applies to the similarity, after verification. Without query ``features``
     (local features off) nothing is verified and the expansion weighs the best hit by its cosine.
+    Of the top ``depth`` only hits from cosine ``verify_from`` up are verified (LOOKALIKE_VERIFY_FROM,
+    the rule pairs follow): below it no copy was measured, and the bonus of a verified look-alike
+    leaves it under the match boundary (docs/benchmarks.md, "Speed").
     """
     n = max(want, depth)
     hits = search(vector, n)
-    verified = {} if features is None else verifications(store, group_id, features, hits[:depth], pool)
+    doubtful = [h for h in hits[:depth] if h.cosine >= verify_from]
+    verified = {} if features is None else verifications(store, group_id, features, doubtful, pool)
 
     def ranked(found: list[Hit]) -> list[Ranked]:
         out = []

@@ -427,6 +427,7 @@ class GalleryService:
             depth=settings.rerank_depth,
             expand=settings.query_expansion,
             pool=self._pool,
+            verify_from=settings.verify_from,
         )
         passed = [r for r in ranked if r.similarity >= cutoff][off : off + lim]
         return [_hit(self._public(r.hit.image), r.hit.cosine, r.similarity, r.inliers) for r in passed]
