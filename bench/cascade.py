@@ -47,7 +47,7 @@ def pairs_of(groups: np.ndarray, copies: list[tuple[int, int]], unrelated: int, 
     n = len(groups)
     a, b = rng.integers(0, n, unrelated * 2), rng.integers(0, n, unrelated * 2)
     keep = groups[a] != groups[b]
-    other = list(zip(a[keep][:unrelated].tolist(), b[keep][:unrelated].tolist()))
+    other = list(zip(a[keep][:unrelated].tolist(), b[keep][:unrelated].tolist(), strict=True))
     return {"same object": same, "copy": copies, "unrelated": other}
 
 
@@ -105,34 +105,69 @@ def main() -> int:
     left, right = np.array([p[0] for p in everything]), np.array([p[1] for p in everything])
     ref_cos = np.einsum("ij,ij->i", ref_vectors[left], ref_vectors[right])
     fast_cos = np.einsum("ij,ij->i", fast_vectors[left], fast_vectors[right])
-    anchors = {"match": scores.MATCH_COSINE, "copy": scores.COPY_COSINE, "same_image": scores.SAME_IMAGE_COSINE, "near": scores.NEAR_DUPLICATE_COSINE}
+    anchors = {
+        "match": scores.MATCH_COSINE,
+        "copy": scores.COPY_COSINE,
+        "same_image": scores.SAME_IMAGE_COSINE,
+        "near": scores.NEAR_DUPLICATE_COSINE,
+    }
     fitted = {k: crossing(fast_cos, ref_cos, a) for k, a in anchors.items()}
     calibration = scores.Calibration(fitted["match"][0], fitted["copy"][0], fitted["same_image"][0])
-    print("crossing points: " + ", ".join(f"{k} {anchors[k]:.2f} -> {t:.3f} ({w} pairs disagree)" for k, (t, w) in fitted.items()))
+    print(
+        "crossing points: "
+        + ", ".join(f"{k} {anchors[k]:.2f} -> {t:.3f} ({w} pairs disagree)" for k, (t, w) in fitted.items())
+    )
     mapped = np.asarray(calibration.to_reference(fast_cos))
     near_mapped = calibration.to_reference(fitted["near"][0])
-    print(f"dedup near {scores.NEAR_DUPLICATE_COSINE} crosses at fast {fitted['near'][0]:.3f}, which the fitted map puts at {near_mapped:.3f}")
+    print(
+        f"dedup near {scores.NEAR_DUPLICATE_COSINE} crosses at fast {fitted['near'][0]:.3f}, "
+        f"which the fitted map puts at {near_mapped:.3f}"
+    )
 
     verdict = lambda c: np.digitize(c, [scores.MATCH_COSINE, scores.COPY_COSINE, scores.SAME_IMAGE_COSINE])  # noqa: E731
     truth = verdict(ref_cos)
     kind_of = np.concatenate([[k] * len(v) for k, v in kinds.items()])
     rows = []
     for margin in MARGINS:
-        defer = np.array([scores.near_boundary(float(c), margin) for c in mapped]) if margin else np.zeros(len(mapped), bool)
+        defer = (
+            np.array([scores.near_boundary(float(c), margin) for c in mapped])
+            if margin
+            else np.zeros(len(mapped), bool)
+        )
         answer = np.where(defer, ref_cos, mapped)
-        row = {"margin": margin, "deferred": float(defer.mean()), "aws_error_mean": float(np.mean(np.abs(answer - ref_cos)) / 2), "aws_error_p99": float(np.percentile(np.abs(answer - ref_cos), 99) / 2)}
+        row = {
+            "margin": margin,
+            "deferred": float(defer.mean()),
+            "aws_error_mean": float(np.mean(np.abs(answer - ref_cos)) / 2),
+            "aws_error_p99": float(np.percentile(np.abs(answer - ref_cos), 99) / 2),
+        }
         for kind in kinds:
             mask = kind_of == kind
             row[f"agree {kind}"] = float(np.mean(verdict(answer[mask]) == truth[mask]))
             row[f"deferred {kind}"] = float(defer[mask].mean())
         rows.append(row)
-    headers = ["margin", "deferred (all)"] + [f"agree {k}" for k in kinds] + [f"deferred {k}" for k in kinds] + ["AWS error mean", "AWS error p99"]
-    print(common.markdown_table(headers, [[r["margin"], f"{r['deferred']:.3f}"] + [f"{r[f'agree {k}']:.4f}" for k in kinds] + [f"{r[f'deferred {k}']:.3f}" for k in kinds] + [f"{r['aws_error_mean']:.4f}", f"{r['aws_error_p99']:.4f}"] for r in rows]))
-    path = common.write_json(args.out, {
-        "argv": vars(args), "fast": fast.tag, "reference": reference.tag, "pairs": {k: len(v) for k, v in kinds.items()},
-        "crossing": {k: {"fast": t, "disagree": w} for k, (t, w) in zip(anchors, fitted.values())},
-        "rows": rows, "seconds": {"reference": ref_seconds, "fast": fast_seconds},
-    })  # fmt: skip
+    headers = (
+        ["margin", "deferred (all)"]
+        + [f"agree {k}" for k in kinds]
+        + [f"deferred {k}" for k in kinds]
+        + ["AWS error mean", "AWS error p99"]
+    )
+    print(
+        common.markdown_table(
+            headers,
+            [
+                [r["margin"], f"{r['deferred']:.3f}"]
+                + [f"{r[f'agree {k}']:.4f}" for k in kinds]
+                + [f"{r[f'deferred {k}']:.3f}" for k in kinds]
+                + [f"{r['aws_error_mean']:.4f}", f"{r['aws_error_p99']:.4f}"]
+                for r in rows
+            ],
+        )
+    )
+    crossings = {k: {"fast": t, "disagree": w} for k, (t, w) in fitted.items()}
+    payload = {"argv": vars(args), "fast": fast.tag, "reference": reference.tag}
+    payload |= {"pairs": {k: len(v) for k, v in kinds.items()}, "crossing": crossings, "rows": rows}
+    path = common.write_json(args.out, payload | {"seconds": {"reference": ref_seconds, "fast": fast_seconds}})
     print(f"wrote {common.shown(path)}")
     return 0
 

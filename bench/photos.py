@@ -121,7 +121,11 @@ def camera_set(folder: Path, count: int = 200, seed: int = 0) -> PhotoSet:
         (folder / copy).write_bytes(edited_copy(photo, rnd))
         files += [folder / original, folder / copy]
         copies[copy] = original
-    stamp.write_text(json.dumps({"count": count, "seed": seed, "files": [str(f.relative_to(folder)) for f in files], "copies": copies}))
+    stamp.write_text(
+        json.dumps(
+            {"count": count, "seed": seed, "files": [str(f.relative_to(folder)) for f in files], "copies": copies}
+        )
+    )
     return PhotoSet(folder, files, copies)
 
 

@@ -34,7 +34,13 @@ import common
 
 SEARCH_LIMIT = 100
 COPY_EDITS = ("jpeg30", "resize50", "crop80", "crop60", "hflip", "rotate", "color", "overlay")
-LEGACY = {"input_geometry": "stretch224", "index_flip": False, "local_features": 0, "rerank_depth": 0, "query_expansion": False}
+LEGACY = {
+    "input_geometry": "stretch224",
+    "index_flip": False,
+    "local_features": 0,
+    "rerank_depth": 0,
+    "query_expansion": False,
+}
 
 
 @dataclass(frozen=True)
@@ -53,12 +59,24 @@ class Config:
 CONFIGS = [
     Config("baseline", "pre-0.2 pipeline: stretch to 224x224, plain cosine", dict(LEGACY)),
     Config("short288", "shorter side 288, aspect kept", {**LEGACY, "input_geometry": "short288"}),
-    Config("+flip", "and stored vectors average the mirror view", {**LEGACY, "input_geometry": "short288", "index_flip": True}),
+    Config(
+        "+flip",
+        "and stored vectors average the mirror view",
+        {**LEGACY, "input_geometry": "short288", "index_flip": True},
+    ),
     Config("+verify", "and SIFT + RANSAC re-ranking of the top 20", {"query_expansion": False}),
     Config("+verify10", "the same, top 10 only", {"query_expansion": False, "rerank_depth": 10}),
     Config("default", "and query expansion with the best verified hit (shipped defaults)", {}),
-    Config("verify-all", "defaults, but every one of the top 20 verified (LOOKALIKE_VERIFY_FROM=-1: the earlier default)", {"verify_from": -1.0}),
-    Config("fast-query", "query keypoints: 500 at 320 px (LOOKALIKE_QUERY_KEYPOINTS, _QUERY_FEATURE_SIDE)", {"query_keypoints": 500, "query_feature_side": 320}),
+    Config(
+        "verify-all",
+        "defaults, but every one of the top 20 verified (LOOKALIKE_VERIFY_FROM=-1: the earlier default)",
+        {"verify_from": -1.0},
+    ),
+    Config(
+        "fast-query",
+        "query keypoints: 500 at 320 px (LOOKALIKE_QUERY_KEYPOINTS, _QUERY_FEATURE_SIDE)",
+        {"query_keypoints": 500, "query_feature_side": 320},
+    ),
 ]
 
 
@@ -67,7 +85,7 @@ def ingest(gallery, group: str, data: common.EvalSet, batch: int = 32) -> float:
     from lookalike.gallery import NewImage
 
     gallery.create_group(group)
-    news = [NewImage(Path(n).stem, n, b) for n, b in zip(data.names, data.blobs)]
+    news = [NewImage(Path(n).stem, n, b) for n, b in zip(data.names, data.blobs, strict=True)]
     start = time.perf_counter()
     for i in range(0, len(news), batch):
         refused = [r for r in gallery.add_images(group, news[i : i + batch]) if isinstance(r, LookalikeError)]
@@ -125,7 +143,13 @@ def copy_detection(gallery, group: str, data: common.EvalSet, copies) -> dict:
     return {
         "top1": round(float(np.mean([t for t, _ in every])), 4),
         "score80": round(float(np.mean([s for _, s in every])), 4),
-        "by_edit": {e: {"top1": round(float(np.mean([t for t, _ in v])), 3), "score80": round(float(np.mean([s for _, s in v])), 3)} for e, v in per_edit.items()},
+        "by_edit": {
+            e: {
+                "top1": round(float(np.mean([t for t, _ in v])), 3),
+                "score80": round(float(np.mean([s for _, s in v])), 3),
+            }
+            for e, v in per_edit.items()
+        },
     }
 
 
@@ -169,9 +193,12 @@ def main() -> int:
                     r["copies"] = copy_detection(gallery, group, data[name], copies[name])
                     row[name] = r
                     metric = f"N-S {r['ns_score']:.3f}" if "ns_score" in r else f"mAP {100 * r['map']:.2f}"
-                    print(f"{config.name:<10} {name:<12} {metric}  copies top1 {r['copies']['top1']:.3f} "
-                          f">=80 {r['copies']['score80']:.3f}  p50 {r['latency']['p50_ms']} ms  "
-                          f"ingest {r['ingest_images_per_s']} img/s", flush=True)
+                    print(
+                        f"{config.name:<10} {name:<12} {metric}  copies top1 {r['copies']['top1']:.3f} "
+                        f">=80 {r['copies']['score80']:.3f}  p50 {r['latency']['p50_ms']} ms  "
+                        f"ingest {r['ingest_images_per_s']} img/s",
+                        flush=True,
+                    )
                 results.append(row)
         finally:
             store.close()
@@ -182,21 +209,34 @@ def main() -> int:
     def latency(row):
         return float(np.mean([row[n]["latency"]["p50_ms"] for n in sets]))
 
-    headers = ["config", "lever", "UKBench N-S", "Holidays mAP", "copies top-1", "copies >= 80", "search p50 ms", "vs baseline", "ingest img/s"]
+    headers = [
+        "config",
+        "lever",
+        "UKBench N-S",
+        "Holidays mAP",
+        "copies top-1",
+        "copies >= 80",
+        "search p50 ms",
+        "vs baseline",
+        "ingest img/s",
+    ]
     rows = []
     for row in results:
         uk, ho = row.get("ukbench1000", {}), row.get("holidays811", {})
         parts = [x for x in (uk, ho) if x]
-        rows.append([
-            row["config"], row["what"],
-            f"{uk['ns_score']:.3f}" if uk else "-",
-            f"{100 * ho['map']:.2f}" if ho else "-",
-            f"{np.mean([x['copies']['top1'] for x in parts]):.3f}",
-            f"{np.mean([x['copies']['score80'] for x in parts]):.3f}",
-            f"{latency(row):.1f}",
-            f"{latency(row) / latency(base_row):.2f}x" if base_row else "-",
-            f"{np.mean([x['ingest_images_per_s'] for x in parts]):.1f}",
-        ])
+        rows.append(
+            [
+                row["config"],
+                row["what"],
+                f"{uk['ns_score']:.3f}" if uk else "-",
+                f"{100 * ho['map']:.2f}" if ho else "-",
+                f"{np.mean([x['copies']['top1'] for x in parts]):.3f}",
+                f"{np.mean([x['copies']['score80'] for x in parts]):.3f}",
+                f"{latency(row):.1f}",
+                f"{latency(row) / latency(base_row):.2f}x" if base_row else "-",
+                f"{np.mean([x['ingest_images_per_s'] for x in parts]):.1f}",
+            ]
+        )
     print(common.markdown_table(headers, rows))
     return 0
 

@@ -108,21 +108,40 @@ def lookalike_env(data_dir: Path) -> dict:
 
 def job_dedup(python: Path, made: photos.PhotoSet, scratch: Path, peer: dict) -> dict:
     data_dir = scratch / "dedup-data"
-    seconds, out = timed_run([str(LOOKALIKE), "dedup", str(made.folder), "--level", "near", "--format", "json", "--data-dir", str(data_dir)])
+    seconds, out = timed_run(
+        [str(LOOKALIKE), "dedup", str(made.folder), "--level", "near", "--format", "json", "--data-dir", str(data_dir)]
+    )
     report = json.loads(out)
     sets = [[g["keep"]["path"]] + [d["path"] for d in g["duplicates"]] for g in report["groups"]]
     files = len(made.files)
-    ours = {"seconds": seconds, "images_per_s": files / seconds, **score_sets(sets, made), "inner_seconds": report.get("seconds")}
+    ours = {
+        "seconds": seconds,
+        "images_per_s": files / seconds,
+        **score_sets(sets, made),
+        "inner_seconds": report.get("seconds"),
+    }
     theirs = {k: v for k, v in peer.items() if k != "sets"} | score_sets(peer["sets"], made)
-    return {"lookalike": ours, "immaculate": theirs, "ratio": ours["images_per_s"] / theirs["images_per_s"], "target": 3.0}
+    return {
+        "lookalike": ours,
+        "immaculate": theirs,
+        "ratio": ours["images_per_s"] / theirs["images_per_s"],
+        "target": 3.0,
+    }
 
 
 def job_index(made: photos.PhotoSet, scratch: Path, peer: dict) -> dict:
     data_dir = scratch / "index-data"
-    seconds, out = timed_run([str(LOOKALIKE), "index", str(made.folder), "--group", "camera", "--create", "--data-dir", str(data_dir)])
+    seconds, out = timed_run(
+        [str(LOOKALIKE), "index", str(made.folder), "--group", "camera", "--create", "--data-dir", str(data_dir)]
+    )
     added = json.loads(out.strip().splitlines()[-1])["added"]
     ours = {"seconds": seconds, "added": added, "images_per_s": added / seconds}
-    return {"lookalike": ours, "immaculate": {k: v for k, v in peer.items() if k != "sets"}, "ratio": ours["images_per_s"] / peer["images_per_s"], "target": 2.0}
+    return {
+        "lookalike": ours,
+        "immaculate": {k: v for k, v in peer.items() if k != "sets"},
+        "ratio": ours["images_per_s"] / peer["images_per_s"],
+        "target": 2.0,
+    }
 
 
 def _serve(data_dir: Path) -> tuple[subprocess.Popen, str]:
@@ -226,21 +245,47 @@ def summary(results: dict) -> str:
     if "dedup" in results:
         d = results["dedup"]
         ours, theirs = d["lookalike"], d["immaculate"]
-        rows.append(["dedup --level near, camera photos", f"{ours['images_per_s']:.1f} files/s, copies {ours['copies_found']}/{ours['copies']}, unrelated {ours['unrelated_pairs']}",
-                     f"{theirs['images_per_s']:.1f} files/s, copies {theirs['copies_found']}/{theirs['copies']}, unrelated {theirs['unrelated_pairs']}",
-                     f"{d['ratio']:.2f}x", ">= 3x"])  # fmt: skip
+        def found(side: dict) -> str:
+            copies = f"copies {side['copies_found']}/{side['copies']}"
+            return f"{side['images_per_s']:.1f} files/s, {copies}, unrelated {side['unrelated_pairs']}"
+
+        rows.append(["dedup --level near, camera photos", found(ours), found(theirs), f"{d['ratio']:.2f}x", ">= 3x"])
     if "index" in results:
         d = results["index"]
-        rows.append(["index, camera photos", f"{d['lookalike']['images_per_s']:.1f} images/s", f"{d['immaculate']['images_per_s']:.1f} images/s", f"{d['ratio']:.2f}x", ">= 2x"])
+        rows.append(
+            [
+                "index, camera photos",
+                f"{d['lookalike']['images_per_s']:.1f} images/s",
+                f"{d['immaculate']['images_per_s']:.1f} images/s",
+                f"{d['ratio']:.2f}x",
+                ">= 2x",
+            ]
+        )
     if "pairs" in results:
         d = results["pairs"]
         peer = d["immaculate"]["images_per_s"]
         for k, v in d.items():
             if isinstance(v, dict) and "requests_per_s" in v:
-                rows.append([f"{k} pairs, 640x480", f"{v['requests_per_s']:.1f} requests/s (p50 {v['latency_ms_p50']:.0f} ms)", f"{peer:.1f} images/s", f"{v['requests_per_s'] / peer:.2f}x", ">= 1x"])
+                rows.append(
+                    [
+                        f"{k} pairs, 640x480",
+                        f"{v['requests_per_s']:.1f} requests/s (p50 {v['latency_ms_p50']:.0f} ms)",
+                        f"{peer:.1f} images/s",
+                        f"{v['requests_per_s'] / peer:.2f}x",
+                        ">= 1x",
+                    ]
+                )
     if "search" in results:
         d = results["search"]
-        rows.append([f"search p50, 1024 px, gallery {d['gallery']:,}", f"{d['p50_ms']:.0f} ms (p99 {d['p99_ms']:.0f})", f"{d['immaculate']['ms_per_image']:.0f} ms/image", f"{d['ratio']:.2f}x", "<= 1.5x"])
+        rows.append(
+            [
+                f"search p50, 1024 px, gallery {d['gallery']:,}",
+                f"{d['p50_ms']:.0f} ms (p99 {d['p99_ms']:.0f})",
+                f"{d['immaculate']['ms_per_image']:.0f} ms/image",
+                f"{d['ratio']:.2f}x",
+                "<= 1.5x",
+            ]
+        )
     return common.markdown_table(["job", "lookalike (defaults)", "Immaculate 0.3.0 sscd", "ratio", "target"], rows)
 
 
@@ -252,7 +297,9 @@ def main() -> int:
     parser.add_argument("--gallery", type=int, default=10_000, help="pictures in the search job's gallery")
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--sets", type=Path, default=None, help="keep the built photo sets here (default: a temporary folder)")
+    parser.add_argument(
+        "--sets", type=Path, default=None, help="keep the built photo sets here (default: a temporary folder)"
+    )
     parser.add_argument("--venv", type=Path, default=IMMACULATE_VENV)
     parser.add_argument("--out", default="speed.json")
     args = parser.parse_args()
