@@ -38,6 +38,7 @@ import itertools
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -213,7 +214,9 @@ def job_search(python: Path, scratch: Path, gallery_size: int, queries: int) -> 
     folder = scratch / "photos-1024"
     files = photos.sized_set(folder, (1024, 768), queries, seed=5)
     peer = immaculate(python, folder)
-    service, group = gallery_fill.filled_gallery(scratch / "search-data", files, gallery_size)
+    data_dir = scratch / "search-data"
+    shutil.rmtree(data_dir, ignore_errors=True)  # a kept --sets folder: a fresh gallery each run
+    service, group = gallery_fill.filled_gallery(data_dir, files, gallery_size)
     try:
         seconds = []
         for f in files:
