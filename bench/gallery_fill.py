@@ -56,7 +56,9 @@ def filled_gallery(data_dir: Path, files: list[Path], size: int, group: str = "s
             rows.append((record, vectors[i], None))
         service.store.import_images(rows)
         if features:
-            service.store.put_features(key, {r.pic_name: features[j % len(features)] for j, (r, _, _) in enumerate(rows, start)})
+            service.store.put_features(
+                key, {r.pic_name: features[j % len(features)] for j, (r, _, _) in enumerate(rows, start)}
+            )
     wait = getattr(service.store, "wait_for_index", None)
     if wait is not None:
         wait(600)

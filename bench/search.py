@@ -137,7 +137,7 @@ def run_one(n: int, queries: int, workdir: Path, rebuild_max: int) -> dict[str, 
             hits = store.search("bench", q, limit=10, where=where)
             lat.append(time.perf_counter() - t)
             found.append({h.image.pic_name for h in hits})
-        recall = [len(f & t) / 10 for f, t in zip(found, truths)]
+        recall = [len(f & t) / 10 for f, t in zip(found, truths, strict=True)]
         out[f"p50_ms_{name}"] = pct(lat, 50)
         out[f"p99_ms_{name}"] = pct(lat, 99)
         out[f"recall10_{name}"] = float(np.mean(recall))
@@ -229,7 +229,9 @@ def main() -> None:
     ap.add_argument("--sizes", default="100000,1000000", help="comma-separated group sizes")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "lookalike-bench")
-    ap.add_argument("--rebuild-max", type=int, default=200_000, help="time a rebuild without index file up to this size")
+    ap.add_argument(
+        "--rebuild-max", type=int, default=200_000, help="time a rebuild without index file up to this size"
+    )
     ap.add_argument("--crossover", action="store_true", help="also time exact vs HNSW at 1k-100k")
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results" / "search.json")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
@@ -262,7 +264,9 @@ def main() -> None:
     if args.out.exists():  # keep what an earlier run measured for other sizes
         old = json.loads(args.out.read_text())
         mine = {r["n"] for r in results}
-        report["sizes"] = sorted([r for r in old.get("sizes", []) if r["n"] not in mine] + results, key=lambda r: r["n"])
+        report["sizes"] = sorted(
+            [r for r in old.get("sizes", []) if r["n"] not in mine] + results, key=lambda r: r["n"]
+        )
         if cross is None:
             report["crossover"] = old.get("crossover")
     args.out.write_text(json.dumps(report, indent=2))

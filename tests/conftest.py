@@ -10,6 +10,8 @@
   session: each test uses collection names of its own. Without the ``milvus`` package the tests
   that use it fail, never skip. A test that restarts or kills Milvus starts its own
   ``MilvusProcess``.
+* ``backend`` (tests/backends.py): every test that asks for it, directly or through a fixture,
+  runs once per storage backend (SQLite, Milvus).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from backends import backend  # noqa: F401 - re-exported: conftest's names are every test module's fixtures
 from support import Photos, ServerProcess
 
 

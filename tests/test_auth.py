@@ -236,7 +236,9 @@ def test_eas_wrong_token_tampered_body_and_old_date_are_refused(keyed, photos, m
 
     client = eas(keyed.url, keyed.acme_eas["token"])
     send = client.connection_pool.request
-    client.connection_pool.request = lambda method, url, body=None, **kw: send(method, url, body=body[:-2] + b" }", **kw)
+    client.connection_pool.request = lambda method, url, body=None, **kw: send(
+        method, url, body=body[:-2] + b" }", **kw
+    )
     with pytest.raises(PredictException) as info:
         client.predict(StringRequest(pair(photos)))
     assert info.value.code == 401 and "altered" in message(info.value)

@@ -114,8 +114,18 @@ def test_migrate_to_milvus_and_back_copies_everything(tmp_path: Path, milvus) ->
 
     dry = migrate("milvus", data_dir, env, "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert "acme/shoes: would be created (model sscd-small); 45 in the source, 0 in the target; would copy 45" in dry.stdout
-    assert summary(dry) == {"groups": 4, "would_create": 4, "would_copy": 100, "present": 0, "refused": 0, "dry_run": True}
+    assert (
+        "acme/shoes: would be created (model sscd-small); 45 in the source, 0 in the target; would copy 45"
+        in dry.stdout
+    )
+    assert summary(dry) == {
+        "groups": 4,
+        "would_create": 4,
+        "would_copy": 100,
+        "present": 0,
+        "refused": 0,
+        "dry_run": True,
+    }
     assert target.list_groups(0, 10, namespace=None) == ([], 0)
 
     result = migrate("milvus", data_dir, env)
@@ -130,7 +140,7 @@ def test_migrate_to_milvus_and_back_copies_everything(tmp_path: Path, milvus) ->
         rng = np.random.default_rng(7)
         for group_id, pictures in want.items():
             vectors = [vec for _, vec, _ in pictures.values()][:3]
-            queries = [v + 0.3 * q for v, q in zip(vectors, unit(rng, len(vectors)))] + list(unit(rng, 1))
+            queries = [v + 0.3 * q for v, q in zip(vectors, unit(rng, len(vectors)), strict=True)] + list(unit(rng, 1))
             for q in queries:
                 for where in (None, Compare("colour", "=", "red")):
                     a = source.search(group_id, q, limit=5, where=where)

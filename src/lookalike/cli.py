@@ -103,7 +103,9 @@ def embed(args: argparse.Namespace) -> int:
     if args.out and args.out.suffix == ".npy":
         np.save(args.out, matrix)
     else:
-        text = json.dumps([{"image": str(ref), "vector": v.tolist()} for ref, v in zip(args.images, matrix)])
+        text = json.dumps(
+            [{"image": str(ref), "vector": v.tolist()} for ref, v in zip(args.images, matrix, strict=True)]
+        )
         if args.out:
             args.out.write_text(text)
         else:
@@ -140,7 +142,13 @@ def compare(args: argparse.Namespace) -> int:
 
 @command("models", "list the models and whether their weights are installed; `models install detector` installs one")
 @arg("action", nargs="?", choices=["list", "install"], default="list")
-@arg("what", nargs="?", choices=["detector"], default=None, help="with install: detector (product groups' subject finder)")
+@arg(
+    "what",
+    nargs="?",
+    choices=["detector"],
+    default=None,
+    help="with install: detector (product groups' subject finder)",
+)
 def models(args: argparse.Namespace) -> int:
     from lookalike.config import get_settings
     from lookalike.errors import LookalikeError
@@ -163,7 +171,10 @@ def models(args: argparse.Namespace) -> int:
 
     installed = (settings.detector_dir / MODEL_FILE).is_file()
     state = "installed" if installed else f"missing (run `{INSTALL_COMMAND}`)"
-    print(f"  {'detector':12s} boxes   300x300      {state}  SSD-MobileNetV2 Open Images v4 subject finder of product groups ({settings.detector_dir})")
+    print(
+        f"  {'detector':12s} boxes   300x300      {state}  SSD-MobileNetV2 Open Images v4 subject finder of product "
+        f"groups ({settings.detector_dir})"
+    )
     return 0
 
 
@@ -204,7 +215,9 @@ def dedup(args: argparse.Namespace) -> int:
     from lookalike.dedup import actions, find_duplicates
     from lookalike.errors import InvalidParameterValue
 
-    chosen = [name for name in ("move", "link") if getattr(args, name) is not None] + (["delete"] if args.delete else [])
+    chosen = [name for name in ("move", "link") if getattr(args, name) is not None] + (
+        ["delete"] if args.delete else []
+    )
     if len(chosen) > 1:
         raise InvalidParameterValue(f"choose one of --move, --link and --delete, not {' and '.join(chosen)}")
     if args.dry_run and not chosen:
@@ -319,7 +332,7 @@ def index(args: argparse.Namespace) -> int:
                     paths.append(path)
                 except LookalikeError as exc:
                     refused.append((name, f"{exc.code}: {exc.message}"))
-            for path, result in zip(paths, gallery.add_images(group.group_id, news) if news else []):
+            for path, result in zip(paths, gallery.add_images(group.group_id, news) if news else [], strict=True):
                 if isinstance(result, LookalikeError):
                     refused.append((_entity_and_name(path, root)[1], f"{result.code}: {result.message}"))
                 else:
@@ -416,7 +429,9 @@ def groups(args: argparse.Namespace) -> int:
 @arg("--kind", default="api", choices=("api", "tencent", "eas"),
      help="create: api (x-api-key), tencent (SecretId/SecretKey, TC3 signatures) or eas (PAI EAS token)")
 @arg("--name", default="", help="create: a note to tell keys apart")
-@arg("--qps", type=float, default=None, help="create: requests a second (default LOOKALIKE_RATE_LIMIT_QPS; 0 = no limit)")
+@arg(
+    "--qps", type=float, default=None, help="create: requests a second (default LOOKALIKE_RATE_LIMIT_QPS; 0 = no limit)"
+)
 @arg("--all", action="store_true", help="list: revoked credentials too")
 @arg("--data-dir", type=Path, default=None)
 def keys(args: argparse.Namespace) -> int:

@@ -29,7 +29,11 @@ router = APIRouter(prefix="/v1/groups", tags=["galleries"])
 def _page(found: Duplicates, offset: int, limit: int) -> dict[str, Any]:
     return {
         "sets": [
-            {"key": d.key, "keep": _image(d.keep), "duplicates": [{**_hit(h), "match": match} for h, match in zip(d.duplicates, d.matches)]}
+            {
+                "key": d.key,
+                "keep": _image(d.keep),
+                "duplicates": [{**_hit(h), "match": match} for h, match in zip(d.duplicates, d.matches, strict=True)],
+            }
             for d in found.sets[offset : offset + limit]
         ],
         "total": len(found.sets),
@@ -70,8 +74,14 @@ def _job(job: Job, rid: str, result: dict[str, Any] | None = None) -> dict[str, 
     }
 
 
-@router.post("/{group_id}/duplicates/jobs", summary="Start finding the group's duplicate sets in the background",
-             status_code=202, response_model=gs.DuplicatesJob, responses=_ERRORS, openapi_extra=_body(gs.DuplicatesJobRequest))
+@router.post(
+    "/{group_id}/duplicates/jobs",
+    summary="Start finding the group's duplicate sets in the background",
+    status_code=202,
+    response_model=gs.DuplicatesJob,
+    responses=_ERRORS,
+    openapi_extra=_body(gs.DuplicatesJobRequest),
+)
 async def start_job(request: Request, group_id: str):
     """Answers at once with the job (status queued or running); poll ``GET .../jobs/{job_id}``.
     The same request while that job is unfinished answers the same job."""

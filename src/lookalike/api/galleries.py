@@ -80,7 +80,7 @@ def _thumb_url(group_id: str, pic_name: str) -> str:
 
 
 def _image(r: ImageRecord) -> dict[str, Any]:
-    rect = None if r.rect is None else dict(zip(("x", "y", "width", "height"), r.rect))
+    rect = None if r.rect is None else dict(zip(("x", "y", "width", "height"), r.rect, strict=True))
     return {
         "group_id": r.group_id,
         "entity_id": r.entity_id,
@@ -109,7 +109,12 @@ def _hit(h: SearchHit) -> dict[str, Any]:
 
 
 def _box(x: int, y: int, width: int, height: int, score: float, category: int, label: str) -> dict[str, Any]:
-    return {"box": {"x": x, "y": y, "width": width, "height": height}, "score": score, "category": category, "label": label}
+    return {
+        "box": {"x": x, "y": y, "width": width, "height": height},
+        "score": score,
+        "category": category,
+        "label": label,
+    }
 
 
 def _object(subject: Subject | None) -> dict[str, Any] | None:
@@ -145,7 +150,9 @@ def _is_multipart(request: Request) -> bool:
     return request.headers.get("content-type", "").lower().startswith("multipart/form-data")
 
 
-async def _form(request: Request, files: str, fields: set[str], max_files: int) -> tuple[list[tuple[str, bytes]], dict[str, str]]:
+async def _form(
+    request: Request, files: str, fields: set[str], max_files: int
+) -> tuple[list[tuple[str, bytes]], dict[str, str]]:
     """(filename, bytes) of the ``files`` field and the text fields, each file bounded."""
     settings = settings_of(request)
     try:
@@ -263,7 +270,9 @@ def _new_images_from_json(request: Request, items: list[gs.ImageCreate]) -> list
     return out
 
 
-def _add_all(gallery: GalleryService, group_id: str, news: list[NewImage | LookalikeError]) -> list[ImageRecord | LookalikeError]:
+def _add_all(
+    gallery: GalleryService, group_id: str, news: list[NewImage | LookalikeError]
+) -> list[ImageRecord | LookalikeError]:
     ready = [n for n in news if isinstance(n, NewImage)]
     added = iter(gallery.add_images(group_id, ready) if ready else [])
     return [next(added) if isinstance(n, NewImage) else n for n in news]
@@ -325,7 +334,7 @@ async def add_images(request: Request, group_id: str):
             return error_response(result, rid)
         return JSONResponse({**_image(result), "request_id": rid}, status_code=201)
     items_out = []
-    for new, result in zip(news, results):
+    for new, result in zip(news, results, strict=True):
         name = new.pic_name if isinstance(new, NewImage) else None
         if isinstance(result, LookalikeError):
             items_out.append({"pic_name": name, "ok": False, "error": {"code": result.code, "message": result.message}})
@@ -333,7 +342,9 @@ async def add_images(request: Request, group_id: str):
             items_out.append({"pic_name": result.pic_name, "ok": True, "image": _image(result)})
     created = sum(1 for item in items_out if item["ok"])
     body_out = {"results": items_out, "created": created, "failed": len(items_out) - created, "request_id": rid}
-    return JSONResponse(body_out, status_code=201 if created == len(items_out) else 207 if created else _all_failed(results))
+    return JSONResponse(
+        body_out, status_code=201 if created == len(items_out) else 207 if created else _all_failed(results)
+    )
 
 
 def _all_failed(results: list) -> int:
@@ -368,7 +379,9 @@ async def thumbnail(request: Request, group_id: str, pic_name: str):
     return Response(data, media_type="image/jpeg", headers=headers)
 
 
-@router.get("/{group_id}/images/{pic_name:path}", summary="One picture", response_model=gs.ImageResponse, responses=_ERRORS)
+@router.get(
+    "/{group_id}/images/{pic_name:path}", summary="One picture", response_model=gs.ImageResponse, responses=_ERRORS
+)
 async def get_image(request: Request, group_id: str, pic_name: str):
     rid = request_id(request)
     record = await in_thread(gallery_of(request).find_image, group_id, pic_name)

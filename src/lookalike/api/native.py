@@ -152,7 +152,9 @@ async def compare(request: Request):
     }
     if explain:
         matches = result.verification.matches if result.verification is not None else None
-        out["matches"] = None if matches is None else [[round(float(v), 4) for v in row] for row in matches[:MAX_MATCHES]]
+        out["matches"] = (
+            None if matches is None else [[round(float(v), 4) for v in row] for row in matches[:MAX_MATCHES]]
+        )
     return out
 
 

@@ -25,7 +25,12 @@ def error_response(exc: LookalikeError, rid: str) -> JSONResponse:
 
 
 _IMG = {"type": "string", "description": "base64 image"}
-_BODY = {"type": "object", "properties": {"imagea": _IMG, "imageb": _IMG}, "required": ["imagea", "imageb"], "additionalProperties": False}
+_BODY = {
+    "type": "object",
+    "properties": {"imagea": _IMG, "imageb": _IMG},
+    "required": ["imagea", "imageb"],
+    "additionalProperties": False,
+}
 
 
 @router.post(

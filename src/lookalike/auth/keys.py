@@ -105,7 +105,9 @@ class KeyStore:
                 self._master = bytes.fromhex(self.key_path.read_text().strip())
             except FileNotFoundError:
                 if not create:
-                    raise errors.AuthFailure("no auth.key in the data dir: create a credential with `lookalike keys create`")
+                    raise errors.AuthFailure(
+                        "no auth.key in the data dir: create a credential with `lookalike keys create`"
+                    ) from None
                 fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(fd, "w") as f:
                     f.write(secrets.token_hex(32))
@@ -140,7 +142,8 @@ class KeyStore:
             digest = None
         credential = Credential(cid, kind, tenant, name, qps, time.time())
         self._conn().execute(
-            "INSERT INTO credentials (id, kind, tenant, name, secret_sha256, qps, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO credentials (id, kind, tenant, name, secret_sha256, qps, created)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (cid, kind, tenant, name, digest, qps, credential.created),
         )
         if kind == "api":

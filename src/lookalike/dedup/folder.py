@@ -187,7 +187,7 @@ def _join_similar(
     calibration = scores.calibration(first.tag)
     pairs = cascade_pairs(vectors, cosine, calibration, opinion, doubt=doubt, threads=settings.threads)
     report.verified, report.deferred = opinion.verified, opinion.deferred
-    for a, b in zip(pairs.left.tolist(), pairs.right.tolist()):
+    for a, b in zip(pairs.left.tolist(), pairs.right.tolist(), strict=True):
         sets.union(unique[a], unique[b])
     report.seconds["match"] = time.perf_counter() - tick
     return vectors, unique, calibration
@@ -289,7 +289,7 @@ def _join_equal_pixels(unique: list[int], files: list[_File], pixels: _PixelDige
         by_dims[files[i].dims].append(i)
     candidates = [i for group in by_dims.values() if len(group) > 1 for i in group]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:  # decoders release the GIL
-        digests = dict(zip(candidates, pool.map(pixels.of, candidates)))
+        digests = dict(zip(candidates, pool.map(pixels.of, candidates), strict=True))
     for group in by_dims.values():
         if len(group) < 2:
             continue
@@ -320,7 +320,7 @@ def _vectors(
     tag = pipeline.tag  # vectors of another model or input pipeline are not reused
     cached = store.fill_vectors([files[i].digest for i in unique], tag, matrix)
     row_of = {i: row for row, i in enumerate(unique)}
-    todo = [i for i, hit in zip(unique, cached) if not hit]
+    todo = [i for i, hit in zip(unique, cached, strict=True) if not hit]
     failed: set[int] = set()
 
     def pixels_of(i: int) -> np.ndarray | LookalikeError:
@@ -344,8 +344,8 @@ def _vectors(
         bar = _bar(None, progress, len(todo), "embedding")
         for batch in batches:
             decoded = list(pool.map(pixels_of, batch))
-            good = [(i, p) for i, p in zip(batch, decoded) if not isinstance(p, LookalikeError)]
-            for i, p in zip(batch, decoded):
+            good = [(i, p) for i, p in zip(batch, decoded, strict=True) if not isinstance(p, LookalikeError)]
+            for i, p in zip(batch, decoded, strict=True):
                 if isinstance(p, LookalikeError):
                     failed.add(i)
                     f = files[i]
@@ -355,7 +355,7 @@ def _vectors(
             if good:
                 out = engine.run([p for _, p in good], model=pipeline.model, flip=pipeline.flip)
                 matrix[[row_of[i] for i, _ in good]] = out
-                store.put_vectors(tag, [(files[i].digest, v) for (i, _), v in zip(good, out)])
+                store.put_vectors(tag, [(files[i].digest, v) for (i, _), v in zip(good, out, strict=True)])
             if bar is not None:
                 bar.update(len(batch))
         if bar is not None:
@@ -446,7 +446,11 @@ def _describe(
             duplicates.append(member(i, Match.BYTES, None if keep_vector is None else 1.0))
             continue
         v = vector(i)
-        cos = None if v is None or keep_vector is None else float(calibration.to_reference(float(np.clip(np.dot(v, keep_vector), -1, 1))))
+        cos = (
+            None
+            if v is None or keep_vector is None
+            else float(calibration.to_reference(float(np.clip(np.dot(v, keep_vector), -1, 1))))
+        )
         if vectors is None or (f.dims == kept.dims and cos is not None and cos >= PIXEL_CHECK_COSINE):
             digest = pixels.of(i)
             if digest is not None and digest == pixels.of(keep):

@@ -56,7 +56,9 @@ class GalleryService:
     ``"tenant/GroupId"`` (a GroupId never contains "/"); the default tenant's keys are bare.
     """
 
-    def __init__(self, store: Store, engine: Engine, *, workers: int | None = None, reviews: ReviewStore | None = None) -> None:
+    def __init__(
+        self, store: Store, engine: Engine, *, workers: int | None = None, reviews: ReviewStore | None = None
+    ) -> None:
         self.store = store
         self.engine = engine
         # The operator's review marks beside the galleries, in the data dir (whatever the store).
@@ -121,7 +123,9 @@ class GalleryService:
             if model not in m.MODEL_GROUP_TYPES:
                 raise errors.ModelNotFound(f"model {model!r} cannot back a gallery")
             if group_type not in (None, 0) and m.GROUP_TYPE_MODELS.get(group_type) != model:
-                raise errors.InvalidParameterValue(f"GroupType {group_type} uses model {m.GROUP_TYPE_MODELS.get(group_type)!r}, not {model!r}")
+                raise errors.InvalidParameterValue(
+                    f"GroupType {group_type} uses model {m.GROUP_TYPE_MODELS.get(group_type)!r}, not {model!r}"
+                )
             gtype = group_type or m.MODEL_GROUP_TYPES[model]
         else:
             gtype = v.group_type(group_type)
@@ -206,7 +210,9 @@ class GalleryService:
             except errors.LookalikeError as exc:
                 return exc
 
-        prepared = list(self._pool.map(prepare, range(len(images)))) if len(images) > 1 else [prepare(0)] if images else []
+        prepared = (
+            list(self._pool.map(prepare, range(len(images)))) if len(images) > 1 else [prepare(0)] if images else []
+        )
         ok = [i for i, p in enumerate(prepared) if isinstance(p, _Prepared)]
         for i, p in enumerate(prepared):
             if isinstance(p, errors.LookalikeError):
@@ -214,7 +220,7 @@ class GalleryService:
         if ok:
             pixels = [prepared[i].pixels for i in ok]  # type: ignore[union-attr]
             vectors = self.engine.run(pixels, model=model, flip=self.engine.settings.index_flip)
-            for i, vector in zip(ok, vectors):
+            for i, vector in zip(ok, vectors, strict=True):
                 item: _Prepared = prepared[i]  # type: ignore[assignment]
                 try:
                     self.store.add_image(
@@ -228,7 +234,7 @@ class GalleryService:
                 except errors.LookalikeError as exc:
                     results[i] = exc
         subjects = [p.subject if isinstance(p, _Prepared) else None for p in prepared]
-        return list(zip(results, subjects))  # type: ignore[arg-type]
+        return list(zip(results, subjects, strict=True))  # type: ignore[arg-type]
 
     def _prepare(self, group: GroupRecord, new: m.NewImage) -> _Prepared:
         entity = v.entity_id(new.entity_id)
@@ -236,7 +242,9 @@ class GalleryService:
         content = v.custom_content(new.custom_content)
         tags = v.tags(new.tags)
         if self.store.get_image(group.group_id, pic) is not None:  # fail before the costly part
-            raise errors.PicNameAlreadyExist(f"picture {pic!r} already exists in group {self._public(group).group_id!r}")
+            raise errors.PicNameAlreadyExist(
+                f"picture {pic!r} already exists in group {self._public(group).group_id!r}"
+            )
         decoded, subject = self._stored_region(group, new)
         pixels = self.engine.geometry.pixels(decoded)
         check_not_solid(pixels, f"picture {pic!r}")
@@ -308,7 +316,9 @@ class GalleryService:
         group = self._group(group_id)
         data = self.store.get_thumbnail(group.group_id, v.pic_name(pic_name))
         if data is None:
-            raise errors.ImageNotFound(f"picture {pic_name!r} of group {self._public(group).group_id!r} has no thumbnail")
+            raise errors.ImageNotFound(
+                f"picture {pic_name!r} of group {self._public(group).group_id!r} has no thumbnail"
+            )
         return data
 
     def update_images(
@@ -409,7 +419,9 @@ class GalleryService:
         """The hits of decoded pixels: store search, then geometric re-ranking and expansion."""
         settings = self.engine.settings
         # The query's keypoints are found while the model embeds it (one core each).
-        keypoints = self._pool.submit(self.engine.local_features, decoded, query=True) if settings.rerank_depth else None
+        keypoints = (
+            self._pool.submit(self.engine.local_features, decoded, query=True) if settings.rerank_depth else None
+        )
         vector = self._query_vector(group, decoded)
         features = keypoints.result() if keypoints else None
         if features is None and not settings.query_expansion:
@@ -536,14 +548,16 @@ def duplicate_sets(
     for members in group_pairs(len(records), similar_pairs(matrix, min_cosine, threads=threads)):
         keep = min(members, key=lambda i: (records[i].create_time, records[i].pic_name))
         cos = np.clip(matrix[members] @ matrix[keep], -1.0, 1.0)
-        hits = [_hit(records[i], c) for i, c in zip(members, cos.tolist()) if i != keep]
+        hits = [_hit(records[i], c) for i, c in zip(members, cos.tolist(), strict=True) if i != keep]
         hits.sort(key=lambda h: (-h.cosine, h.image.pic_name))
         sets.append(m.DuplicateSet(records[keep], hits, [str(match_of(Level(level), h.cosine)) for h in hits]))
     sets.sort(key=lambda d: (-len(d.duplicates), d.keep.pic_name))
     return m.Duplicates(sets, len(records), min_cosine)
 
 
-def _hit(record: ImageRecord, cosine: float, similarity: float | None = None, inliers: int | None = None) -> m.SearchHit:
+def _hit(
+    record: ImageRecord, cosine: float, similarity: float | None = None, inliers: int | None = None
+) -> m.SearchHit:
     """A picture with its cosine and Tencent's Score: the calibrated 0..100 scale of the
     similarity (the cosine, raised by geometric verification where it ran), rounded."""
     sim = float(cosine if similarity is None else similarity)
