@@ -69,8 +69,8 @@ class Client:
 
     def embed(self, images: Sequence[str | Path | bytes] | str | Path | bytes, model: str | None = None) -> np.ndarray:
         """One image -> (dim,); a list -> (n, dim), float32, unit length."""
-        single = not isinstance(images, (list, tuple))
-        items = [images] if single else list(images)
+        single = isinstance(images, (str, Path, bytes))
+        items = [images] if isinstance(images, (str, Path, bytes)) else list(images)
         body: dict[str, Any] = {"images": [_ref(i) for i in items]}
         if model:
             body["model"] = model

@@ -95,7 +95,7 @@ class ModelInfo(BaseModel):
     default: bool
 
 
-def parse(model: type[BaseModel], data: Any):
+def parse[Model: BaseModel](model: type[Model], data: Any) -> Model:
     """Validates a body, turning pydantic's errors into our InvalidParameter."""
     try:
         return model.model_validate(data)

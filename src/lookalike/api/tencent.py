@@ -327,7 +327,7 @@ async def delete_group(request: Request, p: dict[str, Any]) -> dict[str, Any]:
 async def create_image(request: Request, p: dict[str, Any]) -> dict[str, Any]:
     gallery = gallery_of(request)
 
-    def work() -> None:
+    def work() -> Subject | None:
         group = gallery.get_group(p["GroupId"], count=False)  # an unknown group fails before any download
         new = NewImage(
             entity_id=v.entity_id(p["EntityId"]),

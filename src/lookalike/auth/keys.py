@@ -16,6 +16,7 @@ every check, so a CLI in another process needs no restart of the server.
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
 import hmac
 import os
@@ -195,7 +196,7 @@ class KeyStore:
             raise errors.SecretIdNotFound("the API key is unknown or revoked")
         return Credential(*row[:-1])
 
-    def active(self, kind: Kind) -> list[Credential]:
+    def active(self, kind: Kind) -> builtins.list[Credential]:  # ``list`` here is the method above
         rows = self._conn().execute(
             "SELECT id, kind, tenant, name, qps, created, revoked FROM credentials WHERE kind = ? AND revoked IS NULL",
             (kind,),

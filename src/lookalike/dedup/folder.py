@@ -193,11 +193,11 @@ def _join_similar(
     return vectors, unique, calibration
 
 
-def _read_digest(f: _File) -> tuple[bytes, bytes | None, LookalikeError | None]:
+def _read_digest(f: _File) -> tuple[bytes, bytes, LookalikeError | None]:
     try:
         data = f.path.read_bytes()
     except OSError as exc:
-        return b"", None, InvalidParameterValue(f"cannot read: {exc.strerror or exc}")
+        return b"", b"", InvalidParameterValue(f"cannot read: {exc.strerror or exc}")
     return blake2b(data, digest_size=16).digest(), data, None
 
 

@@ -196,6 +196,47 @@ class GalleryService:
         """
         return [result for result, _ in self.add_images_subjects(group_id, images)]
 
+    def add_uploads(
+        self,
+        group_id: str,
+        uploads: Sequence[tuple[str, bytes]],
+        *,
+        entity_id: str | None = None,
+        pic_name: str | None = None,
+        custom_content: str = "",
+        tags: dict[str, object] | None = None,
+        rect: Rect | None = None,
+    ) -> list[ImageRecord | errors.LookalikeError]:
+        """Adds uploaded files, each ``(filename, bytes)``: a file's EntityId defaults to its name
+        without the extension and its PicName to its name, so a folder's files upload as one
+        entity each without naming anything. ``pic_name`` names one picture: with several files
+        it is refused before any is stored (even empty: an HTML form's blank input)."""
+        if pic_name is not None and len(uploads) > 1:
+            raise errors.InvalidParameter(
+                "pic_name names one picture: send one file, or let the file names be the names"
+            )
+        news = [
+            m.NewImage(
+                entity_id=entity_id or filename.rsplit(".", 1)[0],
+                pic_name=pic_name or filename,
+                image=data,
+                custom_content=custom_content,
+                tags=tags or {},
+                rect=rect,
+            )
+            for filename, data in uploads
+        ]
+        return self.add_images(group_id, news)
+
+    def add_prepared(
+        self, group_id: str, news: Sequence[m.NewImage | errors.LookalikeError]
+    ) -> list[ImageRecord | errors.LookalikeError]:
+        """A batch where some slots already failed (a URL that did not download): the others are
+        added, and each slot keeps its place."""
+        ready = [n for n in news if isinstance(n, m.NewImage)]
+        added = iter(self.add_images(group_id, ready) if ready else [])
+        return [next(added) if isinstance(n, m.NewImage) else n for n in news]
+
     def add_images_subjects(
         self, group_id: str, images: Sequence[m.NewImage]
     ) -> list[tuple[ImageRecord | errors.LookalikeError, sj.Subject | None]]:
@@ -340,6 +381,21 @@ class GalleryService:
         if changed == 0:
             raise self._not_found(group, entity, pic)
         return changed
+
+    def update_image(
+        self, group_id: str, pic_name: str, *, tags: object = None, custom_content: str | None = None
+    ) -> ImageRecord:
+        """The picture called ``pic_name`` with new tags and/or custom content (neither: as it is),
+        read back after the change. ImageNotFound when the group has no such picture."""
+        record = self.find_image(group_id, pic_name)
+        if tags is not None or custom_content is not None:
+            self.update_images(group_id, record.entity_id, record.pic_name, tags=tags, custom_content=custom_content)
+        return self.find_image(group_id, pic_name)
+
+    def delete_image(self, group_id: str, pic_name: str) -> int:
+        """Deletes the picture called ``pic_name``, whatever its entity; ImageNotFound when absent."""
+        record = self.find_image(group_id, pic_name)
+        return self.delete_images(group_id, record.entity_id, record.pic_name)
 
     def delete_images(self, group_id: str, entity_id: str, pic_name: str | None = None) -> int:
         group = self._group(group_id)
@@ -523,6 +579,17 @@ class GalleryService:
         return self.engine.run([pixels], model=group.model)[0]
 
 
+def batch_status(results: Sequence[ImageRecord | errors.LookalikeError]) -> int:
+    """The HTTP status of an add batch: 201 when every picture was stored, 207 when some were;
+    when none was, the errors' own status where they agree (507 for a full disk, 429, 503), else
+    400."""
+    created = sum(1 for r in results if not isinstance(r, errors.LookalikeError))
+    if created:
+        return 201 if created == len(results) else 207
+    statuses = {r.status for r in results if isinstance(r, errors.LookalikeError)}
+    return statuses.pop() if len(statuses) == 1 else 400
+
+
 def duplicate_cosine(level: str, match_threshold: float | None) -> float:
     """The lowest cosine of a duplicate pair: the level's, or the 0..100 threshold's."""
     from lookalike.dedup.report import LEVEL_COSINE, Level
@@ -561,4 +628,4 @@ def _hit(
     """A picture with its cosine and Tencent's Score: the calibrated 0..100 scale of the
     similarity (the cosine, raised by geometric verification where it ran), rounded."""
     sim = float(cosine if similarity is None else similarity)
-    return m.SearchHit(record, float(cosine), int(round(scores.calibrated_score(sim))), inliers)
+    return m.SearchHit(record, float(cosine), round(float(scores.calibrated_score(sim))), inliers)
