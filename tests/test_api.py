@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import base64
-import http.server
 import json
-import threading
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
-from support import distinct_photos, encode, running_server
+from support import ImageServer, b64, distinct_photos, encode, running_server
 from test_decode import png_header_only
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 @pytest.fixture(scope="module")
@@ -42,32 +36,6 @@ def images():
         "other": encode(other, quality=92),
         "png": encode(photo, "PNG"),
     }
-
-
-class ImageServer:
-    """A real HTTP server on 127.0.0.1 serving fixed bytes by path."""
-
-    def __init__(self, routes: dict[str, tuple[int, str, bytes]]):
-        routes_ = routes
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                status, ctype, body = routes_.get(self.path, (404, "text/plain", b"missing"))
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
 
 
 @pytest.fixture(scope="module")

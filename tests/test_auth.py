@@ -34,6 +34,7 @@ from lookalike.api.security import Access
 from lookalike.auth import KeyStore
 from lookalike.config import Settings
 from lookalike.limits import ModelGate, RateLimiter
+from support import b64
 
 pytestmark = pytest.mark.filterwarnings("ignore:datetime.datetime.utcfromtimestamp:DeprecationWarning")
 
@@ -109,9 +110,6 @@ def group_ids(client) -> list[str]:
     req.Limit = 100
     return [g.GroupId for g in client.DescribeGroups(req).Groups]
 
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 # ---------------------------------------------------------------------------- Tencent

@@ -6,7 +6,6 @@ vector or thumbnail, counts that agree), and every acknowledged write present af
 
 from __future__ import annotations
 
-import base64
 import socket
 import sqlite3
 import threading
@@ -18,14 +17,11 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from support import small_tmpfs, take_space
+from support import b64, small_tmpfs, take_space
 
 GROUP_OPTIONS = {"model": "sscd-small", "max_qps": 100_000}
 """The fast model, and no per-group search rate limit in the way of the checks."""
 
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 class Api:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import os
@@ -21,12 +20,10 @@ from lookalike.gallery import GROUP_TYPE_MODELS, GalleryService, NewImage, parse
 from lookalike.images import Rect
 from lookalike.index import open_store
 from lookalike.index.filters import And, Compare, Or, matches
+from support import b64
 
 COLOURS = ("red", "blue", "green")
 
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 @pytest.fixture(scope="module")

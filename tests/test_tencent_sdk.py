@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import http.server
 import json
-import threading
 
 import httpx
 import pytest
@@ -15,14 +12,13 @@ from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.tiia.v20190529 import models, tiia_client
 
+from support import ImageServer, b64
+
 SMALL = (192, 144)
 
 # The SDK itself calls datetime.utcfromtimestamp (deprecated in Python 3.12).
 pytestmark = pytest.mark.filterwarnings("ignore:datetime.datetime.utcfromtimestamp:DeprecationWarning")
 
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 @pytest.fixture(scope="module")
@@ -49,23 +45,9 @@ def client(tc_server) -> tiia_client.TiiaClient:
 def image_host(photos):
     """Real HTTP on 127.0.0.1 serving a few JPEGs for ImageUrl."""
     files = {f"/img/{i}.jpg": photos.jpeg(900 + i, SMALL) for i in range(3)}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = files.get(self.path)
-            self.send_response(200 if body else 404)
-            self.send_header("Content-Type", "image/jpeg")
-            self.send_header("Content-Length", str(len(body or b"")))
-            self.end_headers()
-            self.wfile.write(body or b"")
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", files
-    httpd.shutdown()
+    host = ImageServer({path: (200, "image/jpeg", data) for path, data in files.items()})
+    yield host.base, files
+    host.close()
 
 
 def request(cls, **fields):
