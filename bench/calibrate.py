@@ -359,7 +359,9 @@ def main() -> None:
         print("per edit: cosine to its source (mean / 5th percentile / min)")
         for e, s in r["per_edit"].items():
             print(f"  {e:<9} {s['mean']:.3f} / {s['p05']:.3f} / {s['min']:.3f}")
-        pick = lambda table: [x for x in table if x["threshold"] in PRINT_GRID]  # noqa: E731
+        def pick(table):
+            return [x for x in table if x["threshold"] in PRINT_GRID]
+
         print_table(
             f"[{model}] MATCH: same object/scene ({len(a['match_pos'])} pairs) vs unrelated ({len(a['match_neg'])} "
             "pairs)",

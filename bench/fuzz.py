@@ -38,10 +38,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from common import RESULTS_DIR, markdown_table, shown, write_json  # noqa: E402
-from hostile_files import corpus, mutants  # noqa: E402
-from support import ServerProcess  # noqa: E402
-from test_hostile_files import (  # noqa: E402
+from common import RESULTS_DIR, markdown_table, shown, write_json
+from hostile_files import corpus, mutants
+from support import ServerProcess
+from test_hostile_files import (
     EXTRA_ROUTES,
     ROUTES,
     SEEDS,
@@ -51,7 +51,7 @@ from test_hostile_files import (  # noqa: E402
     seed_gallery,
     server_log_tracebacks,
 )
-from test_schemathesis import fuzz  # noqa: E402
+from test_schemathesis import fuzz
 
 
 def peak_rss_mb(pid: int) -> float | None:

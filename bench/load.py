@@ -62,7 +62,7 @@ import numpy as np
 import common
 
 sys.path.insert(0, str(common.REPO_ROOT / "tests"))
-from support import ServerProcess, encode, synthetic_photo  # noqa: E402
+from support import ServerProcess, encode, synthetic_photo
 
 GROUP = "load"
 TC_VERSION = "2019-05-29"

@@ -65,7 +65,7 @@ import common
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(common.REPO_ROOT / "tests"))
 
-from lookalike.gallery import parse_filter  # noqa: E402
+from lookalike.gallery import parse_filter
 from lookalike.index.base import GroupRecord, ImageRecord  # noqa: E402
 
 DIM = 512

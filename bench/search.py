@@ -34,7 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT / "src") not in sys.path:
     sys.path.insert(0, str(REPO_ROOT / "src"))
 
-import common  # noqa: E402
+import common
 from lookalike.index.ann import EXPANSION_SEARCH, AnnIndex  # noqa: E402
 from lookalike.index.base import GroupRecord, ImageRecord  # noqa: E402
 from lookalike.index.filters import Compare  # noqa: E402
@@ -270,10 +270,10 @@ def main() -> None:
         if cross is None:
             report["crossover"] = old.get("crossover")
     args.out.write_text(json.dumps(report, indent=2))
-    print(table(report["sizes"]))  # type: ignore[arg-type]
+    print(table(report["sizes"]))  # type: ignore[arg-type]  # the report holds JSON values
     if report["crossover"]:
         print("\n| vectors | exact p50 ms | HNSW p50 ms | HNSW recall@10 |\n|---|---|---|---|")
-        for r in report["crossover"]:  # type: ignore[union-attr]
+        for r in report["crossover"]:  # type: ignore[union-attr]  # JSON values, as above
             print(f"| {r['n']:,} | {r['exact_p50_ms']:.2f} | {r['hnsw_p50_ms']:.2f} | {r['hnsw_recall10']:.3f} |")
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import REPO_ROOT, markdown_table, shown, write_json  # noqa: E402
+from common import REPO_ROOT, markdown_table, shown, write_json
 
 
 def load_table():

@@ -92,7 +92,7 @@ def _free_port() -> int:
 def server_available() -> str | None:
     """None when ``lookalike.api.app:create_app`` can be imported, else why not."""
     try:
-        from lookalike.api import app as app_module  # noqa: F401
+        from lookalike.api import app as app_module
     except Exception as exc:  # still being written, or broken
         return f"lookalike.api.app cannot be imported ({type(exc).__name__}: {exc})"
     if not callable(getattr(app_module, "create_app", None)):

@@ -608,10 +608,10 @@ class Canary:
         while not self._stop.is_set():
             for key, _ in self._selector.select(0.1):
                 try:
-                    conn, peer = key.fileobj.accept()  # type: ignore[union-attr]
+                    conn, peer = key.fileobj.accept()  # type: ignore[union-attr]  # only listening sockets are registered
                 except OSError:
                     continue
-                self.hits.append((key.fileobj.getsockname()[0], peer))  # type: ignore[union-attr]
+                self.hits.append((key.fileobj.getsockname()[0], peer))  # type: ignore[union-attr]  # a socket, as above
                 self._answer(conn)
 
     def _answer(self, conn: socket.socket) -> None:
@@ -755,12 +755,12 @@ def serve_with_fakes(port: int, data_dir: Path, spy_file: Path) -> int:
                 spy.write(f"{address[0]} {address[1]}\n")
 
     sys.addaudithook(hook)
-    socket.getaddrinfo = _fake_resolver(socket.getaddrinfo)  # type: ignore[assignment]
+    socket.getaddrinfo = _fake_resolver(socket.getaddrinfo)  # type: ignore[assignment]  # this child process only
     from lookalike.images import fetch
 
     real_is_public = fetch.is_public_address
     stand_in = ipaddress.ip_address(STAND_IN)
-    fetch.is_public_address = lambda ip: ip == stand_in or real_is_public(ip)  # type: ignore[assignment]
+    fetch.is_public_address = lambda ip: ip == stand_in or real_is_public(ip)  # type: ignore[assignment]  # child only
     from lookalike.cli import main
 
     return main(["serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)])
@@ -794,7 +794,7 @@ class SsrfLab:
         allow_private: bool = False,
     ) -> None:
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="lookalike-ssrf-")
-        self.data_dir = Path(data_dir or self._tmp.name)  # type: ignore[union-attr]
+        self.data_dir = Path(data_dir or self._tmp.name)  # type: ignore[union-attr]  # _tmp is set without data_dir
         self.model = model
         self.fetch_timeout_s = fetch_timeout_s
         self.allow_private = allow_private

@@ -198,4 +198,4 @@ class TestBase64:
 
     def test_wrong_type(self):
         with pytest.raises(errors.ImageDecodeFailed):
-            decode_base64(12345, max_bytes=1000)  # type: ignore[arg-type]
+            decode_base64(12345, max_bytes=1000)  # type: ignore[arg-type]  # not text on purpose

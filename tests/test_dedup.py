@@ -245,7 +245,7 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(Exception, match="level must be"):
         find_duplicates(tmp_path, "similar")
     with pytest.raises(Exception, match="keep must be"):
-        find_duplicates(tmp_path, keep="best")  # type: ignore[arg-type]
+        find_duplicates(tmp_path, keep="best")  # type: ignore[arg-type]  # an unknown choice on purpose
 
 
 # --------------------------------------------------------------------------- actions

@@ -125,7 +125,7 @@ def test_bad_job_and_review_requests_get_their_codes(server):
         assert finished(http, "jobs_errors", job["job_id"])["status"] == "done"
 
 
-def test_review_marks_outlive_the_service_and_go_with_their_group(tmp_path, backend):  # noqa: F811
+def test_review_marks_outlive_the_service_and_go_with_their_group(tmp_path, backend):
     settings = backend.make_settings(tmp_path / "data", threads=2)
     engine = Engine(settings)
     pictures = copy_families()

@@ -58,7 +58,9 @@ def assert_native_error(r: httpx.Response, code: str = "InvalidParameter") -> No
 
 def test_explain_returns_the_inlier_matches_as_fractions_of_each_image(server, photos, explain_pictures):
     source, crop = explain_pictures["source.jpg"], explain_pictures["crop.jpg"]
-    b64 = lambda data: {"base64": base64.b64encode(data).decode()}  # noqa: E731
+    def b64(data: bytes) -> dict[str, str]:
+        return {"base64": base64.b64encode(data).decode()}
+
     r = httpx.post(f"{server}/v1/compare", json={"a": b64(source), "b": b64(crop), "explain": True}, timeout=120)
     assert r.status_code == 200, r.text
     body = r.json()

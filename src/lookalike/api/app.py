@@ -212,7 +212,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     _mount_gallery(app, settings, engine)
     _mount_docs(app)
     app.include_router(web.router)  # the web page at /ui
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]  # FastAPI's documented override
     return app
 
 

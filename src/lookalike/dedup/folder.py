@@ -141,7 +141,7 @@ def find_duplicates(
             )
             row_of = {usable[file_index].digest: row for row, file_index in enumerate(unique)}
         for members in sets.groups():  # without contents the decoder refused (and their byte copies)
-            members = [i for i in members if not usable[i].content.error_code]  # type: ignore[union-attr]
+            members = [i for i in members if not _refused(usable[i])]
             if len(members) > 1:
                 report.groups.append(_describe(members, usable, keep, pixels, vectors, row_of, level, calibration))
         report.groups.sort(key=lambda g: g.keep.path)
@@ -191,6 +191,11 @@ def _join_similar(
         sets.union(unique[a], unique[b])
     report.seconds["match"] = time.perf_counter() - tick
     return vectors, unique, calibration
+
+
+def _refused(f: _File) -> bool:
+    """The decoder refused the file's content (or it has none yet)."""
+    return f.content is None or bool(f.content.error_code)
 
 
 def _read_digest(f: _File) -> tuple[bytes, bytes, LookalikeError | None]:

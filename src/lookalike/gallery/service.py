@@ -254,15 +254,14 @@ class GalleryService:
         prepared = (
             list(self._pool.map(prepare, range(len(images)))) if len(images) > 1 else [prepare(0)] if images else []
         )
-        ok = [i for i, p in enumerate(prepared) if isinstance(p, _Prepared)]
+        ok = [(i, p) for i, p in enumerate(prepared) if isinstance(p, _Prepared)]
         for i, p in enumerate(prepared):
             if isinstance(p, errors.LookalikeError):
                 results[i] = p
         if ok:
-            pixels = [prepared[i].pixels for i in ok]  # type: ignore[union-attr]
+            pixels = [item.pixels for _, item in ok]
             vectors = self.engine.run(pixels, model=model, flip=self.engine.settings.index_flip)
-            for i, vector in zip(ok, vectors, strict=True):
-                item: _Prepared = prepared[i]  # type: ignore[assignment]
+            for (i, item), vector in zip(ok, vectors, strict=True):
                 try:
                     self.store.add_image(
                         item.record,
@@ -275,7 +274,8 @@ class GalleryService:
                 except errors.LookalikeError as exc:
                     results[i] = exc
         subjects = [p.subject if isinstance(p, _Prepared) else None for p in prepared]
-        return list(zip(results, subjects, strict=True))  # type: ignore[arg-type]
+        done = [r for r in results if r is not None]  # every slot was filled: an error or a record
+        return list(zip(done, subjects, strict=True))
 
     def _prepare(self, group: GroupRecord, new: m.NewImage) -> _Prepared:
         entity = v.entity_id(new.entity_id)
