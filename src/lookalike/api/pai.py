@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from lookalike.api.common import engine_of, in_thread, load_image_field, read_json_object, request_id
+from lookalike.api.common import EngineDep, RequestId, in_thread, load_image_field, read_json_object
 from lookalike.api.security import require_eas_signature
 from lookalike.errors import InvalidParameter, LookalikeError
 
@@ -38,7 +38,7 @@ _BODY = {
     summary="Compare two images (PAI EAS)",
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _BODY}}}},
 )
-async def predict(service_name: str, request: Request):
+async def predict(service_name: str, request: Request, rid: RequestId, engine: EngineDep):
     """Errors: error_response, by the app's handler."""
     await require_eas_signature(request)
     body = await read_json_object(request)
@@ -48,7 +48,6 @@ async def predict(service_name: str, request: Request):
     for name in sorted(_FIELDS):
         if name not in body:
             raise InvalidParameter(f"missing {name} (base64 image)")
-    engine = engine_of(request)
 
     def work():
         a = load_image_field(engine.settings, b64=body["imagea"], name="imagea")
@@ -56,7 +55,6 @@ async def predict(service_name: str, request: Request):
         return engine.compare(a, b)
 
     result = await in_thread(work)
-    rid = request_id(request)
     return {
         "similarity": [round(result.score, 4)],
         "l2_distance": [round(result.l2_distance, 6)],
