@@ -77,7 +77,12 @@ def make_copy(data: bytes, edit: str, rng: random.Random) -> bytes:
         draw = ImageDraw.Draw(layer)
         band = max(12, h // 8)  # a caption banner along the bottom
         draw.rectangle((0, h - band, w, h), fill=(0, 0, 0, 150))
-        draw.text((8, h - band + band // 6), "lookalike test caption 2026", font=_font(band * 2 // 3), fill=(255, 255, 255, 230))
+        draw.text(
+            (8, h - band + band // 6),
+            "lookalike test caption 2026",
+            font=_font(band * 2 // 3),
+            fill=(255, 255, 255, 230),
+        )
         x, y = rng.randint(0, w // 2), rng.randint(0, h // 3)  # a watermark-like text
         draw.text((x, y), "@copy", font=_font(max(10, h // 10)), fill=(255, 255, 0, 170))
         im = Image.alpha_composite(im.convert("RGBA"), layer).convert("RGB")
@@ -193,7 +198,9 @@ def run_model(engine, model: str, sets: list[common.EvalSet], copies: dict) -> d
     }
 
 
-def verify_pairs(engine, blobs: list[bytes], copies: dict, sims: np.ndarray, cs: np.ndarray, groups: np.ndarray, top: int = 5) -> dict:
+def verify_pairs(
+    engine, blobs: list[bytes], copies: dict, sims: np.ndarray, cs: np.ndarray, groups: np.ndarray, top: int = 5
+) -> dict:
     """Geometric verification where it runs in the product: every same-object pair, every copy
     with its original, and each image's ``top`` nearest others (where search re-ranks). Those
     entries become ``scores.similarity``; the rest keep their cosine (unverified pairs are
@@ -220,7 +227,7 @@ def verify_pairs(engine, blobs: list[bytes], copies: dict, sims: np.ndarray, cs:
             pairs.update((min(a, int(b)), max(a, int(b))) for b in np.argpartition(-masked[a], top)[:top])
         pairs = sorted(pairs)
         inl = list(pool.map(lambda p: verify(orig_f[p[0]], orig_f[p[1]]), pairs))
-        for (a, b), v in zip(pairs, inl):
+        for (a, b), v in zip(pairs, inl, strict=True):
             sims[a, b] = sims[b, a] = scores.similarity(float(sims[a, b]), v.inliers, v.share)
         src = copies["source"]
         copy_pairs = {(i, int(src[i])) for i in range(len(src))}
@@ -228,8 +235,8 @@ def verify_pairs(engine, blobs: list[bytes], copies: dict, sims: np.ndarray, cs:
             copy_pairs.update((i, int(b)) for b in np.argpartition(-cs[i], top)[:top])
         copy_pairs = sorted(copy_pairs)
         cinl = list(pool.map(lambda p: verify(copy_f[p[0]], orig_f[p[1]]), copy_pairs))
-    copy_inliers, same_object = [], [v for (a, b), v in zip(pairs, inl) if groups[a] == groups[b]]
-    for (i, b), v in zip(copy_pairs, cinl):
+    copy_inliers, same_object = [], [v for (a, b), v in zip(pairs, inl, strict=True) if groups[a] == groups[b]]
+    for (i, b), v in zip(copy_pairs, cinl, strict=True):
         cs[i, b] = scores.similarity(float(cs[i, b]), v.inliers, v.share)
         if b == src[i]:
             copy_inliers.append((copies["edit"][i], v))
@@ -286,7 +293,13 @@ def print_table(title: str, rows: list[dict], extra: dict[str, np.ndarray] | Non
     headers = ["cosine", "precision", "recall", "F1", "FPR"] + list(extra or {})
     out = []
     for r in rows:
-        line = [f"{r['threshold']:.2f}", f"{r['precision']:.4f}", f"{r['recall']:.4f}", f"{r['f1']:.4f}", f"{r['fpr']:.5f}"]
+        line = [
+            f"{r['threshold']:.2f}",
+            f"{r['precision']:.4f}",
+            f"{r['recall']:.4f}",
+            f"{r['f1']:.4f}",
+            f"{r['fpr']:.5f}",
+        ]
         for values in (extra or {}).values():
             line.append(f"{1 - frac_at_least(values, r['threshold']):.4f}")
         out.append(line)
@@ -295,7 +308,9 @@ def print_table(title: str, rows: list[dict], extra: dict[str, np.ndarray] | Non
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default=",".join(common.MODELS), help="the first one is fitted (default: %(default)s)")
+    parser.add_argument(
+        "--models", default=",".join(common.MODELS), help="the first one is fitted (default: %(default)s)"
+    )
     parser.add_argument("--sources", type=int, default=300, help="images copied with every edit (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0)
@@ -314,7 +329,10 @@ def main() -> None:
             copies["edit"].append(e)
     copies["source"] = np.array(copies["source"])
     copies["edit"] = np.array(copies["edit"])
-    print(f"{sum(len(s) for s in sets)} originals, {len(copies['blobs'])} copies of {len(copies['blobs']) // len(EDITS)} images")
+    print(
+        f"{sum(len(s) for s in sets)} originals, {len(copies['blobs'])} copies of "
+        f"{len(copies['blobs']) // len(EDITS)} images"
+    )
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     engine = common.make_engine(args.threads)
@@ -341,9 +359,12 @@ def main() -> None:
         print("per edit: cosine to its source (mean / 5th percentile / min)")
         for e, s in r["per_edit"].items():
             print(f"  {e:<9} {s['mean']:.3f} / {s['p05']:.3f} / {s['min']:.3f}")
-        pick = lambda table: [x for x in table if x["threshold"] in PRINT_GRID]  # noqa: E731
+        def pick(table):
+            return [x for x in table if x["threshold"] in PRINT_GRID]
+
         print_table(
-            f"[{model}] MATCH: same object/scene ({len(a['match_pos'])} pairs) vs unrelated ({len(a['match_neg'])} pairs)",
+            f"[{model}] MATCH: same object/scene ({len(a['match_pos'])} pairs) vs unrelated ({len(a['match_neg'])} "
+            "pairs)",
             pick(match_table),
             {"unrelated below": a["match_neg"]},
         )
@@ -354,21 +375,31 @@ def main() -> None:
             {"non-copies below": a["non_copies"], "same-object photos below": a["hard_neg"]},
         )
         print_table(
-            f"[{model}] SAME IMAGE: re-encodes/resizes ({len(a['same_pos'])}) vs edits + non-copies ({len(a['same_neg'])})",
+            f"[{model}] SAME IMAGE: re-encodes/resizes ({len(a['same_pos'])}) vs edits + non-copies "
+            f"({len(a['same_neg'])})",
             pick(same_table),
             {"edited copies below": a["edited_copies"]},
         )
         print(f"[{model}] best-F1 anchors: {r['fitted']}")
         if r["verification"]:
             print(f"\n[{model}] copies (by edit) vs other photos of the same object with at least t inliers, share r")
-            print(common.markdown_table(
-                ["t", "r", "copies", "same-object photos"] + list(EDITS),
-                [[x["inliers"], x["share"], f"{x['copies_at_least']:.3f}", f"{x['same_object_at_least']:.3f}"] + [f"{x['per_edit'][e]:.2f}" for e in EDITS] for x in r["verification"]["inlier_table"]],
-            ))
+            print(
+                common.markdown_table(
+                    ["t", "r", "copies", "same-object photos"] + list(EDITS),
+                    [
+                        [x["inliers"], x["share"], f"{x['copies_at_least']:.3f}", f"{x['same_object_at_least']:.3f}"]
+                        + [f"{x['per_edit'][e]:.2f}" for e in EDITS]
+                        for x in r["verification"]["inlier_table"]
+                    ],
+                )
+            )
 
     fitted = fits[models[0]]
     constants = (fitted["MATCH_COSINE"], fitted["COPY_COSINE"], fitted["SAME_IMAGE_COSINE"])
-    print(f"\nFitted on {models[0]}: MATCH_COSINE={constants[0]:.2f} COPY_COSINE={constants[1]:.2f} SAME_IMAGE_COSINE={constants[2]:.2f}")
+    print(
+        f"\nFitted on {models[0]}: MATCH_COSINE={constants[0]:.2f} COPY_COSINE={constants[1]:.2f} "
+        f"SAME_IMAGE_COSINE={constants[2]:.2f}"
+    )
     from lookalike import scores
 
     shipped = (scores.MATCH_COSINE, scores.COPY_COSINE, scores.SAME_IMAGE_COSINE)
@@ -381,7 +412,8 @@ def main() -> None:
                 [
                     label,
                     model,
-                    f"{anchors[0]:.2f}: P {d['match']['precision']:.3f} R {d['match']['recall']:.3f} FPR {d['match']['fpr']:.4f}",
+                    f"{anchors[0]:.2f}: P {d['match']['precision']:.3f} R {d['match']['recall']:.3f} FPR "
+                    f"{d['match']['fpr']:.4f}",
                     f"{anchors[1]:.2f}: P {d['copy']['precision']:.3f} R {d['copy']['recall']:.3f} "
                     f"same-obj below {d['copy']['same_object_photos_below']:.3f}",
                     f"{anchors[2]:.2f}: P {d['same_image']['precision']:.3f} R {d['same_image']['recall']:.3f} "
@@ -389,14 +421,21 @@ def main() -> None:
                 ]
             )
     print()
-    print(common.markdown_table(["anchors", "model", "MATCH (same object)", "COPY (copies)", "SAME_IMAGE"], summary_rows))
+    print(
+        common.markdown_table(["anchors", "model", "MATCH (same object)", "COPY (copies)", "SAME_IMAGE"], summary_rows)
+    )
     print("\ncopies above COPY_COSINE / SAME_IMAGE_COSINE per edit (fitted, first model):")
     d = results[models[0]]["at"]["fitted"]
     print(
         common.markdown_table(
             ["edit", "mean cosine", f">= COPY {constants[1]:.2f}", f">= SAME_IMAGE {constants[2]:.2f}"],
             [
-                [e, f"{results[models[0]]['per_edit'][e]['mean']:.3f}", f"{d['copy']['per_edit_above'][e]:.3f}", f"{d['same_image']['per_edit_above'][e]:.3f}"]
+                [
+                    e,
+                    f"{results[models[0]]['per_edit'][e]['mean']:.3f}",
+                    f"{d['copy']['per_edit_above'][e]:.3f}",
+                    f"{d['same_image']['per_edit_above'][e]:.3f}",
+                ]
                 for e in EDITS
             ],
         )
@@ -406,7 +445,12 @@ def main() -> None:
         r.pop("_arrays")
     path = common.write_json(
         args.out,
-        {"argv": vars(args), "fitted_on": models[0], "anchors": dict(zip(("MATCH_COSINE", "COPY_COSINE", "SAME_IMAGE_COSINE"), constants)), "results": results},
+        {
+            "argv": vars(args),
+            "fitted_on": models[0],
+            "anchors": dict(zip(("MATCH_COSINE", "COPY_COSINE", "SAME_IMAGE_COSINE"), constants, strict=True)),
+            "results": results,
+        },
     )
     print(f"\nwrote {common.shown(path)}")
 

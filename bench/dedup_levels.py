@@ -105,7 +105,7 @@ def main() -> int:
         ["cosine", "UKBench-t precision", "UKBench-t recall", "largest group", "Holidays precision", "Holidays recall",
          "largest group"],
         [[a["cosine"], f"{a['precision']:.3f}", f"{a['recall']:.3f}", a["largest_group"], f"{b['precision']:.3f}",
-          f"{b['recall']:.3f}", b["largest_group"]] for a, b in zip(scene_ukt, scene_hol)],
+          f"{b['recall']:.3f}", b["largest_group"]] for a, b in zip(scene_ukt, scene_hol, strict=True)],
     ))
     path = common.write_json("dedup_levels.json", {
         "model": args.model, "files": len(names), "embed_seconds": seconds, "near": near,

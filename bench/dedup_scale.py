@@ -115,14 +115,21 @@ def build(count: int, seed: int, out: Path | None) -> tuple[Path, dict[str, int]
         shutil.rmtree(out)
     per = [count // len(originals) + (1 if i < count % len(originals) else 0) for i in range(len(originals))]
     folders = max(1, count // PER_FOLDER)
-    jobs = [(i, str(p), n, folders, seed, str(out / "images")) for i, (p, n) in enumerate(zip(originals, per)) if n]
+    jobs = [
+        (i, str(p), n, folders, seed, str(out / "images"))
+        for i, (p, n) in enumerate(zip(originals, per, strict=True))
+        if n
+    ]
     files: dict[str, int] = {}
     start = time.perf_counter()
     with ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         for done, part in enumerate(pool.map(_make_family, jobs, chunksize=8), 1):
             files.update(part)
             if done % 200 == 0:
-                print(f"  {done}/{len(jobs)} families, {len(files):,} files, {time.perf_counter() - start:.0f} s", file=sys.stderr)
+                print(
+                    f"  {done}/{len(jobs)} families, {len(files):,} files, {time.perf_counter() - start:.0f} s",
+                    file=sys.stderr,
+                )
     truth_path.write_text(json.dumps({"params": params, "files": files}))
     return out / "images", files
 
@@ -184,7 +191,14 @@ def main() -> int:
         for name in ("cold", "warm"):
             print(f"{name} run on {folder} ...", file=sys.stderr)
             result = run_dedup(folder, Path(data_dir), args.threads, args.model)
-            runs.append({"run": name, "files": result["report"]["files"], **_summary(result), **quality(result["report"], truth)})
+            runs.append(
+                {
+                    "run": name,
+                    "files": result["report"]["files"],
+                    **_summary(result),
+                    **quality(result["report"], truth),
+                }
+            )
             print(f"  {runs[-1]}", file=sys.stderr)
         # subsets by sub-folder (a warm cache: the cost after embedding against n)
         subfolders = sorted(p for p in folder.iterdir() if p.is_dir())
@@ -204,7 +218,16 @@ def main() -> int:
     print(common.markdown_table(
         ["run", "files", "wall s", "embed s", "match s", "peak RSS MB", "groups", "pair precision", "pair recall"], rows
     ))
-    path = common.write_json("dedup_scale.json", {"count": args.count, "model": args.model or "sscd", "runs": runs, "load_average": load, "machine": common.machine()})
+    path = common.write_json(
+        "dedup_scale.json",
+        {
+            "count": args.count,
+            "model": args.model or "sscd",
+            "runs": runs,
+            "load_average": load,
+            "machine": common.machine(),
+        },
+    )
     print(f"wrote {common.shown(path)}")
     return 0
 

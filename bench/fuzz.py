@@ -38,10 +38,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from common import RESULTS_DIR, markdown_table, shown, write_json  # noqa: E402
-from hostile_files import corpus, mutants  # noqa: E402
-from support import ServerProcess  # noqa: E402
-from test_hostile_files import (  # noqa: E402
+from common import RESULTS_DIR, markdown_table, shown, write_json
+from hostile_files import corpus, mutants
+from support import ServerProcess
+from test_hostile_files import (
     EXTRA_ROUTES,
     ROUTES,
     SEEDS,
@@ -51,7 +51,7 @@ from test_hostile_files import (  # noqa: E402
     seed_gallery,
     server_log_tracebacks,
 )
-from test_schemathesis import fuzz  # noqa: E402
+from test_schemathesis import fuzz
 
 
 def peak_rss_mb(pid: int) -> float | None:
@@ -66,7 +66,9 @@ def peak_rss_mb(pid: int) -> float | None:
 
 def metrics_5xx(client: httpx.Client) -> int:
     text = client.get("/metrics").text
-    return int(sum(float(m.group(1)) for m in re.finditer(r'lookalike_requests_total\{[^}]*status="5\d\d"[^}]*\} (\S+)', text)))
+    return int(
+        sum(float(m.group(1)) for m in re.finditer(r'lookalike_requests_total\{[^}]*status="5\d\d"[^}]*\} (\S+)', text))
+    )
 
 
 def main() -> int:
@@ -101,8 +103,10 @@ def main() -> int:
             gallery_problems = check_gallery_after(client, run)
         problems += gallery_problems
         latencies = sorted(o.seconds for o in run.outcomes)
-        print(f"  {len(run.outcomes)} requests in {run.seconds:.1f} s, {run.server_errors} 5xx, "
-              f"{len(run.problems)} answers not as documented, gallery {'intact' if not gallery_problems else 'DAMAGED'}")
+        print(
+            f"  {len(run.outcomes)} requests in {run.seconds:.1f} s, {run.server_errors} 5xx, "
+            f"{len(run.problems)} answers not as documented, gallery {'intact' if not gallery_problems else 'DAMAGED'}"
+        )
 
         # 2. schemathesis on every operation
         print(f"schemathesis: {args.examples} examples per operation and pass")
@@ -139,17 +143,30 @@ def main() -> int:
     for route in (r.name for r in routes):
         counts = run.by_route().get(route, Counter())
         ok = sum(n for k, n in counts.items() if k.endswith(" ok"))
-        fivexx = sum(n for k, n in counts.items() if k[:1] == "5" or k.startswith("0 ") or "InternalError" in k or "InnerError" in k)
+        fivexx = sum(
+            n
+            for k, n in counts.items()
+            if k[:1] == "5" or k.startswith("0 ") or "InternalError" in k or "InnerError" in k
+        )
         top = ", ".join(f"{k.split(' ', 1)[1]} {n}" for k, n in counts.most_common(4) if not k.endswith(" ok"))
         rows.append((route, sum(counts.values()), ok, fivexx, top))
     print()
     print(markdown_table(["route", "requests", "accepted", "5xx", "most frequent refusals"], rows))
-    st_rows = [(op, sum(c.values()), ", ".join(f"{s}: {n}" for s, n in sorted(c.items()))) for op, c in st.by_operation().items()]
+    st_rows = [
+        (op, sum(c.values()), ", ".join(f"{s}: {n}" for s, n in sorted(c.items())))
+        for op, c in st.by_operation().items()
+    ]
     print()
     print(markdown_table(["operation", "requests", "statuses"], st_rows))
     print()
-    print(f"requests sent: {len(run.outcomes) + len(st.records)} ({len(run.outcomes)} hostile files, {len(st.records)} schemathesis)")
-    print(f"5xx: {hostile_5xx} hostile, {st_5xx} schemathesis, {st_hangs} without an answer; /metrics counted {counted_5xx if alive else '?'}")
+    print(
+        f"requests sent: {len(run.outcomes) + len(st.records)} ({len(run.outcomes)} hostile files, {len(st.records)} "
+        "schemathesis)"
+    )
+    print(
+        f"5xx: {hostile_5xx} hostile, {st_5xx} schemathesis, {st_hangs} without an answer; /metrics counted "
+        f"{counted_5xx if alive else '?'}"
+    )
     print(f"server after: {'healthy' if healthy else 'NOT healthy'}; health checks {health or 'ok'}; "
           f"seeded gallery {seeds_left}; tracebacks in its log: {len(tracebacks)}; peak RSS {rss} MB")
     for p in problems[:20]:
@@ -171,9 +188,14 @@ def main() -> int:
             "not_as_documented": len(run.problems),
             "problems": run.problems[:50],
             "gallery_problems": gallery_problems,
-            "latency_s": {"p50": round(latencies[len(latencies) // 2], 4), "p99": round(latencies[int(len(latencies) * 0.99)], 4),
-                          "max": round(latencies[-1], 4)},
-            "slowest": [(o.route, o.item.name, round(o.seconds, 3)) for o in sorted(run.outcomes, key=lambda o: -o.seconds)[:10]],
+            "latency_s": {
+                "p50": round(latencies[len(latencies) // 2], 4),
+                "p99": round(latencies[int(len(latencies) * 0.99)], 4),
+                "max": round(latencies[-1], 4),
+            },
+            "slowest": [
+                (o.route, o.item.name, round(o.seconds, 3)) for o in sorted(run.outcomes, key=lambda o: -o.seconds)[:10]
+            ],
             "per_route": per_route,
         },
         "schemathesis": {
@@ -184,8 +206,10 @@ def main() -> int:
             "seconds": round(st.seconds, 1),
             "server_errors": st_5xx,
             "no_answer": st_hangs,
-            "failures": [{"operation": r.operation, "mode": r.mode, "status": r.status, "failure": r.failure, "curl": r.curl}
-                         for r in st_errors[:50]],
+            "failures": [
+                {"operation": r.operation, "mode": r.mode, "status": r.status, "failure": r.failure, "curl": r.curl}
+                for r in st_errors[:50]
+            ],
             "per_operation": {op: dict(sorted(c.items())) for op, c in st.by_operation().items()},
             "skipped": st.skipped,
             "generation_errors": st.errors,

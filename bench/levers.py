@@ -22,6 +22,7 @@ import argparse
 import io
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -84,13 +85,19 @@ def rank(q, x, inliers, *, depth, threshold, bonus, expand, queries):
     return f
 
 
+def _inliers(features: list, pair: tuple[int, int]) -> int:
+    from lookalike.models.local import verify
+
+    return verify(features[pair[0]], features[pair[1]]).inliers
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--depth", type=int, default=20)
     parser.add_argument("--out", default="levers.json")
     args = parser.parse_args()
     root = common.require_eval_sets(common.SETS)
-    from lookalike.models.local import extract, verify
+    from lookalike.models.local import extract
 
     engine = common.make_engine()
     rows: dict[str, dict[str, float]] = {}
@@ -114,10 +121,10 @@ def main() -> int:
             np.fill_diagonal(s, -9)
             pairs = {(i, int(j)) for i in queries for j in np.argsort(-s[i])[: args.depth]}
             pairs = sorted(pairs)
-            inliers = dict(zip(pairs, pool.map(lambda p: verify(features[p[0]], features[p[1]]).inliers, pairs)))
+            inliers = dict(zip(pairs, pool.map(partial(_inliers, features), pairs), strict=True))
         timings[f"{name}_verify_s"] = time.perf_counter() - start
 
-        def put(label: str, value: float) -> None:
+        def put(label: str, value: float, name: str = name) -> None:
             rows.setdefault(label, {})[name] = value
 
         plain = dict(depth=0, threshold=99, bonus=0.0, expand=False, queries=queries)
@@ -127,21 +134,52 @@ def main() -> int:
         mu = x.mean(axis=0)
         put("short288 + flip + centring", evaluate(data, rank(unit(q - mu), unit(x - mu), {}, **plain)))
         put("short288 + flip + QE", evaluate(data, rank(q, x, {}, **{**plain, "expand": True})))
-        put("short288 + flip + centring + QE", evaluate(data, rank(unit(q - mu), unit(x - mu), {}, **{**plain, "expand": True})))
+        put(
+            "short288 + flip + centring + QE",
+            evaluate(data, rank(unit(q - mu), unit(x - mu), {}, **{**plain, "expand": True})),
+        )
         for threshold in (7, 8, 10, 15):
             for bonus in (0.05, 0.1):
                 knobs = dict(depth=args.depth, threshold=threshold, bonus=bonus, queries=queries)
-                put(f"short288 + flip + verify T{threshold} B{bonus}", evaluate(data, rank(q, x, inliers, expand=False, **knobs)))
-                put(f"short288 + flip + verify T{threshold} B{bonus} + QE", evaluate(data, rank(q, x, inliers, expand=True, **knobs)))
-        put("short288 + flip + centring + verify T7 B0.1 + QE", evaluate(data, rank(unit(q - mu), unit(x - mu), inliers, expand=True, depth=args.depth, threshold=7, bonus=0.1, queries=queries)))
+                put(
+                    f"short288 + flip + verify T{threshold} B{bonus}",
+                    evaluate(data, rank(q, x, inliers, expand=False, **knobs)),
+                )
+                put(
+                    f"short288 + flip + verify T{threshold} B{bonus} + QE",
+                    evaluate(data, rank(q, x, inliers, expand=True, **knobs)),
+                )
+        put(
+            "short288 + flip + centring + verify T7 B0.1 + QE",
+            evaluate(
+                data,
+                rank(
+                    unit(q - mu),
+                    unit(x - mu),
+                    inliers,
+                    expand=True,
+                    depth=args.depth,
+                    threshold=7,
+                    bonus=0.1,
+                    queries=queries,
+                ),
+            ),
+        )
         print(f"{name}: done ({timings})", flush=True)
 
-    path = common.write_json(args.out, {"argv": vars(args), "machine": common.machine(), "rows": rows, "timings": timings})
+    path = common.write_json(
+        args.out, {"argv": vars(args), "machine": common.machine(), "rows": rows, "timings": timings}
+    )
     print(f"wrote {path}")
-    print(common.markdown_table(
-        ["levers", "UKBench N-S", "Holidays mAP"],
-        [[label, f"{r.get('ukbench1000', float('nan')):.3f}", f"{r.get('holidays811', float('nan')):.2f}"] for label, r in rows.items()],
-    ))
+    print(
+        common.markdown_table(
+            ["levers", "UKBench N-S", "Holidays mAP"],
+            [
+                [label, f"{r.get('ukbench1000', float('nan')):.3f}", f"{r.get('holidays811', float('nan')):.2f}"]
+                for label, r in rows.items()
+            ],
+        )
+    )
     return 0
 
 

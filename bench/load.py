@@ -62,7 +62,7 @@ import numpy as np
 import common
 
 sys.path.insert(0, str(common.REPO_ROOT / "tests"))
-from support import ServerProcess, encode, synthetic_photo  # noqa: E402
+from support import ServerProcess, encode, synthetic_photo
 
 GROUP = "load"
 TC_VERSION = "2019-05-29"
@@ -378,8 +378,8 @@ def summarise(results: list[Result], wall_s: float, start: float) -> dict:
 
 def rss_figures(samples: list[tuple], start_mb: float, end_mb: float) -> dict:
     rss = [s[2] for s in samples] or [start_mb]
-    out = {"start_mb": round(start_mb, 1), "peak_mb": round(max(rss + [start_mb, end_mb]), 1), "end_mb": round(end_mb, 1),
-           "growth_mb": round(end_mb - start_mb, 1), "samples": len(samples)}  # fmt: skip
+    out = {"start_mb": round(start_mb, 1), "peak_mb": round(max(rss + [start_mb, end_mb]), 1),
+           "end_mb": round(end_mb, 1), "growth_mb": round(end_mb - start_mb, 1), "samples": len(samples)}  # fmt: skip
     if len(samples) >= 10:
         t = np.array([s[0] for s in samples])
         slope = np.polyfit(t - t[0], np.array(rss), 1)[0]
@@ -475,10 +475,23 @@ def print_phase(name: str, s: dict) -> None:
           f"client {s['client_cpu_cores']}, other work {s['other_cpu_cores']} (of {os.cpu_count()}); "
           f"load average {s['loadavg_1m_start_end']}")  # fmt: skip
     headers = ["operation", "requests", "ok", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "shed"]
-    rows = [[op, r["requests"], r["ok"], r["req_per_s"], r["p50_ms"], r["p95_ms"], r["p99_ms"], r["max_ms"], r.get("shed", 0)]
+    rows = [[op, r["requests"], r["ok"], r["req_per_s"], r["p50_ms"], r["p95_ms"], r["p99_ms"], r["max_ms"],
+             r.get("shed", 0)]
             for op, r in s["per_op"].items()]  # fmt: skip
     lat = s["latency_ok"]
-    rows.append(["all (ok)", s["requests"], s["ok"], s["req_per_s"], lat["p50_ms"], lat["p95_ms"], lat["p99_ms"], lat["max_ms"], s["shed"]])
+    rows.append(
+        [
+            "all (ok)",
+            s["requests"],
+            s["ok"],
+            s["req_per_s"],
+            lat["p50_ms"],
+            lat["p95_ms"],
+            lat["p99_ms"],
+            lat["max_ms"],
+            s["shed"],
+        ]
+    )
     print(common.markdown_table(headers, rows))
     print(f"errors: {s['error_count']} {s['errors'] or ''}; 5xx (other than ServerBusy): {s['server_errors_5xx']}; "
           f"transport: {s['transport_errors']}")  # fmt: skip
@@ -490,9 +503,13 @@ def print_phase(name: str, s: dict) -> None:
     if hits:
         print("searches with at least one hit: " + ", ".join(hits))
     if s["shed"]:
-        print(f"shed (ServerBusy): {s['shed']}, answered in p50 {s['shed_latency']['p50_ms']} ms / p99 {s['shed_latency']['p99_ms']} ms")
+        print(
+            f"shed (ServerBusy): {s['shed']}, answered in p50 {s['shed_latency']['p50_ms']} ms / p99 "
+            f"{s['shed_latency']['p99_ms']} ms"
+        )
     r = s["rss"]
-    print(f"server RSS: start {r['start_mb']} MB, peak {r['peak_mb']} MB, end {r['end_mb']} MB, growth {r['growth_mb']:+} MB"
+    print(f"server RSS: start {r['start_mb']} MB, peak {r['peak_mb']} MB, end {r['end_mb']} MB, "
+          f"growth {r['growth_mb']:+} MB"
           + (f", slope {r['slope_mb_per_min']:+} MB/min" if "slope_mb_per_min" in r else "")
           + (f", threads {r['threads_start_end_max']}" if "threads_start_end_max" in r else ""))  # fmt: skip
 
@@ -528,7 +545,9 @@ def main() -> int:
                         help="default: 3 x (model concurrency + queue), at least 64")  # fmt: skip
     parser.add_argument("--overload-duration", type=float, default=60.0)
     parser.add_argument("--overload-mix", default="compare=50,search=50", help="model-bound requests only by default")
-    parser.add_argument("--model-concurrency", type=int, default=None, help="LOOKALIKE_MODEL_CONCURRENCY for the server")
+    parser.add_argument(
+        "--model-concurrency", type=int, default=None, help="LOOKALIKE_MODEL_CONCURRENCY for the server"
+    )
     parser.add_argument("--model-queue", type=int, default=None, help="LOOKALIKE_MODEL_QUEUE for the server")
     parser.add_argument("--wait-quiet", type=float, default=0, metavar="S",
                         help="first wait up to S seconds for the 1-minute load average to fall below 1")  # fmt: skip
@@ -558,7 +577,9 @@ def main() -> int:
 
     pics = load_pictures(args.seed_images)
     mix = parse_mix(args.mix)
-    print(f"pictures: {pics.source}; gallery {len(pics.seed)}, queries {len(pics.queries)}, creates {len(pics.creates)}")
+    print(
+        f"pictures: {pics.source}; gallery {len(pics.seed)}, queries {len(pics.queries)}, creates {len(pics.creates)}"
+    )
     print(f"server settings: {limits}; env {env or '{}'}", flush=True)
 
     common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -567,8 +588,12 @@ def main() -> int:
         "pictures": pics.source, "server_env": env, "server_settings": limits,
     }  # fmt: skip
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=common.REPO_ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=common.REPO_ROOT, capture_output=True, text=True)
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=common.REPO_ROOT, capture_output=True, text=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"], cwd=common.REPO_ROOT, capture_output=True, text=True
+        )
         payload["git"] = {"head": head.stdout.strip(), "src_uncommitted_files": len(dirty.stdout.splitlines())}
     except OSError:
         pass
@@ -595,18 +620,28 @@ def main() -> int:
         phases: dict[str, dict] = {}
         if args.warmup > 0:
             print(f"warm-up {args.warmup:g} s ...", flush=True)
-            phases["warmup"] = run_phase("warmup", server, sampler, work, args.concurrency, args.warmup, args.seed, args.timeout)
+            phases["warmup"] = run_phase(
+                "warmup", server, sampler, work, args.concurrency, args.warmup, args.seed, args.timeout
+            )
         print(f"measuring {args.duration:g} s at concurrency {args.concurrency} ...", flush=True)
-        phases["main"] = run_phase("main", server, sampler, work, args.concurrency, args.duration, args.seed + 1, args.timeout)
+        phases["main"] = run_phase(
+            "main", server, sampler, work, args.concurrency, args.duration, args.seed + 1, args.timeout
+        )
         print_phase("main", phases["main"])
 
         acked = sum(p["acknowledged_creates"] for p in phases.values())
         uncertain = sum(p["uncertain_creates"] for p in phases.values())
         count = gallery_count(server.base_url)
         expected = payload["seed"]["images"] + acked
-        payload["gallery_after_main"] = {**count, "expected": expected, "acknowledged_creates": acked, "uncertain_creates": uncertain}
-        print(f"gallery: {count['pic_count']} pictures (listed {count['listed_total']}); seed {payload['seed']['images']} "
-              f"+ acknowledged creates {acked} = {expected}" + (f"; {uncertain} creates without an answer" if uncertain else ""))  # fmt: skip
+        payload["gallery_after_main"] = {
+            **count,
+            "expected": expected,
+            "acknowledged_creates": acked,
+            "uncertain_creates": uncertain,
+        }
+        print(f"gallery: {count['pic_count']} pictures (listed {count['listed_total']}); "
+              f"seed {payload['seed']['images']} + acknowledged creates {acked} = {expected}"
+              + (f"; {uncertain} creates without an answer" if uncertain else ""))  # fmt: skip
         if not (expected <= (count["pic_count"] or 0) <= expected + uncertain):
             failures.append(f"gallery holds {count['pic_count']} pictures, expected {expected} (+ up to {uncertain})")
 
@@ -619,7 +654,8 @@ def main() -> int:
             over_work = Workload(pics, parse_mix(args.overload_mix))
             over_work.created = work.created
             print(f"\noverload {args.overload_duration:g} s at concurrency {args.overload_concurrency} "
-                  f"(model concurrency {limits.get('model_concurrency', '?')}, queue {limits.get('model_queue', '?')}) ...",
+                  f"(model concurrency {limits.get('model_concurrency', '?')}, queue "
+                  f"{limits.get('model_queue', '?')}) ...",
                   flush=True)  # fmt: skip
             phases["overload"] = run_phase("overload", server, sampler, over_work, args.overload_concurrency,
                                            args.overload_duration, args.seed + 2, args.timeout)  # fmt: skip
@@ -628,20 +664,30 @@ def main() -> int:
             work.created = over_work.created
             sampler.phase = "cooldown"
             time.sleep(5)
-            phases["recovery"] = run_phase("recovery", server, sampler, work, args.concurrency, min(20.0, args.duration),
-                                           args.seed + 3, args.timeout)  # fmt: skip
+            phases["recovery"] = run_phase("recovery", server, sampler, work, args.concurrency,
+                                           min(20.0, args.duration), args.seed + 3, args.timeout)  # fmt: skip
             print_phase("recovery (normal load after the overload)", phases["recovery"])
             o = phases["overload"]
             if o["server_errors_5xx"] or o["transport_errors"]:
-                failures.append(f"overload: {o['server_errors_5xx']} 5xx other than ServerBusy, {o['transport_errors']} transport errors")
+                failures.append(
+                    f"overload: {o['server_errors_5xx']} 5xx other than ServerBusy, {o['transport_errors']} "
+                    "transport errors"
+                )
             rec = phases["recovery"]
             if rec["error_count"]:
-                failures.append(f"recovery: {rec['error_count']} errors {rec['errors']} (5xx: {rec['server_errors_5xx']})")
+                failures.append(
+                    f"recovery: {rec['error_count']} errors {rec['errors']} (5xx: {rec['server_errors_5xx']})"
+                )
             acked = sum(p["acknowledged_creates"] for p in phases.values())
             uncertain = sum(p["uncertain_creates"] for p in phases.values())
             count = gallery_count(server.base_url)
             expected = payload["seed"]["images"] + acked
-            payload["gallery_after_all"] = {**count, "expected": expected, "acknowledged_creates": acked, "uncertain_creates": uncertain}
+            payload["gallery_after_all"] = {
+                **count,
+                "expected": expected,
+                "acknowledged_creates": acked,
+                "uncertain_creates": uncertain,
+            }
             if not (expected <= (count["pic_count"] or 0) <= expected + uncertain):
                 failures.append(f"after overload: gallery holds {count['pic_count']} pictures, expected {expected}")
         payload["phases"] = phases
@@ -651,7 +697,14 @@ def main() -> int:
         try:
             if sampler is not None:
                 sampler.stop()
-                payload["timeline_columns"] = ["t_s", "phase", "rss_mb", "threads", "server_cores", "machine_busy_cores"]
+                payload["timeline_columns"] = [
+                    "t_s",
+                    "phase",
+                    "rss_mb",
+                    "threads",
+                    "server_cores",
+                    "machine_busy_cores",
+                ]
                 payload["timeline"] = [list(s) for s in sampler.samples]
             if server.alive():
                 hwm = proc_status(server.proc.pid).get("VmHWM")

@@ -65,7 +65,7 @@ import common
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(common.REPO_ROOT / "tests"))
 
-from lookalike.gallery import parse_filter  # noqa: E402
+from lookalike.gallery import parse_filter
 from lookalike.index.base import GroupRecord, ImageRecord  # noqa: E402
 
 DIM = 512
@@ -453,7 +453,9 @@ def run_groups(args: argparse.Namespace) -> dict[str, object]:
     copied = np.array([rng.choice(np.flatnonzero(group_of == g)) for g in targets[:half]])
     qs = np.concatenate([perturbed(x, copied, 13), mixture(len(targets) - half, 14)])
     every = np.arange(n)
-    truth = [{int(i) for i in exact_tops(x, every[group_of == g], q[None, :])[0]} for g, q in zip(targets, qs)]
+    truth = [
+        {int(i) for i in exact_tops(x, every[group_of == g], q[None, :])[0]} for g, q in zip(targets, qs, strict=True)
+    ]
     hnsw = {"M": args.hnsw_m, "efConstruction": args.hnsw_ef_construction}
     out: dict[str, object] = {"n": n, "groups": groups, "hnsw": {**hnsw, "ef": args.hnsw_ef}}
     server = start_milvus(args, "milvus-groups")
@@ -492,7 +494,7 @@ def run_groups(args: argparse.Namespace) -> dict[str, object]:
             res.update(index_s=waited["s"], segments=waited["segments"], pending_after_index=waited["pending"])
             res["index_timed_out"] = bool(waited.get("timed_out"))
 
-            def search(i: int, q: np.ndarray) -> list[int]:
+            def search(i: int, q: np.ndarray, name: str = name, layout: str = layout) -> list[int]:
                 g = f"g{targets[i]}"
                 kwargs: dict[str, object] = {}
                 if layout == "partitions":

@@ -95,7 +95,12 @@ TOOLS = {
     for t in [
         Tool("lookalike-exact", "lookalike (exact)", "lookalike", "--level exact"),
         Tool("lookalike-near", "lookalike (near)", "lookalike", "--level near"),
-        Tool("lookalike-near-warm", "lookalike (near, re-run, cache warm)", "lookalike", "--level near, cache of the run above"),
+        Tool(
+            "lookalike-near-warm",
+            "lookalike (near, re-run, cache warm)",
+            "lookalike",
+            "--level near, cache of the run above",
+        ),
         Tool("lookalike-scene", "lookalike (scene)", "lookalike", "--level scene"),
         Tool("immaculate-pdq", "Immaculate (pdq)", "immaculate", "--method pdq (default)"),
         Tool("immaculate-sscd", "Immaculate (sscd)", "immaculate", "--method sscd"),
@@ -120,7 +125,8 @@ from PIL import Image
 
 root, out, max_distance = sys.argv[1], sys.argv[2], int(sys.argv[3])
 imported = time.perf_counter()
-names = sorted(n for n in os.listdir(root) if n.lower().endswith((".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")))
+suffixes = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+names = sorted(n for n in os.listdir(root) if n.lower().endswith(suffixes))
 bits, kept, skipped = [], [], []
 for name in names:
     try:
@@ -139,7 +145,8 @@ for s in range(0, len(codes), 1024):
     keep = j > i + s
     pairs += [[kept[a + s], kept[b]] for a, b in zip(i[keep].tolist(), j[keep].tolist())]
 done = time.perf_counter()
-json.dump({"pairs": pairs, "skipped": skipped, "seconds": {"import": imported - start, "hash": hashed - imported, "pairs": done - hashed}}, open(out, "w"))
+seconds = {"import": imported - start, "hash": hashed - imported, "pairs": done - hashed}
+json.dump({"pairs": pairs, "skipped": skipped, "seconds": seconds}, open(out, "w"))
 """
 
 IMAGEDEDUP_SCRIPT = """
@@ -157,7 +164,8 @@ if method == "CNN":
 else:
     found = model.find_duplicates(image_dir=root, max_distance_threshold=int(sys.argv[4]))
 done = time.perf_counter()
-json.dump({"duplicates": found, "seconds": {"import": imported - start, "model": loaded - imported, "find": done - loaded}}, open(out, "w"))
+seconds = {"import": imported - start, "model": loaded - imported, "find": done - loaded}
+json.dump({"duplicates": found, "seconds": seconds}, open(out, "w"))
 """
 
 VERSIONS_SCRIPT = """
@@ -185,7 +193,9 @@ kinds = results["transforms"]
 labels = [r["label"] for r in rows]  # the heat map's image axes put row 0 on top, for all three panels
 y = np.arange(len(rows))
 colour = {"lookalike": "#1f77b4", "immaculate": "#ff7f0e", "imagehash": "#2ca02c", "imagededup": "#9467bd"}
-fig, axes = plt.subplots(1, 3, figsize=(15, 0.45 * len(rows) + 1.8), sharey=True, gridspec_kw={"width_ratios": [1, 1, 1.15]})
+fig, axes = plt.subplots(
+    1, 3, figsize=(15, 0.45 * len(rows) + 1.8), sharey=True, gridspec_kw={"width_ratios": [1, 1, 1.15]}
+)
 ax = axes[0]
 ax.barh(y, [r["wall_s"] for r in rows], color=[colour[r["family"]] for r in rows])
 for i, r in enumerate(rows):
@@ -209,7 +219,8 @@ grid = np.array([[r["transform_recall"][k] for k in kinds] for r in rows])
 ax.imshow(grid, aspect="auto", cmap="Blues", vmin=0, vmax=1)
 for i in range(grid.shape[0]):
     for j in range(grid.shape[1]):
-        ax.text(j, i, f"{100 * grid[i, j]:.0f}", ha="center", va="center", fontsize=8, color="white" if grid[i, j] > 0.6 else "black")
+        ink = "white" if grid[i, j] > 0.6 else "black"
+        ax.text(j, i, f"{100 * grid[i, j]:.0f}", ha="center", va="center", fontsize=8, color=ink)
 ax.set_xticks(range(len(kinds)), kinds)
 ax.set_xlabel("recall of original-copy pairs per transform, %")
 m = results["machine"]
@@ -258,7 +269,10 @@ def lookalike_version() -> dict:
     info: dict = {"cli": str(LOOKALIKE)}
     try:
         info["commit"] = subprocess.run(
-            ["git", "-C", str(common.REPO_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+            ["git", "-C", str(common.REPO_ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(common.REPO_ROOT), "status", "--porcelain", "--", "src"], capture_output=True, text=True
@@ -427,7 +441,11 @@ def run_tool(tool: Tool, images: Path, workdir: Path, python: Path | None, state
             return {**row, "status": "not run", "reason": f"{LOOKALIKE} not found"}
         probe = subprocess.run([str(LOOKALIKE), "dedup", "--help"], capture_output=True, text=True)
         if probe.returncode != 0:
-            return {**row, "status": "not run", "reason": "lookalike has no dedup command: " + probe.stderr.strip()[-300:]}
+            return {
+                **row,
+                "status": "not run",
+                "reason": "lookalike has no dedup command: " + probe.stderr.strip()[-300:],
+            }
         level = tool.name.split("-")[1]
         if tool.name == "lookalike-near-warm":
             cache = state.get("lookalike-near-cache")
@@ -443,7 +461,19 @@ def run_tool(tool: Tool, images: Path, workdir: Path, python: Path | None, state
             cache = Path(tempfile.mkdtemp(prefix=f"cache-{level}-", dir=workdir))  # empty: a cold run
             if tool.name == "lookalike-near":
                 state["lookalike-near-cache"] = cache
-        cmd = [str(LOOKALIKE), "dedup", str(images), "--level", level, "--format", "json", "--out", str(out), "--data-dir", str(cache)]
+        cmd = [
+            str(LOOKALIKE),
+            "dedup",
+            str(images),
+            "--level",
+            level,
+            "--format",
+            "json",
+            "--out",
+            str(out),
+            "--data-dir",
+            str(cache),
+        ]
     else:
         if python is None:
             return {**row, "status": "not run", "reason": "peers venv unavailable"}
@@ -501,7 +531,11 @@ def run_tool(tool: Tool, images: Path, workdir: Path, python: Path | None, state
             row["work_s"] = data["seconds"]["hash"] + data["seconds"]["pairs"]
         else:
             data = json.loads(out.read_text())
-            pairs = {tuple(sorted((k, v if isinstance(v, str) else v[0]))) for k, vs in data["duplicates"].items() for v in vs}
+            pairs = {
+                tuple(sorted((k, v if isinstance(v, str) else v[0])))
+                for k, vs in data["duplicates"].items()
+                for v in vs
+            }
             skipped, row["inner_seconds"] = [], data["seconds"]
             row["work_s"] = data["seconds"]["model"] + data["seconds"]["find"]
     except Exception as e:  # noqa: BLE001 - recorded, not fatal
@@ -588,7 +622,10 @@ def tables(results: dict) -> str:
     for r in results["tools"]:
         if r["status"] != "ok":
             rows.append([r["label"], r["setting"], "not run", *[""] * 9])
-            notes.append(f"- **{r['label']}**: not run: {r['reason']}" + (f" (`{r['error'].splitlines()[-1]}`)" if r.get("error") else ""))
+            notes.append(
+                f"- **{r['label']}**: not run: {r['reason']}"
+                + (f" (`{r['error'].splitlines()[-1]}`)" if r.get("error") else "")
+            )
             continue
         rows.append(
             [
@@ -616,7 +653,14 @@ def tables(results: dict) -> str:
         "peak RSS, largest process (MiB)", "peak PSS, process tree (MiB)", "pairs found",
         "precision", "recall", "same-scene pairs", "unrelated pairs",
     ]  # fmt: skip
-    head2 = ["tool", *results["transforms"], "families whole", "largest group", "object-level precision", "object-level recall"]
+    head2 = [
+        "tool",
+        *results["transforms"],
+        "families whole",
+        "largest group",
+        "object-level precision",
+        "object-level recall",
+    ]
     text = common.markdown_table(head, rows) + "\n\nRecall per transform (share of originals paired with that copy), "
     text += "families found whole (all 6 files in one group), and scores at the object level "
     text += "(a pair counts when both files show the same UKBench object, duplicate or same scene):\n\n"
@@ -671,14 +715,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, help="only the first N originals (4 per UKBench object); default all 1000")
     parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated, of: " + ", ".join(TOOLS))
-    parser.add_argument("--data", type=Path, help="folder of the generated set (default: ~/.cache/lookalike/bench-data/...)")
+    parser.add_argument(
+        "--data", type=Path, help="folder of the generated set (default: ~/.cache/lookalike/bench-data/...)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the set's crops (default: %(default)s)")
     parser.add_argument("--venv", type=Path, default=PEERS_VENV, help="the peers' venv (default: %(default)s)")
     parser.add_argument("--lookalike", type=Path, default=LOOKALIKE, help="lookalike CLI (default: %(default)s)")
-    parser.add_argument("--cnn-timeout", type=float, default=600, help="seconds for imagededup's CNN (default: %(default)s)")
+    parser.add_argument(
+        "--cnn-timeout", type=float, default=600, help="seconds for imagededup's CNN (default: %(default)s)"
+    )
     parser.add_argument("--timeout", type=float, default=3600, help="seconds for any other tool (default: %(default)s)")
     parser.add_argument("--out", default="peers", help="result names under bench/results/: NAME.json, NAME.md")
-    parser.add_argument("--plot", type=Path, help="plot file (default: docs/peers.png for a full run, else bench/results/NAME.png)")
+    parser.add_argument(
+        "--plot", type=Path, help="plot file (default: docs/peers.png for a full run, else bench/results/NAME.png)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder (raw outputs, lookalike caches)")
     args = parser.parse_args()
 

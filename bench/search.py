@@ -34,7 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT / "src") not in sys.path:
     sys.path.insert(0, str(REPO_ROOT / "src"))
 
-import common  # noqa: E402
+import common
 from lookalike.index.ann import EXPANSION_SEARCH, AnnIndex  # noqa: E402
 from lookalike.index.base import GroupRecord, ImageRecord  # noqa: E402
 from lookalike.index.filters import Compare  # noqa: E402
@@ -137,7 +137,7 @@ def run_one(n: int, queries: int, workdir: Path, rebuild_max: int) -> dict[str, 
             hits = store.search("bench", q, limit=10, where=where)
             lat.append(time.perf_counter() - t)
             found.append({h.image.pic_name for h in hits})
-        recall = [len(f & t) / 10 for f, t in zip(found, truths)]
+        recall = [len(f & t) / 10 for f, t in zip(found, truths, strict=True)]
         out[f"p50_ms_{name}"] = pct(lat, 50)
         out[f"p99_ms_{name}"] = pct(lat, 99)
         out[f"recall10_{name}"] = float(np.mean(recall))
@@ -229,7 +229,9 @@ def main() -> None:
     ap.add_argument("--sizes", default="100000,1000000", help="comma-separated group sizes")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "lookalike-bench")
-    ap.add_argument("--rebuild-max", type=int, default=200_000, help="time a rebuild without index file up to this size")
+    ap.add_argument(
+        "--rebuild-max", type=int, default=200_000, help="time a rebuild without index file up to this size"
+    )
     ap.add_argument("--crossover", action="store_true", help="also time exact vs HNSW at 1k-100k")
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results" / "search.json")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
@@ -262,14 +264,16 @@ def main() -> None:
     if args.out.exists():  # keep what an earlier run measured for other sizes
         old = json.loads(args.out.read_text())
         mine = {r["n"] for r in results}
-        report["sizes"] = sorted([r for r in old.get("sizes", []) if r["n"] not in mine] + results, key=lambda r: r["n"])
+        report["sizes"] = sorted(
+            [r for r in old.get("sizes", []) if r["n"] not in mine] + results, key=lambda r: r["n"]
+        )
         if cross is None:
             report["crossover"] = old.get("crossover")
     args.out.write_text(json.dumps(report, indent=2))
-    print(table(report["sizes"]))  # type: ignore[arg-type]
+    print(table(report["sizes"]))  # type: ignore[arg-type]  # the report holds JSON values
     if report["crossover"]:
         print("\n| vectors | exact p50 ms | HNSW p50 ms | HNSW recall@10 |\n|---|---|---|---|")
-        for r in report["crossover"]:  # type: ignore[union-attr]
+        for r in report["crossover"]:  # type: ignore[union-attr]  # JSON values, as above
             print(f"| {r['n']:,} | {r['exact_p50_ms']:.2f} | {r['hnsw_p50_ms']:.2f} | {r['hnsw_recall10']:.3f} |")
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import REPO_ROOT, markdown_table, shown, write_json  # noqa: E402
+from common import REPO_ROOT, markdown_table, shown, write_json
 
 
 def load_table():
@@ -93,7 +93,17 @@ def main(argv: list[str] | None = None) -> int:
         {"case": o.case.id, "entry": o.entry, "url": o.url, "problems": o.problems()} for o in outcomes if o.problems()
     ]
 
-    headers = ["category", "cases", "requests", "refused", "as UrlIllegal", "reached canary", "other connects", "stored", "5xx"]
+    headers = [
+        "category",
+        "cases",
+        "requests",
+        "refused",
+        "as UrlIllegal",
+        "reached canary",
+        "other connects",
+        "stored",
+        "5xx",
+    ]
 
     def row(name: str, t: dict) -> list:
         return [name, t["cases"], t["requests"], t["refused"], t["refused_expected_code"], t["reached_canary"],
@@ -108,7 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         f"controls (allowed URLs on the public stand-in): {control['fetched']}/{control['requests']} fetched; "
         f"{len(skipped)} case(s) skipped (no such address on this host): {', '.join(skipped) or 'none'}"
     )
-    print(f"{len(outcomes)} requests in {elapsed:.1f} s ({1000 * elapsed / max(1, len(outcomes)):.1f} ms each, store checks included)")
+    print(
+        f"{len(outcomes)} requests in {elapsed:.1f} s ({1000 * elapsed / max(1, len(outcomes)):.1f} ms each, store "
+        "checks included)"
+    )
     for failure in failures:
         print(f"FAILED {failure['case']} via {failure['entry']}: {'; '.join(failure['problems'])}  [{failure['url']}]")
 

@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 
 import numpy as np
 from PIL import Image
@@ -91,7 +92,7 @@ def _free_port() -> int:
 def server_available() -> str | None:
     """None when ``lookalike.api.app:create_app`` can be imported, else why not."""
     try:
-        from lookalike.api import app as app_module  # noqa: F401
+        from lookalike.api import app as app_module
     except Exception as exc:  # still being written, or broken
         return f"lookalike.api.app cannot be imported ({type(exc).__name__}: {exc})"
     if not callable(getattr(app_module, "create_app", None)):
@@ -187,12 +188,20 @@ def main() -> None:
     inputs = make_inputs()
     sizes = {k: len(v) for k, v in inputs.items()}
     print("inputs: " + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in sizes.items()))
-    results: dict = {"loadavg_at_start": [round(x, 2) for x in os.getloadavg()], "inputs_bytes": sizes, "batch": BATCH, "end_to_end": [], "decode": [], "model": [], "server": {}}
+    results: dict = {
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "inputs_bytes": sizes,
+        "batch": BATCH,
+        "end_to_end": [],
+        "decode": [],
+        "model": [],
+        "server": {},
+    }
 
     # Decode + resize only (one image at a time, the calling thread): independent of model and threads.
     engine = common.make_engine(1)
     for name, data in inputs.items():
-        rate = timed(lambda: engine.pixels(data, model="sscd"), 1, args.seconds)
+        rate = timed(partial(engine.pixels, data, model="sscd"), 1, args.seconds)
         results["decode"].append({"input": name, "ms": 1000 / rate})
         print(f"decode+resize {name:<15} {1000 / rate:7.2f} ms", flush=True)
 
@@ -202,12 +211,12 @@ def main() -> None:
             embedder = engine.embedder(model)
             pixels = np.stack([engine.pixels(inputs["640x480 JPEG"], model=model)] * BATCH)
             for batch in (1, BATCH):
-                rate = timed(lambda: embedder.embed(pixels[:batch]), batch, args.seconds)
+                rate = timed(partial(embedder.embed, pixels[:batch]), batch, args.seconds)
                 results["model"].append({"model": model, "threads": threads, "batch": batch, "ms": 1000 / rate})
                 print(f"model {model:<11} threads={threads} batch={batch:<3} {1000 / rate:7.2f} ms/image", flush=True)
             for name, data in inputs.items():
-                single = timed(lambda: engine.embed([data], model=model), 1, args.seconds)
-                batched = timed(lambda: engine.embed([data] * BATCH, model=model), BATCH, args.seconds)
+                single = timed(partial(engine.embed, [data], model=model), 1, args.seconds)
+                batched = timed(partial(engine.embed, [data] * BATCH, model=model), BATCH, args.seconds)
                 results["end_to_end"].append(
                     {
                         "model": model,
@@ -219,7 +228,8 @@ def main() -> None:
                     }
                 )
                 print(
-                    f"embed {model:<11} threads={threads} {name:<15} single {single:6.1f} img/s  batched {batched:6.1f} img/s",
+                    f"embed {model:<11} threads={threads} {name:<15} single {single:6.1f} img/s  batched "
+                    f"{batched:6.1f} img/s",
                     flush=True,
                 )
 
@@ -247,7 +257,11 @@ def main() -> None:
             )
     print(common.markdown_table(headers, rows))
     print("\nDecode + resize only, ms per image (Engine.pixels, one thread)\n")
-    print(common.markdown_table(["input", "bytes", "ms"], [[r["input"], sizes[r["input"]], f"{r['ms']:.2f}"] for r in results["decode"]]))
+    print(
+        common.markdown_table(
+            ["input", "bytes", "ms"], [[r["input"], sizes[r["input"]], f"{r['ms']:.2f}"] for r in results["decode"]]
+        )
+    )
     print("\nModel only, ms per image (one 640x480 JPEG's pixels at the default input geometry, vector out)\n")
     rows = []
     for model in models:
@@ -262,7 +276,16 @@ def main() -> None:
             if not isinstance(r, dict) or "skipped" in r:
                 continue
             for name, x in r.items():
-                rows.append([model, name, f"{x['requests_per_s']:.1f}", f"{x['latency_ms_p50']:.0f}", f"{x['latency_ms_p95']:.0f}", x["statuses"]])
+                rows.append(
+                    [
+                        model,
+                        name,
+                        f"{x['requests_per_s']:.1f}",
+                        f"{x['latency_ms_p50']:.0f}",
+                        f"{x['latency_ms_p95']:.0f}",
+                        x["statuses"],
+                    ]
+                )
         if rows:
             print(common.markdown_table(["model", "input", "requests/s", "p50 ms", "p95 ms", "statuses"], rows))
         else:

@@ -181,7 +181,11 @@ def build(out: Path | None = None, limit: int | None = None, *, seed: int = 0, q
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, help="output folder (default: ~/.cache/lookalike/bench-data/ukbench-transformed-<n>-seed<seed>)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="output folder (default: ~/.cache/lookalike/bench-data/ukbench-transformed-<n>-seed<seed>)",
+    )
     parser.add_argument("--limit", type=int, help="only the first N originals, in name order (4 per object)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the crop offsets (default: %(default)s)")
     args = parser.parse_args()

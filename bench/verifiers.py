@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import threading
 import time
+from functools import partial
 
 import numpy as np
 from PIL import Image
@@ -26,7 +27,12 @@ from PIL import Image
 import common
 import levers
 
-ESTIMATORS = {"RANSAC 500": ("RANSAC", 500), "RANSAC 200": ("RANSAC", 200), "RHO": ("RHO", None), "USAC_FAST": ("USAC_FAST", None)}
+ESTIMATORS = {
+    "RANSAC 500": ("RANSAC", 500),
+    "RANSAC 200": ("RANSAC", 200),
+    "RHO": ("RHO", None),
+    "USAC_FAST": ("USAC_FAST", None),
+}
 _local = threading.local()
 
 
@@ -86,6 +92,19 @@ def orb_verify(a, b, ratio: float = 0.8) -> int:
     return 0 if mask is None else int(mask.sum())
 
 
+def _measure(rows, name, data, pairs, queries, q, x, label: str, features: list, verify, thresholds=(7,)) -> None:
+    """One verifier on one set: its re-ranked quality at each threshold and its cost a pair."""
+    start = time.perf_counter()
+    inliers = {p: verify(features[p[0]], features[p[1]]) for p in pairs}
+    per_pair = (time.perf_counter() - start) / len(pairs) * 1000
+    for t in thresholds:
+        knobs = dict(depth=20, threshold=t, bonus=0.1, queries=queries, expand=True)
+        quality = levers.evaluate(data, levers.rank(q, x, inliers, **knobs))
+        row = rows.setdefault(f"{label} T{t}", {})
+        row[name], row[f"{name}_ms_per_pair"] = quality, per_pair
+        print(f"{name:<12} {label:<18} T{t:<3} {quality:8.3f}  {per_pair:5.2f} ms a pair", flush=True)
+
+
 def main() -> int:
     import cv2
 
@@ -104,17 +123,7 @@ def main() -> int:
         s = q @ x.T
         np.fill_diagonal(s, -9)
         pairs = sorted({(i, int(j)) for i in queries for j in np.argsort(-s[i])[:20]})
-
-        def measure(label: str, features: list, verify, thresholds=(7,)) -> None:
-            start = time.perf_counter()
-            inliers = {p: verify(features[p[0]], features[p[1]]) for p in pairs}
-            per_pair = (time.perf_counter() - start) / len(pairs) * 1000
-            for t in thresholds:
-                knobs = dict(depth=20, threshold=t, bonus=0.1, queries=queries, expand=True)
-                quality = levers.evaluate(data, levers.rank(q, x, inliers, **knobs))
-                row = rows.setdefault(f"{label} T{t}", {})
-                row[name], row[f"{name}_ms_per_pair"] = quality, per_pair
-                print(f"{name:<12} {label:<18} T{t:<3} {quality:8.3f}  {per_pair:5.2f} ms a pair", flush=True)
+        measure = partial(_measure, rows, name, data, pairs, queries, q, x)
 
         start = time.perf_counter()
         sift = [extract(im) for im in images]

@@ -10,6 +10,15 @@
   session: each test uses collection names of its own. Without the ``milvus`` package the tests
   that use it fail, never skip. A test that restarts or kills Milvus starts its own
   ``MilvusProcess``.
+* ``backend`` (tests/backends.py): every test that asks for it, directly or through a fixture,
+  runs once per storage backend (SQLite, Milvus).
+
+Markers (registered in pyproject.toml) are given here, by what a test needs, so a test file
+never has to remember them: ``milvus`` (a Milvus server: the ``milvus_uri`` fixture, the Milvus
+run of ``backend``, or a Milvus test file), ``browser`` (headless Chromium: the web page's files)
+and ``slow`` (files that kill servers, fill disks, fuzz every route or score the evaluation sets:
+minutes each). ``container`` is set by tests/test_container.py itself. The fast subset:
+``pytest -m "not slow and not milvus and not browser and not container"``.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from backends import backend  # noqa: F401 - re-exported: conftest's names are every test module's fixtures
 from support import Photos, ServerProcess
 
 
@@ -45,6 +55,32 @@ def server(server_factory) -> str:
     return server_factory().base_url
 
 
+MILVUS_FILES = {"test_milvus_store.py", "test_milvus_server.py", "test_migrate.py"}
+BROWSER_FILES = {"test_web.py", "test_web_duplicates.py", "test_web_explain.py"}
+SLOW_FILES = {
+    "test_kill9.py",  # kill -9 of a server mid-ingest, then a restart
+    "test_faults.py",  # kills, a full disk on a small tmpfs, trickling URLs
+    "test_schemathesis.py",  # every operation of /openapi.json, positive and negative
+    "test_hostile_files.py",  # every hostile file through every image route
+    "test_ssrf.py",  # every hostile URL through every URL-taking entry point
+    "test_retrieval.py",  # the evaluation sets, embedded and scored
+    "test_cascade.py",  # the cascade's agreement over real photos with both models
+    "test_product_search.py",  # the detector, installed and run on product groups
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Markers by what each test needs (see the module docstring)."""
+    for item in items:
+        name = item.path.name
+        callspec = getattr(item, "callspec", None)
+        on_milvus = callspec is not None and callspec.params.get("backend") == "milvus"
+        if name in MILVUS_FILES or on_milvus or "milvus_uri" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.milvus)
+        if name in BROWSER_FILES:
+            item.add_marker(pytest.mark.browser)
+        if name in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

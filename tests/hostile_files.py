@@ -115,7 +115,7 @@ def _rows(array: np.ndarray) -> bytes:
 def _png_patch_ihdr(data: bytes, *, fix_crc: bool = True, **fields: int) -> bytes:
     """Rewrites IHDR fields (width, height, depth, colour, compression, filter, interlace)."""
     names = ("width", "height", "depth", "colour", "compression", "filter", "interlace")
-    values = dict(zip(names, struct.unpack(">IIBBBBB", data[16:29])))
+    values = dict(zip(names, struct.unpack(">IIBBBBB", data[16:29]), strict=True))
     values.update(fields)
     body = struct.pack(">IIBBBBB", *(values[n] & (0xFFFFFFFF if i < 2 else 0xFF) for i, n in enumerate(names)))
     crc = zlib.crc32(b"IHDR" + body) & 0xFFFFFFFF if fix_crc else struct.unpack(">I", data[29:33])[0]
@@ -210,7 +210,9 @@ def _webp_image_chunk(data: bytes) -> bytes:
 
 
 def _vp8x(flags: int, width: int, height: int) -> bytes:
-    return _riff_chunk(b"VP8X", bytes([flags, 0, 0, 0]) + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little"))
+    return _riff_chunk(
+        b"VP8X", bytes([flags, 0, 0, 0]) + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    )
 
 
 def _tiff_ifd(entries: list[tuple[int, int, int, bytes]], *, next_ifd: int = 0, offset: int = 8) -> bytes:
@@ -278,7 +280,12 @@ def _build() -> list[Hostile]:
     c.add("png-4096x1", _save(Image.fromarray(ramp, "L"), "PNG"), True)
     c.add("png-1x4096", _save(Image.fromarray(ramp.T.copy(), "L"), "PNG"), True)
     c.add("jpeg-4096x4096-at-limit", _save(photo.resize((MAX_SIDE, MAX_SIDE)), "JPEG", quality=30), True)
-    c.add("png-4096x4096-zero-zlib", _png(MAX_SIDE, MAX_SIDE, b"\x00" * (MAX_SIDE * (MAX_SIDE + 1)), colour=0), True, flat=True)
+    c.add(
+        "png-4096x4096-zero-zlib",
+        _png(MAX_SIDE, MAX_SIDE, b"\x00" * (MAX_SIDE * (MAX_SIDE + 1)), colour=0),
+        True,
+        flat=True,
+    )
     c.add("jpeg-trailing-garbage", jpeg + b"\x00garbage after EOI" * 50, True)
     c.add("png-trailing-garbage", png + b"garbage after IEND" * 50, True)
     c.add("jpeg-comment", _jpeg_insert(jpeg, _app(0xFE, b"a comment " * 100)), True)
@@ -320,7 +327,12 @@ def _build() -> list[Hostile]:
     c.add("apng", _save(frames[0], "PNG", save_all=True, append_images=frames[1:], duration=50), True)
     c.add("webp-animated", _save(frames[0], "WEBP", save_all=True, append_images=frames[1:], duration=50), True)
     c.add("mpo", _save(frames[0], "MPO", save_all=True, append_images=frames[1:]), True)
-    c.add("gif-animated", _save(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50), False, {UNSUPPORTED})
+    c.add(
+        "gif-animated",
+        _save(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50),
+        False,
+        {UNSUPPORTED},
+    )
     c.add("tiff-multipage", _save(frames[0], "TIFF", save_all=True, append_images=frames[1:]), False, {UNSUPPORTED})
     c.add("webp-animated-canvas-4096", _webp_animated_canvas(webp, MAX_SIDE, MAX_SIDE), True, flat=True)
     c.add("webp-animated-canvas-16383", _webp_animated_canvas(webp, 16383, 16383), False, {RESOLUTION, DECODE})
@@ -468,7 +480,12 @@ def _build() -> list[Hostile]:
     c.add("bigtiff", b"II+\x00\x08\x00\x00\x00" + b"\x00" * 64, False, NOT_AN_IMAGE)
     c.add("ico", _save(small, "ICO"), False, {UNSUPPORTED})
     c.add("pdf", _save(small, "PDF"), False, {UNSUPPORTED})
-    c.add("psd", b"8BPS\x00\x01" + b"\x00" * 6 + struct.pack(">HIIHH", 3, 48, 64, 8, 3) + b"\x00" * 64, False, {UNSUPPORTED})
+    c.add(
+        "psd",
+        b"8BPS\x00\x01" + b"\x00" * 6 + struct.pack(">HIIHH", 3, 48, 64, 8, 3) + b"\x00" * 64,
+        False,
+        {UNSUPPORTED},
+    )
     c.add("jpeg2000-jp2", _save(small, "JPEG2000"), False, {UNSUPPORTED})
     c.add("jpeg2000-j2k", _save(small, "JPEG2000", no_jp2=True), False, {UNSUPPORTED})
     c.add("avif", _save(small, "AVIF"), False, {UNSUPPORTED})
@@ -510,12 +527,22 @@ def _build() -> list[Hostile]:
 
     # ---- polyglots -------------------------------------------------------------------------
     c.category = "polyglot"
-    c.add("gifar", _save(small, "GIF") + _zip({"META-INF/MANIFEST.MF": b"Manifest-Version: 1.0\n"}), False, {UNSUPPORTED})
+    c.add(
+        "gifar", _save(small, "GIF") + _zip({"META-INF/MANIFEST.MF": b"Manifest-Version: 1.0\n"}), False, {UNSUPPORTED}
+    )
     c.add("jpeg-plus-zip", jpeg + _zip({"evil.sh": b"#!/bin/sh\n"}), True)
     c.add("png-plus-html", png + b"<html><script>alert(document.cookie)</script></html>", True)
     c.add("png-html-in-text", _png_insert(png, _chunk(b"tEXt", b"Comment\x00<script>alert(1)</script>")), True)
-    c.add("jpeg-script-in-com", _jpeg_insert(jpeg, _app(0xFE, b"<?php system($_GET['c']); ?><script>alert(1)</script>")), True)
-    c.add("jpeg-php-in-exif", _exif_jpeg(jpeg, _tiff_ifd([(0x010E, 2, 30, struct.pack("<I", 26))]) + b"<?php system($_GET[c]);?>\x00"), True)
+    c.add(
+        "jpeg-script-in-com",
+        _jpeg_insert(jpeg, _app(0xFE, b"<?php system($_GET['c']); ?><script>alert(1)</script>")),
+        True,
+    )
+    c.add(
+        "jpeg-php-in-exif",
+        _exif_jpeg(jpeg, _tiff_ifd([(0x010E, 2, 30, struct.pack("<I", 26))]) + b"<?php system($_GET[c]);?>\x00"),
+        True,
+    )
     c.add("zip-then-jpeg", _zip({"x.txt": b"hello"}) + jpeg, False, NOT_AN_IMAGE)
     c.add("pdf-with-jpeg", b"%PDF-1.4\n" + jpeg + b"\n%%EOF\n", False, {UNSUPPORTED})
     c.add("html-then-jpeg", b"<html>" + jpeg, False, NOT_AN_IMAGE)
@@ -542,10 +569,20 @@ def _build() -> list[Hostile]:
     c.add("exif-empty", _jpeg_insert(jpeg, _app(0xE1, b"Exif\x00\x00")), True)
     c.add("exif-random", _exif_jpeg(jpeg, b"MM\x00*" + rng.randbytes(2000)), True)
     c.add("png-exif-garbage", _png_insert(png, _chunk(b"eXIf", b"MM\x00*" + rng.randbytes(200))), True)
-    c.add("png-exif-orientation-9", _png_insert(png, _chunk(b"eXIf", _tiff_ifd([(0x0112, 3, 1, struct.pack("<HH", 9, 0))]))), True)
+    c.add(
+        "png-exif-orientation-9",
+        _png_insert(png, _chunk(b"eXIf", _tiff_ifd([(0x0112, 3, 1, struct.pack("<HH", 9, 0))]))),
+        True,
+    )
     c.add("webp-exif-garbage", _webp_with_chunk(webp, b"EXIF", b"II*\x00" + rng.randbytes(100), flag=0x08), True)
-    c.add("xmp-garbage", _jpeg_insert(jpeg, _app(0xE1, b"http://ns.adobe.com/xap/1.0/\x00<x:xmpmeta" + b"<" * 5000)), True)
-    c.add("mpf-garbage", _jpeg_insert(jpeg, _app(0xE2, b"MPF\x00" + b"II*\x00\x08\x00\x00\x00" + rng.randbytes(100))), None)
+    c.add(
+        "xmp-garbage", _jpeg_insert(jpeg, _app(0xE1, b"http://ns.adobe.com/xap/1.0/\x00<x:xmpmeta" + b"<" * 5000)), True
+    )
+    c.add(
+        "mpf-garbage",
+        _jpeg_insert(jpeg, _app(0xE2, b"MPF\x00" + b"II*\x00\x08\x00\x00\x00" + rng.randbytes(100))),
+        None,
+    )
 
     # ---- ICC profile garbage -----------------------------------------------------------------
     c.category = "icc"
@@ -555,7 +592,9 @@ def _build() -> list[Hostile]:
     c.add("jpeg-icc-too-short", _jpeg_insert(jpeg, _app(0xE2, b"ICC_PROFILE\x00")), None)
     c.add("jpeg-icc-1MB", _jpeg_insert(jpeg, b"".join(
         _app(0xE2, b"ICC_PROFILE\x00" + bytes([i + 1, 16]) + rng.randbytes(65000)) for i in range(16))), True)
-    c.add("png-iccp-garbage", _png_insert(png, _chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(rng.randbytes(2000)))), True)
+    c.add(
+        "png-iccp-garbage", _png_insert(png, _chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(rng.randbytes(2000)))), True
+    )
     c.add("png-iccp-not-zlib", _png_insert(png, _chunk(b"iCCP", b"icc\x00\x00" + rng.randbytes(200))), None)
     c.add("webp-iccp-garbage", _webp_with_chunk(webp, b"ICCP", rng.randbytes(500), flag=0x20), True)
     c.add("cmyk-jpeg-icc-garbage", _jpeg_insert(_save(photo.convert("CMYK"), "JPEG"),
@@ -792,7 +831,9 @@ def mutants(count: int, seed: int = 0) -> list[Hostile]:
             elif op == 4:  # repeat a run
                 data[pos:pos] = data[pos : pos + rng.randint(1, 4096)] * rng.randint(2, 8)
             else:  # overwrite with an extreme 16/32-bit value (sizes, lengths, offsets)
-                data[pos : pos + 4] = rng.choice([b"\xff\xff\xff\xff", b"\x00\x00\x00\x00", b"\x7f\xff\xff\xff", b"\x80\x00\x00\x00"])
+                data[pos : pos + 4] = rng.choice(
+                    [b"\xff\xff\xff\xff", b"\x00\x00\x00\x00", b"\x7f\xff\xff\xff", b"\x80\x00\x00\x00"]
+                )
             if not data:
                 break
         out.append(Hostile(f"mutant-{seed}-{i:05d}-{base.name}", "mutant", bytes(data[:MAX_BYTES]), None,

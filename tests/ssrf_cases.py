@@ -292,7 +292,8 @@ DNS = _cases("dns to private", [
     ("name in upper case", f"http://LOOPBACK.EXAMPLE.TEST:{C}/a.jpg"),
     ("international name", f"http://lööpback.example.test:{C}/a.jpg"),
     # public on the first lookup, loopback on the next: the stand-in redirects to the same name
-    ("rebinding between hops", f"http://rebind.example.test:{C}/a.jpg", {"redirect": 302, "via": "rebind.example.test"}),
+    ("rebinding between hops", f"http://rebind.example.test:{C}/a.jpg",
+     {"redirect": 302, "via": "rebind.example.test"}),
 ])  # fmt: skip
 
 _REDIRECT_TARGETS = [
@@ -422,13 +423,19 @@ ENTRY_POINTS: tuple[EntryPoint, ...] = (
     EntryPoint("AWS url_1", _post("/image_similarity", lambda url, tag: {"url_1": url, "img_2": JPEG_B64}), "aws"),
     EntryPoint("AWS url_2", _post("/image_similarity", lambda url, tag: {"img_1": JPEG_B64, "url_2": url}), "aws"),
     EntryPoint("/v1/embed", _post("/v1/embed", lambda url, tag: {"images": [{"url": url}]}), "native"),
-    EntryPoint("/v1/compare a", _post("/v1/compare", lambda url, tag: {"a": {"url": url}, "b": {"base64": JPEG_B64}}), "native"),
-    EntryPoint("/v1/compare b", _post("/v1/compare", lambda url, tag: {"a": {"base64": JPEG_B64}, "b": {"url": url}}), "native"),
+    EntryPoint("/v1/compare a",
+               _post("/v1/compare", lambda url, tag: {"a": {"url": url}, "b": {"base64": JPEG_B64}}), "native"),
+    EntryPoint("/v1/compare b",
+               _post("/v1/compare", lambda url, tag: {"a": {"base64": JPEG_B64}, "b": {"url": url}}), "native"),
     EntryPoint("/v1/groups add", _post(f"/v1/groups/{GROUP}/images", _picture_ref), "native", stores=True),
-    EntryPoint("/v1/groups add batch", _post(f"/v1/groups/{GROUP}/images", lambda url, tag: [_picture_ref(url, tag)]), "batch", stores=True),
-    EntryPoint("/v1/groups search", _post(f"/v1/groups/{GROUP}/search", lambda url, tag: {"image": {"url": url}, "limit": 5}), "native"),
-    EntryPoint("Tencent CreateImage", lambda lab, url, tag: _tencent(lab, "CreateImage", _tencent_image(url, tag)), "tencent", stores=True),
-    EntryPoint("Tencent SearchImage", lambda lab, url, tag: _tencent(lab, "SearchImage", {"GroupId": GROUP, "ImageUrl": url}), "tencent"),
+    EntryPoint("/v1/groups add batch",
+               _post(f"/v1/groups/{GROUP}/images", lambda url, tag: [_picture_ref(url, tag)]), "batch", stores=True),
+    EntryPoint("/v1/groups search",
+               _post(f"/v1/groups/{GROUP}/search", lambda url, tag: {"image": {"url": url}, "limit": 5}), "native"),
+    EntryPoint("Tencent CreateImage",
+               lambda lab, url, tag: _tencent(lab, "CreateImage", _tencent_image(url, tag)), "tencent", stores=True),
+    EntryPoint("Tencent SearchImage",
+               lambda lab, url, tag: _tencent(lab, "SearchImage", {"GroupId": GROUP, "ImageUrl": url}), "tencent"),
     EntryPoint(
         "Tencent SearchImage (GET)",
         lambda lab, url, tag: _tencent(lab, "SearchImage", {"GroupId": GROUP, "ImageUrl": url}, get=True),
@@ -601,10 +608,10 @@ class Canary:
         while not self._stop.is_set():
             for key, _ in self._selector.select(0.1):
                 try:
-                    conn, peer = key.fileobj.accept()  # type: ignore[union-attr]
+                    conn, peer = key.fileobj.accept()  # type: ignore[union-attr]  # only listening sockets are registered
                 except OSError:
                     continue
-                self.hits.append((key.fileobj.getsockname()[0], peer))  # type: ignore[union-attr]
+                self.hits.append((key.fileobj.getsockname()[0], peer))  # type: ignore[union-attr]  # a socket, as above
                 self._answer(conn)
 
     def _answer(self, conn: socket.socket) -> None:
@@ -696,7 +703,10 @@ def _own_address(family: int, probe: str) -> str | None:
 
 
 def own_addresses() -> dict[str, str | None]:
-    return {"host_v4": _own_address(socket.AF_INET, "192.0.2.123"), "host_v6": _own_address(socket.AF_INET6, "2001:db8::123")}
+    return {
+        "host_v4": _own_address(socket.AF_INET, "192.0.2.123"),
+        "host_v6": _own_address(socket.AF_INET6, "2001:db8::123"),
+    }
 
 
 # --------------------------------------------------------------------------- the server's side
@@ -745,12 +755,12 @@ def serve_with_fakes(port: int, data_dir: Path, spy_file: Path) -> int:
                 spy.write(f"{address[0]} {address[1]}\n")
 
     sys.addaudithook(hook)
-    socket.getaddrinfo = _fake_resolver(socket.getaddrinfo)  # type: ignore[assignment]
+    socket.getaddrinfo = _fake_resolver(socket.getaddrinfo)  # type: ignore[assignment]  # this child process only
     from lookalike.images import fetch
 
     real_is_public = fetch.is_public_address
     stand_in = ipaddress.ip_address(STAND_IN)
-    fetch.is_public_address = lambda ip: ip == stand_in or real_is_public(ip)  # type: ignore[assignment]
+    fetch.is_public_address = lambda ip: ip == stand_in or real_is_public(ip)  # type: ignore[assignment]  # child only
     from lookalike.cli import main
 
     return main(["serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)])
@@ -784,7 +794,7 @@ class SsrfLab:
         allow_private: bool = False,
     ) -> None:
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="lookalike-ssrf-")
-        self.data_dir = Path(data_dir or self._tmp.name)  # type: ignore[union-attr]
+        self.data_dir = Path(data_dir or self._tmp.name)  # type: ignore[union-attr]  # _tmp is set without data_dir
         self.model = model
         self.fetch_timeout_s = fetch_timeout_s
         self.allow_private = allow_private
@@ -822,7 +832,9 @@ class SsrfLab:
         self._undo.append(lambda: (self.stand_in.shutdown(), self.stand_in.server_close()))
         self._start_server()
         group_type = 101 if self.model == "sscd-small" else 4
-        answer = _tencent(self, "CreateGroup", {"GroupId": GROUP, "GroupName": GROUP, "GroupType": group_type, "MaxQps": 100000})
+        answer = _tencent(
+            self, "CreateGroup", {"GroupId": GROUP, "GroupName": GROUP, "GroupType": group_type, "MaxQps": 100000}
+        )
         if "Error" in answer.json()["Response"]:
             raise RuntimeError(f"cannot create the gallery group: {answer.text}")
 
@@ -844,7 +856,13 @@ class SsrfLab:
         }
         with open(self.log_file, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, str(Path(__file__).resolve()), str(port), str(self.data_dir / "data"), str(self.spy_file)],
+                [
+                    sys.executable,
+                    str(Path(__file__).resolve()),
+                    str(port),
+                    str(self.data_dir / "data"),
+                    str(self.spy_file),
+                ],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -865,7 +883,9 @@ class SsrfLab:
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited with {self.proc.returncode}:\n{self.log_file.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"the server exited with {self.proc.returncode}:\n{self.log_file.read_text()[-3000:]}"
+                )
             try:
                 if self.client.get("/readyz").status_code == 200:
                     return

@@ -1,17 +1,22 @@
-"""Test support: a real lookalike server in a subprocess, and test pictures.
+"""Test support: a real lookalike server in a subprocess, a stand-in HTTP server for image URLs,
+test pictures and vectors, and the small helpers every wire's tests share (``b64``, ``unit``).
 
-Imported by the tests, their fixtures (conftest.py) and bench/web.py.
+Imported by the tests, their fixtures (conftest.py) and bench/web.py. A helper two test files
+need lives here, once.
 """
 
 from __future__ import annotations
 
+import base64
 import errno
+import http.server
 import io
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +29,45 @@ from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parents[1]
 EVAL_DIR = Path(os.environ.get("LOOKALIKE_EVAL_DIR", REPO.parent / "shared" / "eval"))
+
+
+def b64(data: bytes) -> str:
+    """Base64 text of bytes, as every JSON wire carries an image."""
+    return base64.b64encode(data).decode()
+
+
+def unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    """``n`` random unit vectors of ``dim`` floats (no model makes these)."""
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+class ImageServer:
+    """A real HTTP server on 127.0.0.1 serving fixed bytes by path: ``routes`` maps a path to
+    ``(status, content type, body)``; any other path is a 404. The stand-in for the outside
+    world's image URLs (``base`` + path)."""
+
+    def __init__(self, routes: dict[str, tuple[int, str, bytes]]):
+        served = routes
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                status, ctype, body = served.get(self.path, (404, "text/plain", b"missing"))
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
 
 
 def free_port() -> int:
@@ -115,7 +159,9 @@ def small_tmpfs(mnt: Path, size: str) -> Iterator[Path]:
     mnt.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs: {done.stderr.strip() or done.returncode}")
     try:

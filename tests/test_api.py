@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import base64
-import http.server
 import json
-import threading
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
-from support import distinct_photos, encode, running_server
+from support import ImageServer, b64, distinct_photos, encode, running_server
 from test_decode import png_header_only
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 @pytest.fixture(scope="module")
@@ -42,32 +36,6 @@ def images():
         "other": encode(other, quality=92),
         "png": encode(photo, "PNG"),
     }
-
-
-class ImageServer:
-    """A real HTTP server on 127.0.0.1 serving fixed bytes by path."""
-
-    def __init__(self, routes: dict[str, tuple[int, str, bytes]]):
-        routes_ = routes
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                status, ctype, body = routes_.get(self.path, (404, "text/plain", b"missing"))
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +80,10 @@ def test_aws_pair_similarity_is_half_plus_half_cosine(client, images):
 
 def test_aws_pair_without_the_cascade_is_exactly_the_vectors_cosine(tmp_path, images):
     """LOOKALIKE_FAST_MODEL='' : the pair wire answers the full model's cosine to the digit."""
-    with running_server(tmp_path / "data", {"LOOKALIKE_FAST_MODEL": ""}) as base, httpx.Client(base_url=base, timeout=60) as c:
+    with (
+        running_server(tmp_path / "data", {"LOOKALIKE_FAST_MODEL": ""}) as base,
+        httpx.Client(base_url=base, timeout=60) as c,
+    ):
         r1 = c.post("/image_similarity", json={"img": b64(images["photo"])}).json()["result"]
         r2 = c.post("/image_similarity", json={"img": b64(images["other"])}).json()["result"]
         r = c.post("/image_similarity", json={"img_1": b64(images["photo"]), "img_2": b64(images["other"])})
@@ -157,7 +128,9 @@ def test_pai_with_the_official_eas_client(server, images):
     assert 80 <= answer["similarity"][0] <= 100
     assert 0 <= answer["l2_distance"][0] < 1.0
     different = json.loads(
-        client.predict(StringRequest(json.dumps({"imagea": b64(images["photo"]), "imageb": b64(images["other"])}))).response_data
+        client.predict(
+            StringRequest(json.dumps({"imagea": b64(images["photo"]), "imageb": b64(images["other"])}))
+        ).response_data
     )
     assert different["similarity"][0] < 80
     assert different["l2_distance"][0] > answer["l2_distance"][0]
@@ -261,7 +234,9 @@ def test_s3_url_through_a_local_s3_server(tmp_path, images):
     try:
         endpoint = f"http://127.0.0.1:{port}"
         creds = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
-        s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
+        s3 = boto3.client(
+            "s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
+        )
         s3.create_bucket(Bucket="photos")
         s3.put_object(Bucket="photos", Key="a/photo.jpg", Body=images["photo"])
         env = {**creds, "LOOKALIKE_S3_ENDPOINT_URL": endpoint}
@@ -428,6 +403,9 @@ def test_an_unexpected_error_is_a_counted_500_with_a_request_id(tmp_path):
 
     answer, metrics = asyncio.run(run())
     assert answer.status_code == 500 and answer.headers["x-request-id"] == "rid-123"
-    assert answer.json() == {"error": {"code": "InternalError", "message": "internal error; see the server log"}, "request_id": "rid-123"}
+    assert answer.json() == {
+        "error": {"code": "InternalError", "message": "internal error; see the server log"},
+        "request_id": "rid-123",
+    }
     assert 'lookalike_errors_total{code="InternalError"} 1.0' in metrics
     assert 'status="500"' in metrics

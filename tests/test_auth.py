@@ -34,6 +34,7 @@ from lookalike.api.security import Access
 from lookalike.auth import KeyStore
 from lookalike.config import Settings
 from lookalike.limits import ModelGate, RateLimiter
+from support import b64
 
 pytestmark = pytest.mark.filterwarnings("ignore:datetime.datetime.utcfromtimestamp:DeprecationWarning")
 
@@ -109,9 +110,6 @@ def group_ids(client) -> list[str]:
     req.Limit = 100
     return [g.GroupId for g in client.DescribeGroups(req).Groups]
 
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 # ---------------------------------------------------------------------------- Tencent
@@ -236,7 +234,9 @@ def test_eas_wrong_token_tampered_body_and_old_date_are_refused(keyed, photos, m
 
     client = eas(keyed.url, keyed.acme_eas["token"])
     send = client.connection_pool.request
-    client.connection_pool.request = lambda method, url, body=None, **kw: send(method, url, body=body[:-2] + b" }", **kw)
+    client.connection_pool.request = lambda method, url, body=None, **kw: send(
+        method, url, body=body[:-2] + b" }", **kw
+    )
     with pytest.raises(PredictException) as info:
         client.predict(StringRequest(pair(photos)))
     assert info.value.code == 401 and "altered" in message(info.value)
@@ -245,7 +245,9 @@ def test_eas_wrong_token_tampered_body_and_old_date_are_refused(keyed, photos, m
 
     import eas_prediction.predict_client as pc
 
-    ten_minutes_ago = lambda: real.datetime.now() - real.timedelta(minutes=10)  # noqa: E731
+    def ten_minutes_ago():
+        return real.datetime.now() - real.timedelta(minutes=10)
+
     monkeypatch.setattr(pc, "datetime", types.SimpleNamespace(datetime=types.SimpleNamespace(now=ten_minutes_ago)))
     with pytest.raises(PredictException) as info:
         eas(keyed.url, keyed.acme_eas["token"]).predict(StringRequest(pair(photos)))
@@ -422,7 +424,7 @@ def test_key_store_refuses_bad_input(tmp_path):
     with pytest.raises(errors.InvalidParameterValue):
         store.create("a/b")
     with pytest.raises(errors.InvalidParameterValue):
-        store.create("acme", "nope")  # type: ignore[arg-type]
+        store.create("acme", "nope")  # type: ignore[arg-type]  # a wrong kind on purpose: it must be refused
     issued = store.create("acme")
     with pytest.raises(errors.SecretIdNotFound):
         store.check_api_key(issued.secret["api_key"][:-1] + "x")

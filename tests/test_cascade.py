@@ -3,6 +3,8 @@ only where it can change the verdict; per-pipeline calibration; dedup's second o
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
@@ -109,7 +111,7 @@ def test_calibration_maps_onto_the_reference_scale_and_back():
     assert fast.to_reference(fast.same_image) == pytest.approx(scores.SAME_IMAGE_COSINE)
     xs = np.linspace(-1, 1, 41)
     mapped = [fast.to_reference(float(x)) for x in xs]
-    assert all(b >= a for a, b in zip(mapped, mapped[1:]))  # monotonic: orders never change
+    assert all(b >= a for a, b in itertools.pairwise(mapped))  # monotonic: orders never change
     for x in xs:
         assert fast.from_reference(fast.to_reference(float(x))) == pytest.approx(float(x), abs=1e-6)
     assert fast.to_reference(1.0) == 1.0 and fast.to_reference(0.0) == 0.0
@@ -124,16 +126,18 @@ def test_cascade_pairs_consults_the_second_opinion_only_in_doubt():
     asked: list[tuple[int, int]] = []
 
     def second(left, right, first):
-        asked.extend(zip(left.tolist(), right.tolist()))
+        asked.extend(zip(left.tolist(), right.tolist(), strict=True))
         return np.array([0.85 if a == 2 else np.nan for a in left.tolist()], dtype=np.float32)
 
     found = cascade_pairs(vectors, 0.81, scores.REFERENCE, second, doubt=(0.6, 0.87))
     assert asked == [(2, 3)]
-    assert sorted(zip(found.left.tolist(), found.right.tolist())) == [(0, 1), (2, 3)]
-    refused = cascade_pairs(vectors, 0.81, scores.REFERENCE, lambda l, r, f: np.full(len(l), np.nan), doubt=(0.6, 0.87))
-    assert sorted(zip(refused.left.tolist(), refused.right.tolist())) == [(0, 1)]  # no opinion: dropped
+    assert sorted(zip(found.left.tolist(), found.right.tolist(), strict=True)) == [(0, 1), (2, 3)]
+    refused = cascade_pairs(
+        vectors, 0.81, scores.REFERENCE, lambda left, right, f: np.full(len(left), np.nan), doubt=(0.6, 0.87)
+    )
+    assert sorted(zip(refused.left.tolist(), refused.right.tolist(), strict=True)) == [(0, 1)]  # no opinion: dropped
     alone = cascade_pairs(vectors, 0.81, scores.REFERENCE)
-    assert sorted(zip(alone.left.tolist(), alone.right.tolist())) == [(0, 1)]
+    assert sorted(zip(alone.left.tolist(), alone.right.tolist(), strict=True)) == [(0, 1)]
 
 
 def test_dedup_verifies_a_crop_the_fast_model_doubts(tmp_path):

@@ -35,13 +35,19 @@ def test_the_milvus_profile_is_milvus_standalone_with_etcd_and_minio():
     milvus = services["milvus"]
     assert milvus["image"].startswith("milvusdb/milvus:v2.5.")  # the pymilvus 2.5 client's server
     assert milvus["command"] == ["milvus", "run", "standalone"]
-    assert milvus["environment"]["ETCD_ENDPOINTS"] == "etcd:2379" and milvus["environment"]["MINIO_ADDRESS"] == "minio:9000"
+    assert (
+        milvus["environment"]["ETCD_ENDPOINTS"] == "etcd:2379"
+        and milvus["environment"]["MINIO_ADDRESS"] == "minio:9000"
+    )
     assert set(milvus["depends_on"]) == {"etcd", "minio"}
     # lookalike waits for it when the profile is up, and finds it by the URI the README gives
     assert services["lookalike"]["depends_on"]["milvus"] == {"condition": "service_healthy", "required": False}
     uri = services["lookalike"]["environment"]["LOOKALIKE_MILVUS_URI"]
     assert uri == "${LOOKALIKE_MILVUS_URI:-}"
-    assert "LOOKALIKE_MILVUS_URI=http://milvus:19530 docker compose --profile milvus up" in (REPO / "README.md").read_text()
+    assert (
+        "LOOKALIKE_MILVUS_URI=http://milvus:19530 docker compose --profile milvus up"
+        in (REPO / "README.md").read_text()
+    )
     # an empty LOOKALIKE_MILVUS_URI (the profile off) means the embedded store
     assert not Settings(milvus_uri="").milvus_uri
 

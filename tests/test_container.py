@@ -35,7 +35,9 @@ RUNTIME = ["podman", "--runtime", "runc"]
 def sh(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
     done = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
     if check:
-        assert done.returncode == 0, f"{' '.join(args)} -> {done.returncode}\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+        assert done.returncode == 0, (
+            f"{' '.join(args)} -> {done.returncode}\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+        )
     return done
 
 
@@ -121,7 +123,9 @@ def tiia(url: str, secret_id: str, secret_key: str):
     from tencentcloud.tiia.v20190529 import tiia_client
 
     http = HttpProfile(endpoint=url.removeprefix("http://"), protocol="http", reqTimeout=120)
-    return tiia_client.TiiaClient(credential.Credential(secret_id, secret_key), "ap-guangzhou", ClientProfile(httpProfile=http))
+    return tiia_client.TiiaClient(
+        credential.Credential(secret_id, secret_key), "ap-guangzhou", ClientProfile(httpProfile=http)
+    )
 
 
 def call(client, action: str, **fields):
@@ -138,9 +142,20 @@ def test_image_is_small_non_root_healthchecked_and_without_build_tools(image):
     assert config["User"] == "lookalike"
     assert "/data" in config["Volumes"] and "8000/tcp" in config["ExposedPorts"]
     env = dict(item.split("=", 1) for item in config["Env"])
-    assert env["LOOKALIKE_AUTH"] == "keys" and env["LOOKALIKE_HOST"] == "0.0.0.0" and env["LOOKALIKE_DATA_DIR"] == "/data"
+    assert (
+        env["LOOKALIKE_AUTH"] == "keys" and env["LOOKALIKE_HOST"] == "0.0.0.0" and env["LOOKALIKE_DATA_DIR"] == "/data"
+    )
     assert "/readyz" in " ".join(inspected["Healthcheck"]["Test"])  # kept: built in docker format
-    found = sh(SCRIPT, "run", "--rm", "--entrypoint", "sh", image, "-c", "for t in gcc cc make pip pip3 apt-get; do command -v $t; done; id -u; lookalike --version")
+    found = sh(
+        SCRIPT,
+        "run",
+        "--rm",
+        "--entrypoint",
+        "sh",
+        image,
+        "-c",
+        "for t in gcc cc make pip pip3 apt-get; do command -v $t; done; id -u; lookalike --version",
+    )
     lines = found.stdout.split()
     assert lines[-3:-2] == ["10001"] and lines[-2:] == ["lookalike", "0.1.0"], found.stdout
     assert [line for line in lines[:-3] if "pip" in line or "cc" in line or "make" in line] == [], found.stdout
@@ -171,7 +186,9 @@ def test_runs_serves_both_dialects_and_keeps_its_data_across_containers(image, v
                          json={"img_1": query, "img_2": base64.b64encode(photos.to_bytes(shoe)).decode()})
         assert aws.status_code == 200, aws.text
         assert aws.json()["similarity"] > 0.9
-        vector = httpx.post(f"{first.url}/image_similarity", headers={"x-api-key": api_key}, timeout=60, json={"img": query})
+        vector = httpx.post(
+            f"{first.url}/image_similarity", headers={"x-api-key": api_key}, timeout=60, json={"img": query}
+        )
         assert len(vector.json()["result"]) == 512
         assert sh(*RUNTIME, "healthcheck", "run", first.name, check=False).returncode == 0
         # doctor inside: as the non-root user, /data is writable and the models are there

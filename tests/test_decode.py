@@ -29,7 +29,9 @@ def png_header_only(width: int, height: int) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -196,4 +198,4 @@ class TestBase64:
 
     def test_wrong_type(self):
         with pytest.raises(errors.ImageDecodeFailed):
-            decode_base64(12345, max_bytes=1000)  # type: ignore[arg-type]
+            decode_base64(12345, max_bytes=1000)  # type: ignore[arg-type]  # not text on purpose

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from backends import backend  # noqa: F401 - fixture
 from lookalike import scores
 from lookalike.config import Settings
 from lookalike.dedup import Match, actions, find_duplicates, matching, similar_pairs
@@ -246,7 +245,7 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(Exception, match="level must be"):
         find_duplicates(tmp_path, "similar")
     with pytest.raises(Exception, match="keep must be"):
-        find_duplicates(tmp_path, keep="best")  # type: ignore[arg-type]
+        find_duplicates(tmp_path, keep="best")  # type: ignore[arg-type]  # an unknown choice on purpose
 
 
 # --------------------------------------------------------------------------- actions
@@ -306,7 +305,9 @@ def test_link_makes_a_review_folder_and_refuses_a_full_one(folder, tmp_path, eng
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "LOOKALIKE_THREADS": "2"}
-    return subprocess.run([sys.executable, "-m", "lookalike.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "lookalike.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
 
 
 def test_cli_json_csv_and_summary(folder, tmp_path):
@@ -356,7 +357,9 @@ def test_cli_move_excludes_its_destination_and_refuses_bad_combinations(folder, 
     data = str(tmp_path / "data")
     moved = _cli("dedup", str(folder), "--data-dir", data, "--move", str(folder / "dups"), cwd=tmp_path)
     assert moved.returncode == 0 and "6 duplicates moved" in moved.stderr
-    again = _cli("dedup", str(folder), "--data-dir", data, "--move", str(folder / "dups"), "--format", "json", cwd=tmp_path)
+    again = _cli(
+        "dedup", str(folder), "--data-dir", data, "--move", str(folder / "dups"), "--format", "json", cwd=tmp_path
+    )
     assert json.loads(again.stdout)["groups"] == []  # the moved files inside the folder are not scanned
 
     both = _cli("dedup", str(folder), "--move", "x", "--delete", cwd=tmp_path)
@@ -446,7 +449,10 @@ def test_native_duplicates_route(server):
         bad = http.post("/v1/groups/dedup_route/duplicates", json={"match_threshold": 101})
         assert bad.status_code == 400 and bad.json()["error"]["code"] == "InvalidParameterValue"
         missing = http.post("/v1/groups/no_such_group/duplicates", json={})
-        assert missing.status_code == 404 and missing.json()["error"]["code"] == "InvalidParameterValue.ImageGroupIdNotExist"
+        assert (
+            missing.status_code == 404
+            and missing.json()["error"]["code"] == "InvalidParameterValue.ImageGroupIdNotExist"
+        )
 
     from lookalike.client import ApiError, Client
 

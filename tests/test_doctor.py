@@ -18,7 +18,11 @@ def lookalike(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     import os
 
     return subprocess.run(
-        [sys.executable, "-m", "lookalike.cli", *args], capture_output=True, text=True, timeout=180, env={**os.environ, **(env or {})}
+        [sys.executable, "-m", "lookalike.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -90,7 +94,9 @@ def test_a_running_milvus_answers(milvus_uri, tmp_path):
 )
 def test_cpu_flags_are_read_and_explained(tmp_path, flags, status, says):
     cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: test\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+    cpuinfo.write_text(
+        f"processor\t: 0\nmodel name\t: test\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n"
+    )
     check = check_cpu(cpu_flags(cpuinfo))
     assert check.status == status and says in check.detail
     assert check_cpu(cpu_flags(tmp_path / "absent")).detail.endswith("speed cannot be predicted")

@@ -9,7 +9,6 @@ import time
 import httpx
 import pytest
 
-from backends import backend  # noqa: F401 - fixture: runs once per storage backend
 from lookalike.engine import Engine
 from lookalike.gallery import GalleryService, NewImage
 from lookalike.index import open_store
@@ -104,20 +103,29 @@ def test_bad_job_and_review_requests_get_their_codes(server):
         assert error(http.get("/v1/groups/jobs_errors/duplicates/jobs/nope"), 404) == "ResourceNotFound"
         assert error(http.get(f"/v1/groups/jobs_other/duplicates/jobs/{job['job_id']}"), 404) == "ResourceNotFound"
         assert error(http.post("/v1/groups/missing/duplicates/jobs", json={}), 404).endswith("ImageGroupIdNotExist")
-        assert error(http.post("/v1/groups/jobs_errors/duplicates/jobs", json={"level": "exact"}), 400) == "InvalidParameter"
-        assert error(http.post("/v1/groups/jobs_errors/duplicates/jobs", json={"match_threshold": 101}), 400) == "InvalidParameterValue"
+        assert (
+            error(http.post("/v1/groups/jobs_errors/duplicates/jobs", json={"level": "exact"}), 400)
+            == "InvalidParameter"
+        )
+        assert (
+            error(http.post("/v1/groups/jobs_errors/duplicates/jobs", json={"match_threshold": 101}), 400)
+            == "InvalidParameterValue"
+        )
         assert error(http.post("/v1/groups/jobs_errors/duplicates/jobs", content=b"{"), 400) == "InvalidParameter"
         review = "/v1/groups/jobs_errors/duplicates/reviewed"
         assert error(http.post(review, json={"pic_names": ["b.jpg"]}), 400) == "InvalidParameterValue"
         assert error(http.post(review, json={"pic_names": ["b.jpg", "b.jpg"]}), 400) == "InvalidParameterValue"
-        assert error(http.post(review, json={"pic_names": ["b.jpg", "gone.jpg"]}), 404) == "FailedOperation.ImageNotFoundInfo"
+        assert (
+            error(http.post(review, json={"pic_names": ["b.jpg", "gone.jpg"]}), 404)
+            == "FailedOperation.ImageNotFoundInfo"
+        )
         assert error(http.post(review, json={"names": ["b.jpg"]}), 400) == "InvalidParameter"
         bad_page = http.get(f"/v1/groups/jobs_errors/duplicates/jobs/{job['job_id']}", params={"limit": 1000})
         assert error(bad_page, 400).startswith("InvalidParameterValue")
         assert finished(http, "jobs_errors", job["job_id"])["status"] == "done"
 
 
-def test_review_marks_outlive_the_service_and_go_with_their_group(tmp_path, backend):  # noqa: F811
+def test_review_marks_outlive_the_service_and_go_with_their_group(tmp_path, backend):
     settings = backend.make_settings(tmp_path / "data", threads=2)
     engine = Engine(settings)
     pictures = copy_families()

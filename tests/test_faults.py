@@ -6,7 +6,6 @@ vector or thumbnail, counts that agree), and every acknowledged write present af
 
 from __future__ import annotations
 
-import base64
 import socket
 import sqlite3
 import threading
@@ -18,14 +17,11 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from support import small_tmpfs, take_space
+from support import b64, small_tmpfs, take_space
 
 GROUP_OPTIONS = {"model": "sscd-small", "max_qps": 100_000}
 """The fast model, and no per-group search rate limit in the way of the checks."""
 
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 class Api:
@@ -106,10 +102,20 @@ def check_database(data_dir: Path) -> None:
         def count(sql: str) -> int:
             return conn.execute(sql).fetchone()[0]
 
-        assert count("SELECT COUNT(*) FROM images i WHERE NOT EXISTS (SELECT 1 FROM vectors WHERE image_id = i.id)") == 0
-        assert count("SELECT COUNT(*) FROM images i WHERE NOT EXISTS (SELECT 1 FROM thumbnails WHERE image_id = i.id)") == 0
-        assert count("SELECT COUNT(*) FROM vectors v WHERE NOT EXISTS (SELECT 1 FROM images WHERE id = v.image_id)") == 0
-        assert count("SELECT COUNT(*) FROM thumbnails t WHERE NOT EXISTS (SELECT 1 FROM images WHERE id = t.image_id)") == 0
+        assert (
+            count("SELECT COUNT(*) FROM images i WHERE NOT EXISTS (SELECT 1 FROM vectors WHERE image_id = i.id)") == 0
+        )
+        assert (
+            count("SELECT COUNT(*) FROM images i WHERE NOT EXISTS (SELECT 1 FROM thumbnails WHERE image_id = i.id)")
+            == 0
+        )
+        assert (
+            count("SELECT COUNT(*) FROM vectors v WHERE NOT EXISTS (SELECT 1 FROM images WHERE id = v.image_id)") == 0
+        )
+        assert (
+            count("SELECT COUNT(*) FROM thumbnails t WHERE NOT EXISTS (SELECT 1 FROM images WHERE id = t.image_id)")
+            == 0
+        )
         for group, pic_count, rows in conn.execute(
             "SELECT group_id, pic_count, (SELECT COUNT(*) FROM images WHERE gid = g.gid) FROM groups g"
         ):
@@ -122,7 +128,11 @@ def check_present(api: Api, group: str, pics: dict[str, bytes], names: set[str])
         r = api.get(group, pic)
         assert r.status_code == 200 and r.json()["custom_content"] == pic, (pic, r.text)
         thumb = api.thumbnail(group, pic)
-        assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg" and thumb.content[:2] == b"\xff\xd8"
+        assert (
+            thumb.status_code == 200
+            and thumb.headers["content-type"] == "image/jpeg"
+            and thumb.content[:2] == b"\xff\xd8"
+        )
         top = api.search(group, pics[pic])
         assert top and top[0]["pic_name"] == pic and top[0]["score"] == 100, (pic, top)
 
@@ -202,7 +212,9 @@ def test_kill_9_during_batch_and_concurrent_ingest(server_factory, photos) -> No
             in_flight.pop(name)
 
     threads = [threading.Thread(target=writer, args=("batch", batches))]
-    threads += [threading.Thread(target=writer, args=(name, [[item] for item in items])) for name, items in singles.items()]
+    threads += [
+        threading.Thread(target=writer, args=(name, [[item] for item in items])) for name, items in singles.items()
+    ]
     for thread in threads:
         thread.start()
     watcher = Api(server.base_url)
@@ -396,7 +408,9 @@ def test_full_disk_refuses_writes_clearly_and_keeps_serving(server_factory, phot
             # nothing created, every item refused for the same reason: the batch answers its status
             assert r.status_code == 507 and r.json()["created"] == 0, r.text
             assert [item["error"]["code"] for item in r.json()["results"]] == ["StorageFull"] * 3
-            response = api.tencent("CreateImage", GroupId=group, EntityId="big", PicName="big1", ImageBase64=b64(big["big1"]))
+            response = api.tencent(
+                "CreateImage", GroupId=group, EntityId="big", PicName="big1", ImageBase64=b64(big["big1"])
+            )
             assert response["Error"]["Code"] == "ResourceInsufficient", response  # Tencent's common code
             assert "out of space" in response["Error"]["Message"]
             # a delete needs space too; one that fits in what a refused write had taken may commit
@@ -522,14 +536,42 @@ def test_slow_urls_time_out_without_blocking_the_server(server_factory, photos, 
         api.create_group(group)
     trickle, hang = slow_server.url("/trickle"), slow_server.url("/hang")
     slow = {
-        "compare trickle": ("POST", "/v1/compare", {"json": {"a": {"url": trickle}, "b": {"base64": b64(a)}, "model": "sscd-small"}}),
-        "compare hang": ("POST", "/v1/compare", {"json": {"a": {"base64": b64(a)}, "b": {"url": hang}, "model": "sscd-small"}}),
-        "add hang": ("POST", f"/v1/groups/{group}/images", {"json": {"entity_id": "e", "pic_name": "hang", "image": {"url": hang}}}),
-        "add trickle": ("POST", f"/v1/groups/{group}/images", {"json": [{"entity_id": "e", "pic_name": "trickle", "image": {"url": trickle}}]}),
-        "CreateImage trickle": ("POST", "/", {"json": {"GroupId": group, "EntityId": "e", "PicName": "tc", "ImageUrl": trickle},
-                                              "headers": {"X-TC-Action": "CreateImage", "X-TC-Version": "2019-05-29"}}),
-        "SearchImage hang": ("POST", "/", {"json": {"GroupId": group, "ImageUrl": hang},
-                                           "headers": {"X-TC-Action": "SearchImage", "X-TC-Version": "2019-05-29"}}),
+        "compare trickle": (
+            "POST",
+            "/v1/compare",
+            {"json": {"a": {"url": trickle}, "b": {"base64": b64(a)}, "model": "sscd-small"}},
+        ),
+        "compare hang": (
+            "POST",
+            "/v1/compare",
+            {"json": {"a": {"base64": b64(a)}, "b": {"url": hang}, "model": "sscd-small"}},
+        ),
+        "add hang": (
+            "POST",
+            f"/v1/groups/{group}/images",
+            {"json": {"entity_id": "e", "pic_name": "hang", "image": {"url": hang}}},
+        ),
+        "add trickle": (
+            "POST",
+            f"/v1/groups/{group}/images",
+            {"json": [{"entity_id": "e", "pic_name": "trickle", "image": {"url": trickle}}]},
+        ),
+        "CreateImage trickle": (
+            "POST",
+            "/",
+            {
+                "json": {"GroupId": group, "EntityId": "e", "PicName": "tc", "ImageUrl": trickle},
+                "headers": {"X-TC-Action": "CreateImage", "X-TC-Version": "2019-05-29"},
+            },
+        ),
+        "SearchImage hang": (
+            "POST",
+            "/",
+            {
+                "json": {"GroupId": group, "ImageUrl": hang},
+                "headers": {"X-TC-Action": "SearchImage", "X-TC-Version": "2019-05-29"},
+            },
+        ),
     }
     answers: dict[str, tuple[float, float, httpx.Response]] = {}
 
@@ -549,7 +591,9 @@ def test_slow_urls_time_out_without_blocking_the_server(server_factory, photos, 
         for _ in range(3):
             started = time.monotonic()
             assert api.request("GET", "/healthz").status_code == 200
-            r = api.request("POST", "/v1/compare", json={"a": {"base64": b64(a)}, "b": {"base64": b64(b)}, "model": "sscd-small"})
+            r = api.request(
+                "POST", "/v1/compare", json={"a": {"base64": b64(a)}, "b": {"base64": b64(b)}, "model": "sscd-small"}
+            )
             assert r.status_code == 200 and 0 < r.json()["similarity"] < 1, r.text
             assert api.group(group)["pic_count"] == 0
             assert time.monotonic() - started < 1.5
@@ -573,7 +617,9 @@ def test_slow_urls_time_out_without_blocking_the_server(server_factory, photos, 
         assert deadline - 0.2 <= ended - started <= deadline + 3, (name, ended - started)
     # the server hung up on every slow peer by its deadline, and stored nothing
     wait_for(lambda: len(slow_server.closed) >= len(slow), timeout=5)
-    assert sorted(path for path, _ in slow_server.closed) == sorted("/trickle" if "trickle" in n else "/hang" for n in slow)
+    assert sorted(path for path, _ in slow_server.closed) == sorted(
+        "/trickle" if "trickle" in n else "/hang" for n in slow
+    )
     assert all(seconds <= deadline + 3 for _, seconds in slow_server.closed), slow_server.closed
     with Api(server.base_url) as api:
         assert api.names(group) == set()

@@ -246,7 +246,15 @@ def code_of(url: str, settings: Settings | None = None) -> str:
 
 @pytest.mark.parametrize(
     "address",
-    ["8.8.8.8", "1.1.1.1", "93.184.216.34", "2606:4700:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1"],
+    [
+        "8.8.8.8",
+        "1.1.1.1",
+        "93.184.216.34",
+        "2606:4700:4700::1111",
+        "::ffff:8.8.8.8",
+        "64:ff9b::808:808",
+        "2002:808:808::1",
+    ],
 )
 def test_public_addresses(address: str) -> None:
     assert is_public_address(ipaddress.ip_address(address))
@@ -478,7 +486,9 @@ def test_overall_deadline_cuts_off_trickling_servers(route: str, loopback: _Serv
     """Each byte (or hop) comes quickly; only a deadline over the whole fetch stops them."""
     started = time.monotonic()
     with pytest.raises(ImageDownloadError, match="time-out"):
-        fetch_http(f"http://127.0.0.1:{loopback.server_port}{route}", allow_private(fetch_timeout_s=1, fetch_max_redirects=20))
+        fetch_http(
+            f"http://127.0.0.1:{loopback.server_port}{route}", allow_private(fetch_timeout_s=1, fetch_max_redirects=20)
+        )
     assert 0.9 < time.monotonic() - started < 2
 
 

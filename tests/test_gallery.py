@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import os
@@ -14,7 +13,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from backends import backend  # noqa: F401 - fixture: every gallery test runs on each storage backend
 from lookalike import errors, scores
 from lookalike.config import Settings
 from lookalike.engine import Engine
@@ -22,12 +20,10 @@ from lookalike.gallery import GROUP_TYPE_MODELS, GalleryService, NewImage, parse
 from lookalike.images import Rect
 from lookalike.index import open_store
 from lookalike.index.filters import And, Compare, Or, matches
+from support import b64
 
 COLOURS = ("red", "blue", "green")
 
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +49,13 @@ def tagged(gallery, pics) -> str:
     """Group 'tagged' (sscd-small): six pictures, three entities, tags n / colour / shop."""
     gallery.create_group("tagged", "Tagged", model="sscd-small")
     news = [
-        NewImage(f"e{i // 2}", f"p{i}", data, custom_content=f"content {i}", tags={"n": i, "colour": COLOURS[i % 3], "shop": f"s{i % 2}"})
+        NewImage(
+            f"e{i // 2}",
+            f"p{i}",
+            data,
+            custom_content=f"content {i}",
+            tags={"n": i, "colour": COLOURS[i % 3], "shop": f"s{i % 2}"},
+        )
         for i, data in enumerate(pics)
     ]
     results = gallery.add_images("tagged", news)
@@ -126,7 +128,11 @@ def test_filter_blank_is_none_and_huge_is_refused():
 )
 def test_search_filter_returns_exactly_the_matching_pictures(gallery, tagged, pics, text):
     hits = gallery.search(tagged, pics[0], limit=100, filter=text, min_cosine=-1.0)
-    expected = {f"p{i}" for i in range(len(pics)) if matches(parse_filter(text), {"n": i, "colour": COLOURS[i % 3], "shop": f"s{i % 2}"})}
+    expected = {
+        f"p{i}"
+        for i in range(len(pics))
+        if matches(parse_filter(text), {"n": i, "colour": COLOURS[i % 3], "shop": f"s{i % 2}"})
+    }
     assert {h.image.pic_name for h in hits} == expected
 
 
@@ -136,7 +142,11 @@ def test_search_filter_returns_exactly_the_matching_pictures(gallery, tagged, pi
 def test_results_are_best_first_with_integer_scores(gallery, tagged, pics):
     hits = gallery.search(tagged, pics[2], limit=100, min_cosine=-1.0)
     assert hits[0].image.pic_name == "p2" and hits[0].score == 100
-    assert hits[0].image.custom_content == "content 2" and hits[0].image.tags == {"n": 2, "colour": "green", "shop": "s0"}
+    assert hits[0].image.custom_content == "content 2" and hits[0].image.tags == {
+        "n": 2,
+        "colour": "green",
+        "shop": "s0",
+    }
     assert [h.cosine for h in hits] == sorted((h.cosine for h in hits), reverse=True)
     for h in hits:
         assert isinstance(h.score, int) and 0 <= h.score <= 100
@@ -181,7 +191,9 @@ def test_image_rect_crop_finds_the_cropped_source(gallery, photos):
     whole = gallery.search("crops", query, limit=4, min_cosine=-1.0)
     pasted = next(h for h in whole if h.image.pic_name == "s2")
     assert pasted.cosine < hits[0].cosine  # the crop box sharpens the vector match...
-    assert pasted.inliers >= scores.COPY_INLIERS and pasted.score >= 80  # ...and verification finds the partial copy anyway
+    assert (
+        pasted.inliers >= scores.COPY_INLIERS and pasted.score >= 80
+    )  # ...and verification finds the partial copy anyway
 
     # A crop of a stored picture (60% of it) still finds it first.
     part = sources[1].crop((40, 30, 232, 174))
@@ -335,14 +347,25 @@ def api(server_factory, backend):
 
 
 def test_native_rest_round_trip(api, photos):
-    r = api.post("/v1/groups", json={"group_id": "rest", "group_name": "REST", "model": "sscd-small", "max_capacity": 100})
+    r = api.post(
+        "/v1/groups", json={"group_id": "rest", "group_name": "REST", "model": "sscd-small", "max_capacity": 100}
+    )
     assert r.status_code == 201, r.text
     assert r.json()["model"] == "sscd-small" and r.json()["group_type"] == 101
-    assert api.post("/v1/groups", json={"group_id": "rest"}).json()["error"]["code"] == "InvalidParameterValue.ImageGroupIdAlreadyExist"
+    assert (
+        api.post("/v1/groups", json={"group_id": "rest"}).json()["error"]["code"]
+        == "InvalidParameterValue.ImageGroupIdAlreadyExist"
+    )
     assert "rest" in {g["group_id"] for g in api.get("/v1/groups").json()["groups"]}
 
     pics = [photos.jpeg(700 + i) for i in range(4)]
-    one = {"entity_id": "e0", "pic_name": "a/0.jpg", "image": {"base64": b64(pics[0])}, "tags": {"n": 0}, "custom_content": "zero"}
+    one = {
+        "entity_id": "e0",
+        "pic_name": "a/0.jpg",
+        "image": {"base64": b64(pics[0])},
+        "tags": {"n": 0},
+        "custom_content": "zero",
+    }
     r = api.post("/v1/groups/rest/images", json=one)
     assert r.status_code == 201, r.text
     assert r.json()["pic_name"] == "a/0.jpg" and r.json()["thumbnail_url"].endswith("/thumbnail")
@@ -350,7 +373,12 @@ def test_native_rest_round_trip(api, photos):
     batch = [
         {"entity_id": "e1", "pic_name": "1.jpg", "image": {"base64": b64(pics[1])}, "tags": {"n": 1}},
         {"entity_id": "e1", "pic_name": "bad.jpg", "image": {"base64": b64(b"nope")}},
-        {"entity_id": "e2", "pic_name": "2.jpg", "image": {"base64": b64(pics[2])}, "rect": {"x": 0, "y": 0, "width": 200, "height": 200}},
+        {
+            "entity_id": "e2",
+            "pic_name": "2.jpg",
+            "image": {"base64": b64(pics[2])},
+            "rect": {"x": 0, "y": 0, "width": 200, "height": 200},
+        },
     ]
     r = api.post("/v1/groups/rest/images", json=batch)
     assert r.status_code == 207, r.text
@@ -359,8 +387,11 @@ def test_native_rest_round_trip(api, photos):
     assert [item["ok"] for item in body["results"]] == [True, False, True]
     assert body["results"][1]["error"]["code"] == "ImageDecodeFailed"
 
-    r = api.post("/v1/groups/rest/images", files=[("images", ("3.png", photos.to_bytes(photos.image(703), "PNG"), "image/png"))],
-                 data={"tags": '{"n": 3}'})
+    r = api.post(
+        "/v1/groups/rest/images",
+        files=[("images", ("3.png", photos.to_bytes(photos.image(703), "PNG"), "image/png"))],
+        data={"tags": '{"n": 3}'},
+    )
     assert r.status_code == 201, r.text
     assert r.json()["results"][0]["image"]["entity_id"] == "3"
 
@@ -372,16 +403,29 @@ def test_native_rest_round_trip(api, photos):
     thumb = api.get("/v1/groups/rest/images/a/0.jpg/thumbnail")
     assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
     assert max(Image.open(io.BytesIO(thumb.content)).size) <= 256
-    assert api.get("/v1/groups/rest/images/a/0.jpg/thumbnail", headers={"If-None-Match": thumb.headers["etag"]}).status_code == 304
+    assert (
+        api.get(
+            "/v1/groups/rest/images/a/0.jpg/thumbnail", headers={"If-None-Match": thumb.headers["etag"]}
+        ).status_code
+        == 304
+    )
 
     r = api.patch("/v1/groups/rest/images/1.jpg", json={"tags": {"n": 10}, "custom_content": "ten"})
     assert r.status_code == 200 and r.json()["tags"] == {"n": 10}
 
-    r = api.post("/v1/groups/rest/search", json={"image": {"base64": b64(pics[1])}, "filter": "n >= 5", "match_threshold": 1})
+    r = api.post(
+        "/v1/groups/rest/search", json={"image": {"base64": b64(pics[1])}, "filter": "n >= 5", "match_threshold": 1}
+    )
     assert r.status_code == 200, r.text
-    assert [h["pic_name"] for h in r.json()["results"]] == ["1.jpg"] and r.json()["results"][0]["custom_content"] == "ten"
+    assert [h["pic_name"] for h in r.json()["results"]] == ["1.jpg"] and r.json()["results"][0][
+        "custom_content"
+    ] == "ten"
 
-    r = api.post("/v1/groups/rest/search", files={"image": ("q.jpg", pics[0], "image/jpeg")}, data={"limit": "2", "match_threshold": "1"})
+    r = api.post(
+        "/v1/groups/rest/search",
+        files={"image": ("q.jpg", pics[0], "image/jpeg")},
+        data={"limit": "2", "match_threshold": "1"},
+    )
     assert r.status_code == 200, r.text
     results = r.json()["results"]
     assert results[0]["pic_name"] == "a/0.jpg" and results[0]["score"] == 100 and len(results) == 2
@@ -406,10 +450,14 @@ def test_native_rest_refusals_use_the_native_error_format(api, photos):
     assert "request_id" in r.json()
     r = api.post("/v1/groups", json={"group_id": "ok", "unknown": 1})
     assert r.status_code == 400 and r.json()["error"]["code"] == "InvalidParameter"
-    r = api.post("/v1/groups/nowhere/images", json={"entity_id": "e", "pic_name": "p", "image": {"base64": b64(photos.jpeg(1))}})
+    r = api.post(
+        "/v1/groups/nowhere/images", json={"entity_id": "e", "pic_name": "p", "image": {"base64": b64(photos.jpeg(1))}}
+    )
     assert r.status_code == 404 and r.json()["error"]["code"] == "InvalidParameterValue.ImageGroupIdNotExist"
     api.post("/v1/groups", json={"group_id": "refusals", "model": "sscd-small"})
-    r = api.post("/v1/groups/refusals/images", json={"entity_id": "e", "pic_name": "p", "image": {"base64": b64(photos.solid())}})
+    r = api.post(
+        "/v1/groups/refusals/images", json={"entity_id": "e", "pic_name": "p", "image": {"base64": b64(photos.solid())}}
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == "InvalidParameter.PictureSolidColorError"
     assert "/v1/groups/{group_id}/search" in api.get("/openapi.json").json()["paths"]
 
@@ -419,7 +467,9 @@ def test_native_rest_refusals_use_the_native_error_format(api, photos):
 
 def lookalike(*args: str, data_dir, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "LOOKALIKE_DATA_DIR": str(data_dir), "LOOKALIKE_THREADS": "2", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "lookalike.cli", *args], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "lookalike.cli", *args], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_cli_index_is_resumable_and_reports_refusals(tmp_path, photos, backend):
@@ -432,7 +482,9 @@ def test_cli_index_is_resumable_and_reports_refusals(tmp_path, photos, backend):
     (folder / "blank.jpg").write_bytes(photos.solid())
     (folder / "notes.txt").write_text("not a picture")
 
-    first = lookalike("index", str(folder), "--group", "cli", "--create", "--model", "sscd-small", data_dir=data_dir, env=backend.env)
+    first = lookalike(
+        "index", str(folder), "--group", "cli", "--create", "--model", "sscd-small", data_dir=data_dir, env=backend.env
+    )
     assert first.returncode == 1, first.stderr  # one refusal
     assert json.loads(first.stdout) == {"group": "cli", "added": 4, "skipped": 0, "refused": 1}
     assert "refused blank.jpg: InvalidParameter.PictureSolidColorError" in first.stderr
@@ -443,11 +495,22 @@ def test_cli_index_is_resumable_and_reports_refusals(tmp_path, photos, backend):
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout) == {"group": "cli", "added": 1, "skipped": 4, "refused": 0}
 
-    found = lookalike("search", str(folder / "mug" / "view2.jpg"), "--group", "cli", "--limit", "2", data_dir=data_dir, env=backend.env)
+    found = lookalike(
+        "search",
+        str(folder / "mug" / "view2.jpg"),
+        "--group",
+        "cli",
+        "--limit",
+        "2",
+        data_dir=data_dir,
+        env=backend.env,
+    )
     assert found.returncode == 0, found.stderr
     top = json.loads(found.stdout.splitlines()[0])
     assert (top["entity_id"], top["pic_name"], top["score"]) == ("mug", "mug/view2.jpg", 100)
-    bad = lookalike("search", str(folder / "poster.png"), "--group", "cli", "--filter", "a >", data_dir=data_dir, env=backend.env)
+    bad = lookalike(
+        "search", str(folder / "poster.png"), "--group", "cli", "--filter", "a >", data_dir=data_dir, env=backend.env
+    )
     assert bad.returncode == 2 and "InvalidParameterValue.FilterInvalid" in bad.stderr
 
     listed = lookalike("groups", data_dir=data_dir, env=backend.env)
@@ -456,8 +519,16 @@ def test_cli_index_is_resumable_and_reports_refusals(tmp_path, photos, backend):
     tenant = lookalike("index", str(folder / "mug"), "--group", "cli", "--create", "--model", "sscd-small",
                        "--tenant", "acme", data_dir=data_dir, env=backend.env)  # fmt: skip
     assert tenant.returncode == 0 and json.loads(tenant.stdout)["added"] == 4, tenant.stderr  # view0-3
-    assert lookalike("groups", "--tenant", "acme", data_dir=data_dir, env=backend.env).stdout.split("\t")[:3] == ["cli", "sscd-small", "4 pictures"]
-    assert lookalike("groups", data_dir=data_dir, env=backend.env).stdout.split("\t")[:3] == ["cli", "sscd-small", "5 pictures"]
+    assert lookalike("groups", "--tenant", "acme", data_dir=data_dir, env=backend.env).stdout.split("\t")[:3] == [
+        "cli",
+        "sscd-small",
+        "4 pictures",
+    ]
+    assert lookalike("groups", data_dir=data_dir, env=backend.env).stdout.split("\t")[:3] == [
+        "cli",
+        "sscd-small",
+        "5 pictures",
+    ]
     assert lookalike("groups", "--tenant", "a/b", data_dir=data_dir, env=backend.env).returncode == 2
     missing = lookalike("index", str(folder), "--group", "other", data_dir=data_dir, env=backend.env)
     assert missing.returncode == 2 and "--create" in missing.stderr

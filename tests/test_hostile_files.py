@@ -232,8 +232,15 @@ def send(client: httpx.Client, route: Route, item: Hostile, index: int) -> Outco
     except httpx.HTTPError as exc:
         return Outcome(route.name, item, 0, "<connection error>", time.perf_counter() - start, note=repr(exc))
     code = _CODE_OF[route.dialect](response)
-    return Outcome(route.name, item, response.status_code, code, time.perf_counter() - start, pic if code is None else None,
-                   note=response.text[:200] if code is not None else "")
+    return Outcome(
+        route.name,
+        item,
+        response.status_code,
+        code,
+        time.perf_counter() - start,
+        pic if code is None else None,
+        note=response.text[:200] if code is not None else "",
+    )
 
 
 def violations(route: Route, outcome: Outcome) -> list[str]:
@@ -386,7 +393,9 @@ def check_health(client: httpx.Client) -> list[str]:
         problems.append(f"compare of a picture with itself: {same.status_code} {same.text[:200]}")
     elif other.status_code != 200 or not other.json()["cosine"] < same.json()["cosine"]:
         problems.append(f"compare of two pictures: {other.status_code} {other.text[:200]}")
-    aws = client.post("/image_similarity", json={"img_1": base64.b64encode(a).decode(), "img_2": base64.b64encode(a).decode()})
+    aws = client.post(
+        "/image_similarity", json={"img_1": base64.b64encode(a).decode(), "img_2": base64.b64encode(a).decode()}
+    )
     if aws.status_code != 200 or aws.json().get("similarity", 0) < 0.99:
         problems.append(f"AWS compare: {aws.status_code} {aws.text[:200]}")
     return problems
@@ -397,7 +406,9 @@ def server_log_tracebacks(log_path: Path) -> list[str]:
     if not log_path.is_file():
         return []
     text = log_path.read_text(errors="replace")
-    return [m.group(0)[-300:] for m in re.finditer(r"Traceback \(most recent call last\):.*?\n(?=\S)[^\n]*", text, re.S)]
+    return [
+        m.group(0)[-300:] for m in re.finditer(r"Traceback \(most recent call last\):.*?\n(?=\S)[^\n]*", text, re.S)
+    ]
 
 
 # --------------------------------------------------------------------------- tests

@@ -16,6 +16,7 @@ from lookalike.index.base import GroupRecord, ImageRecord
 from lookalike.index.filters import Compare
 from lookalike.index.milvus import MilvusStore
 from lookalike.index.sqlite import SqliteStore
+from support import unit
 
 DIM = 512  # what the CLI opens both stores with
 
@@ -29,11 +30,6 @@ GROUPS = [
 SIZES = {"plain": 30, "acme/shoes": 45, "acme/empty": 0, "beta/shoes": 25}
 
 
-def unit(rng: np.random.Generator, n: int) -> np.ndarray:
-    x = rng.standard_normal((n, DIM)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
 def fill(data_dir: Path, seed: int = 0) -> dict[str, dict[str, tuple[ImageRecord, np.ndarray, bytes | None]]]:
     """Groups of two tenants and of none; random unit vectors (no model makes these)."""
     rng = np.random.default_rng(seed)
@@ -42,7 +38,7 @@ def fill(data_dir: Path, seed: int = 0) -> dict[str, dict[str, tuple[ImageRecord
         for group in GROUPS:
             store.create_group(group)
             want[group.group_id] = {}
-            for i, vec in enumerate(unit(rng, SIZES[group.group_id])):
+            for i, vec in enumerate(unit(rng, SIZES[group.group_id], DIM)):
                 record = ImageRecord(
                     group.group_id,
                     entity_id=f"item-{i % 6}",
@@ -114,8 +110,18 @@ def test_migrate_to_milvus_and_back_copies_everything(tmp_path: Path, milvus) ->
 
     dry = migrate("milvus", data_dir, env, "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert "acme/shoes: would be created (model sscd-small); 45 in the source, 0 in the target; would copy 45" in dry.stdout
-    assert summary(dry) == {"groups": 4, "would_create": 4, "would_copy": 100, "present": 0, "refused": 0, "dry_run": True}
+    assert (
+        "acme/shoes: would be created (model sscd-small); 45 in the source, 0 in the target; would copy 45"
+        in dry.stdout
+    )
+    assert summary(dry) == {
+        "groups": 4,
+        "would_create": 4,
+        "would_copy": 100,
+        "present": 0,
+        "refused": 0,
+        "dry_run": True,
+    }
     assert target.list_groups(0, 10, namespace=None) == ([], 0)
 
     result = migrate("milvus", data_dir, env)
@@ -130,7 +136,9 @@ def test_migrate_to_milvus_and_back_copies_everything(tmp_path: Path, milvus) ->
         rng = np.random.default_rng(7)
         for group_id, pictures in want.items():
             vectors = [vec for _, vec, _ in pictures.values()][:3]
-            queries = [v + 0.3 * q for v, q in zip(vectors, unit(rng, len(vectors)))] + list(unit(rng, 1))
+            queries = [v + 0.3 * q for v, q in zip(vectors, unit(rng, len(vectors), DIM), strict=True)] + list(
+                unit(rng, 1, DIM)
+            )
             for q in queries:
                 for where in (None, Compare("colour", "=", "red")):
                     a = source.search(group_id, q, limit=5, where=where)
@@ -197,7 +205,7 @@ def test_differing_counts_and_models_fail_with_the_groups_named(tmp_path: Path, 
     target.create_group(GroupRecord("beta/shoes", "other model", model="sscd-small"))
     target.create_group(GroupRecord("plain", "No tenant"))
     extra = ImageRecord("plain", "only-here", "extra.jpg")
-    target.add_image(extra, unit(np.random.default_rng(3), 1)[0], max_per_entity=10)
+    target.add_image(extra, unit(np.random.default_rng(3), 1, DIM)[0], max_per_entity=10)
 
     result = migrate("milvus", data_dir, env)
     assert result.returncode == 1

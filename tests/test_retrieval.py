@@ -204,7 +204,9 @@ def test_threshold_applies_after_verification(gallery, scene):
     canvas = distinct_photos(9)[8].resize((640, 480))
     canvas.paste(_crop(scene, 0.5), (0, 0))
     plain = _service(gallery, rerank_depth=0, query_expansion=False)
-    cosine = next(h for h in plain.search("g", encode(canvas), limit=8, min_cosine=-1.0) if h.image.pic_name == "scene").cosine
+    cosine = next(
+        h for h in plain.search("g", encode(canvas), limit=8, min_cosine=-1.0) if h.image.pic_name == "scene"
+    ).cosine
     threshold = 80
     assert scores.calibrated_score(cosine) < threshold  # the cosine alone would not pass 80...
     found = _service(gallery, query_expansion=False).search("g", encode(canvas), limit=8, match_threshold=threshold)
@@ -221,7 +223,9 @@ def test_query_expansion_moves_the_query_towards_its_best_hit(gallery, scene):
     assert without[0].cosine < scores.COPY_COSINE  # by its cosine alone the crop is no copy...
     assert with_qe[0].cosine > without[0].cosine  # ...so the expanded query lies between the crop and the scene
     vector = gallery.embed_query(gallery.get_group("g"), query)
-    assert without[0].cosine == pytest.approx(float(vector @ gallery.store.get_vectors("g", ["scene"])["scene"]), abs=1e-4)
+    assert without[0].cosine == pytest.approx(
+        float(vector @ gallery.store.get_vectors("g", ["scene"])["scene"]), abs=1e-4
+    )
 
 
 def test_copies_of_the_query_keep_their_score_and_do_not_expand_it(gallery, scene):
@@ -235,7 +239,9 @@ def test_copies_of_the_query_keep_their_score_and_do_not_expand_it(gallery, scen
         assert expanded[0].cosine == pytest.approx(plain[0].cosine, abs=1e-5)
         runner_up = plain[1]
         assert runner_up.score < 80
-        assert next(h.cosine for h in expanded if h.image.pic_name == runner_up.image.pic_name) > runner_up.cosine + 0.01
+        assert (
+            next(h.cosine for h in expanded if h.image.pic_name == runner_up.image.pic_name) > runner_up.cosine + 0.01
+        )
     assert gallery.search("g", encode(scene), limit=1)[0].score == 100
 
 

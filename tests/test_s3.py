@@ -181,6 +181,9 @@ def test_no_credentials_never_asks_the_metadata_address_unless_allowed(
     monkeypatch.setenv("AWS_METADATA_SERVICE_NUM_ATTEMPTS", "1")
     monkeypatch.setenv("AWS_METADATA_SERVICE_TIMEOUT", "1")
     with pytest.raises(ImageDownloadError, match="credentials"):
-        fetch_s3(f"s3://{BUCKET}/cats/cat.jpg", Settings(s3_endpoint_url=endpoint, s3_instance_credentials=instance_credentials))
+        fetch_s3(
+            f"s3://{BUCKET}/cats/cat.jpg",
+            Settings(s3_endpoint_url=endpoint, s3_instance_credentials=instance_credentials),
+        )
     asked = [a for a in attempts if isinstance(a, tuple) and str(a[0]).startswith("169.254.")]
     assert bool(asked) == instance_credentials, attempts

@@ -24,13 +24,13 @@ import pytest
 import requests
 
 schemathesis = pytest.importorskip("schemathesis")
-from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
-from hypothesis.errors import Unsatisfiable  # noqa: E402
-from schemathesis import GenerationMode  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
 
-from hostile_files import good_jpeg  # noqa: E402
+from hostile_files import good_jpeg
 
 FIXED_GROUP = "fuzz_fixed"
 FIXED_PIC = "seed.jpg"
@@ -38,18 +38,43 @@ TENCENT_VERSION = "2019-05-29"
 _STR, _INT, _BOOL = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
 _RECT = {"type": "object", "properties": {k: _INT for k in ("X", "Y", "Width", "Height")}}
 TENCENT_PARAMS: dict[str, dict[str, dict]] = {
-    "CreateGroup": {"GroupId": _STR, "GroupName": _STR, "MaxCapacity": _INT, "Brief": _STR, "MaxQps": _INT, "GroupType": _INT},
+    "CreateGroup": {
+        "GroupId": _STR,
+        "GroupName": _STR,
+        "MaxCapacity": _INT,
+        "Brief": _STR,
+        "MaxQps": _INT,
+        "GroupType": _INT,
+    },
     "DescribeGroups": {"Offset": _INT, "Limit": _INT, "GroupId": _STR},
     "DeleteGroup": {"GroupId": _STR},
-    "CreateImage": {"GroupId": _STR, "EntityId": _STR, "PicName": _STR, "ImageUrl": _STR, "CustomContent": _STR,
-                    "ImageBase64": {"type": "string", "format": "byte"}, "Tags": _STR, "EnableDetect": _BOOL,
-                    "CategoryId": _INT, "ImageRect": _RECT},
+    "CreateImage": {
+        "GroupId": _STR,
+        "EntityId": _STR,
+        "PicName": _STR,
+        "ImageUrl": _STR,
+        "CustomContent": _STR,
+        "ImageBase64": {"type": "string", "format": "byte"},
+        "Tags": _STR,
+        "EnableDetect": _BOOL,
+        "CategoryId": _INT,
+        "ImageRect": _RECT,
+    },
     "DescribeImages": {"GroupId": _STR, "EntityId": _STR, "PicName": _STR},
     "UpdateImage": {"GroupId": _STR, "EntityId": _STR, "PicName": _STR, "Tags": _STR, "CustomContent": _STR},
     "DeleteImages": {"GroupId": _STR, "EntityId": _STR, "PicName": _STR},
-    "SearchImage": {"GroupId": _STR, "ImageUrl": _STR, "ImageBase64": {"type": "string", "format": "byte"},
-                    "Limit": _INT, "Offset": _INT, "MatchThreshold": _INT, "Filter": _STR, "ImageRect": _RECT,
-                    "EnableDetect": _BOOL, "CategoryId": _INT},
+    "SearchImage": {
+        "GroupId": _STR,
+        "ImageUrl": _STR,
+        "ImageBase64": {"type": "string", "format": "byte"},
+        "Limit": _INT,
+        "Offset": _INT,
+        "MatchThreshold": _INT,
+        "Filter": _STR,
+        "ImageRect": _RECT,
+        "EnableDetect": _BOOL,
+        "CategoryId": _INT,
+    },
 }
 """Tencent tiia 2019-05-29 as the README documents it (one body schema per action)."""
 
@@ -58,18 +83,30 @@ _URL = {"type": "string", "description": "http, https or s3 URL"}
 DIALECT_BODIES: dict[tuple[str, str], dict] = {
     ("/image_similarity", "post"): {
         "oneOf": [
-            {"type": "object", "properties": {"img": _IMG, "url": _URL}, "additionalProperties": False, "minProperties": 1},
-            {"type": "object", "properties": {"img_1": _IMG, "url_1": _URL, "img_2": _IMG, "url_2": _URL},
-             "additionalProperties": False, "minProperties": 2},
+            {
+                "type": "object",
+                "properties": {"img": _IMG, "url": _URL},
+                "additionalProperties": False,
+                "minProperties": 1,
+            },
+            {
+                "type": "object",
+                "properties": {"img_1": _IMG, "url_1": _URL, "img_2": _IMG, "url_2": _URL},
+                "additionalProperties": False,
+                "minProperties": 2,
+            },
         ]
     },
     ("/api/predict/{service_name}", "post"): {
-        "type": "object", "properties": {"imagea": _IMG, "imageb": _IMG}, "required": ["imagea", "imageb"],
+        "type": "object",
+        "properties": {"imagea": _IMG, "imageb": _IMG},
+        "required": ["imagea", "imageb"],
         "additionalProperties": False,
     },
     ("/", "post"): {
-        "anyOf": [{"type": "object", "properties": props, "additionalProperties": False}
-                  for props in TENCENT_PARAMS.values()]
+        "anyOf": [
+            {"type": "object", "properties": props, "additionalProperties": False} for props in TENCENT_PARAMS.values()
+        ]
     },
 }
 
@@ -85,13 +122,26 @@ def complete_dialects(document: dict) -> list[str]:
         if operation is None:
             continue
         if "requestBody" not in operation:
-            operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": copy.deepcopy(body)}}}
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": copy.deepcopy(body)}},
+            }
             added.append(f"{method.upper()} {path}: JSON request body")
         if path == "/":
             names = {p.get("name", "").lower() for p in operation.get("parameters", []) if p.get("in") == "header"}
             headers = [
-                {"name": "X-TC-Action", "in": "header", "required": True, "schema": {"type": "string", "enum": list(TENCENT_PARAMS)}},
-                {"name": "X-TC-Version", "in": "header", "required": True, "schema": {"type": "string", "enum": [TENCENT_VERSION]}},
+                {
+                    "name": "X-TC-Action",
+                    "in": "header",
+                    "required": True,
+                    "schema": {"type": "string", "enum": list(TENCENT_PARAMS)},
+                },
+                {
+                    "name": "X-TC-Version",
+                    "in": "header",
+                    "required": True,
+                    "schema": {"type": "string", "enum": [TENCENT_VERSION]},
+                },
             ]
             missing = [h for h in headers if h["name"].lower() not in names]
             if missing:
@@ -151,7 +201,9 @@ def ensure_fixed_group(base_url: str) -> None:
             assert response.status_code in (201, 409), response.text
         if client.get(f"/v1/groups/{FIXED_GROUP}/images/{FIXED_PIC}").status_code == 404:
             files = [("images", (FIXED_PIC, good_jpeg(5), "image/jpeg"))]
-            response = client.post(f"/v1/groups/{FIXED_GROUP}/images", files=files, data={"entity_id": "seed", "pic_name": FIXED_PIC})
+            response = client.post(
+                f"/v1/groups/{FIXED_GROUP}/images", files=files, data={"entity_id": "seed", "pic_name": FIXED_PIC}
+            )
             assert response.status_code in (201, 409), response.text
 
 
@@ -197,8 +249,16 @@ def _run_examples(run: FuzzRun, label: str, mode: str, strategy, base_url: str, 
         try:
             response = case.call(base_url=base_url, session=session, timeout=timeout)
         except requests.RequestException as exc:
-            run.records.append(Record(label, mode, 0, time.perf_counter() - started, case.as_curl_command(base_url=base_url),
-                                      f"no answer: {type(exc).__name__}"))
+            run.records.append(
+                Record(
+                    label,
+                    mode,
+                    0,
+                    time.perf_counter() - started,
+                    case.as_curl_command(base_url=base_url),
+                    f"no answer: {type(exc).__name__}",
+                )
+            )
             return
         failure = ""
         try:
@@ -293,7 +353,9 @@ OVERFLOWS = [
 ]
 
 
-@pytest.mark.parametrize("method, path, query, body", OVERFLOWS, ids=lambda v: str(v)[:40] if isinstance(v, str) else None)
+@pytest.mark.parametrize(
+    "method, path, query, body", OVERFLOWS, ids=lambda v: str(v)[:40] if isinstance(v, str) else None
+)
 def test_integers_beyond_64_bits_are_refused_not_internal_errors(fuzzed_server, method, path, query, body):
     """Found by the fuzzer: such an integer reached SQLite (OverflowError) and answered 500 /
     InternalError. A value out of range is the caller's error: 400 (Tencent: its error code)."""

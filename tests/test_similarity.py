@@ -41,7 +41,7 @@ def test_copies_beat_unrelated_images_by_a_margin(photos, model):
     for i, photo in enumerate(photos[:4]):
         variants = copies(photo)
         vectors = lookalike.embed(list(variants.values()), model=model)
-        copy_scores = dict(zip(variants, (vectors @ originals[i]).round(3)))
+        copy_scores = dict(zip(variants, (vectors @ originals[i]).round(3), strict=True))
         worst_copy = min(copy_scores.values())
         best_unrelated = unrelated[i].max()
         assert worst_copy > best_unrelated + MARGIN, (model, i, copy_scores, best_unrelated)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import http.server
 import json
-import threading
 
 import httpx
 import pytest
@@ -15,16 +12,13 @@ from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.tiia.v20190529 import models, tiia_client
 
-from backends import backend  # noqa: F401 - fixture: the suite runs on each storage backend
+from support import ImageServer, b64
 
 SMALL = (192, 144)
 
 # The SDK itself calls datetime.utcfromtimestamp (deprecated in Python 3.12).
 pytestmark = pytest.mark.filterwarnings("ignore:datetime.datetime.utcfromtimestamp:DeprecationWarning")
 
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +31,9 @@ def make_client(base_url: str, sign_method: str | None = None, method: str = "PO
     endpoint = base_url.removeprefix("http://")
     http = HttpProfile(endpoint=endpoint, protocol="http", reqTimeout=120, reqMethod=method)
     profile = ClientProfile(signMethod=sign_method, httpProfile=http)
-    return tiia_client.TiiaClient(credential.Credential("AKIDlookalikeTest", "not-a-real-secret"), "ap-guangzhou", profile)
+    return tiia_client.TiiaClient(
+        credential.Credential("AKIDlookalikeTest", "not-a-real-secret"), "ap-guangzhou", profile
+    )
 
 
 @pytest.fixture(scope="module")
@@ -49,23 +45,9 @@ def client(tc_server) -> tiia_client.TiiaClient:
 def image_host(photos):
     """Real HTTP on 127.0.0.1 serving a few JPEGs for ImageUrl."""
     files = {f"/img/{i}.jpg": photos.jpeg(900 + i, SMALL) for i in range(3)}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = files.get(self.path)
-            self.send_response(200 if body else 404)
-            self.send_header("Content-Type", "image/jpeg")
-            self.send_header("Content-Length", str(len(body or b"")))
-            self.end_headers()
-            self.wfile.write(body or b"")
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", files
-    httpd.shutdown()
+    host = ImageServer({path: (200, "image/jpeg", data) for path, data in files.items()})
+    yield host.base, files
+    host.close()
 
 
 def request(cls, **fields):
@@ -77,7 +59,14 @@ def request(cls, **fields):
 
 def create_group(client, group_id: str, group_type: int = 101, **extra):
     return client.CreateGroup(
-        request(models.CreateGroupRequest, GroupId=group_id, GroupName=f"{group_id} name", MaxCapacity=1000, GroupType=group_type, **extra)
+        request(
+            models.CreateGroupRequest,
+            GroupId=group_id,
+            GroupName=f"{group_id} name",
+            MaxCapacity=1000,
+            GroupType=group_type,
+            **extra,
+        )
     )
 
 
@@ -101,7 +90,9 @@ def test_round_trip_with_the_official_client(client, photos, image_host):
     pics = [photos.jpeg(800 + i, SMALL) for i in range(3)]
     for i, data in enumerate(pics):
         tags = json.dumps({"n": i, "colour": ("red", "blue")[i % 2]})
-        response = create_image(client, "sdk_main", f"entity{i}", f"pic{i}", data, Tags=tags, CustomContent=f"custom {i}")
+        response = create_image(
+            client, "sdk_main", f"entity{i}", f"pic{i}", data, Tags=tags, CustomContent=f"custom {i}"
+        )
         assert response.RequestId and response.Object is None
     create_image(client, "sdk_main", "entity0", "from_url", ImageUrl=f"{host}/img/0.jpg", Tags='{"n": 10}')
 
@@ -112,7 +103,9 @@ def test_round_trip_with_the_official_client(client, photos, image_host):
         "sdk_main", "sdk_main name", "from the SDK", 1000, 101, 4)
     assert group.MaxQps == 10 and len(group.CreateTime) == 19 and group.UpdateTime
 
-    result = client.SearchImage(request(models.SearchImageRequest, GroupId="sdk_main", ImageBase64=b64(pics[1]), MatchThreshold=1))
+    result = client.SearchImage(
+        request(models.SearchImageRequest, GroupId="sdk_main", ImageBase64=b64(pics[1]), MatchThreshold=1)
+    )
     assert result.Count == len(result.ImageInfos) >= 1
     top = result.ImageInfos[0]
     assert (top.EntityId, top.PicName, top.CustomContent, top.Score) == ("entity1", "pic1", "custom 1", 100)
@@ -120,27 +113,51 @@ def test_round_trip_with_the_official_client(client, photos, image_host):
     assert [i.Score for i in result.ImageInfos] == sorted((i.Score for i in result.ImageInfos), reverse=True)
 
     filtered = client.SearchImage(
-        request(models.SearchImageRequest, GroupId="sdk_main", ImageBase64=b64(pics[1]), MatchThreshold=1, Filter='colour="red" OR n>=10')
+        request(
+            models.SearchImageRequest,
+            GroupId="sdk_main",
+            ImageBase64=b64(pics[1]),
+            MatchThreshold=1,
+            Filter='colour="red" OR n>=10',
+        )
     )
-    assert {i.PicName for i in filtered.ImageInfos} <= {"pic0", "pic2", "from_url"} and "pic1" not in {i.PicName for i in filtered.ImageInfos}
+    assert {i.PicName for i in filtered.ImageInfos} <= {"pic0", "pic2", "from_url"} and "pic1" not in {
+        i.PicName for i in filtered.ImageInfos
+    }
 
-    by_url = client.SearchImage(request(models.SearchImageRequest, GroupId="sdk_main", ImageUrl=f"{host}/img/0.jpg", Limit=1))
+    by_url = client.SearchImage(
+        request(models.SearchImageRequest, GroupId="sdk_main", ImageUrl=f"{host}/img/0.jpg", Limit=1)
+    )
     assert [(i.PicName, i.Score) for i in by_url.ImageInfos] == [("from_url", 100)]
 
     described = client.DescribeImages(request(models.DescribeImagesRequest, GroupId="sdk_main", EntityId="entity0"))
     assert described.GroupId == "sdk_main" and described.EntityId == "entity0"
     assert sorted(i.PicName for i in described.ImageInfos) == ["from_url", "pic0"]
 
-    client.UpdateImage(request(models.UpdateImageRequest, GroupId="sdk_main", EntityId="entity1", PicName="pic1", Tags='{"colour": "red"}'))
+    client.UpdateImage(
+        request(
+            models.UpdateImageRequest, GroupId="sdk_main", EntityId="entity1", PicName="pic1", Tags='{"colour": "red"}'
+        )
+    )
     filtered = client.SearchImage(
-        request(models.SearchImageRequest, GroupId="sdk_main", ImageBase64=b64(pics[1]), MatchThreshold=1, Filter="colour = red")
+        request(
+            models.SearchImageRequest,
+            GroupId="sdk_main",
+            ImageBase64=b64(pics[1]),
+            MatchThreshold=1,
+            Filter="colour = red",
+        )
     )
     assert filtered.ImageInfos[0].PicName == "pic1" and json.loads(filtered.ImageInfos[0].Tags) == {"colour": "red"}
 
     client.DeleteImages(request(models.DeleteImagesRequest, GroupId="sdk_main", EntityId="entity0"))
-    err = sdk_error(lambda: client.DescribeImages(request(models.DescribeImagesRequest, GroupId="sdk_main", EntityId="entity0")))
+    err = sdk_error(
+        lambda: client.DescribeImages(request(models.DescribeImagesRequest, GroupId="sdk_main", EntityId="entity0"))
+    )
     assert err.code == "FailedOperation.ImageNotFoundInfo"
-    remaining = client.SearchImage(request(models.SearchImageRequest, GroupId="sdk_main", ImageBase64=b64(pics[0]), MatchThreshold=1))
+    remaining = client.SearchImage(
+        request(models.SearchImageRequest, GroupId="sdk_main", ImageBase64=b64(pics[0]), MatchThreshold=1)
+    )
     assert "pic0" not in {i.PicName for i in remaining.ImageInfos}
 
     # DeleteGroup is not in Tencent's API: the SDK's generic call reaches it.
@@ -156,7 +173,9 @@ def test_image_rect_through_the_sdk(client, photos):
     scene = photos.image(852, (400, 300))
     scene.paste(source, (150, 100))
     rect = request(models.ImageRect, X=150, Y=100, Width=SMALL[0], Height=SMALL[1])
-    hits = client.SearchImage(request(models.SearchImageRequest, GroupId="sdk_rect", ImageBase64=b64(photos.to_bytes(scene)), ImageRect=rect))
+    hits = client.SearchImage(
+        request(models.SearchImageRequest, GroupId="sdk_rect", ImageBase64=b64(photos.to_bytes(scene)), ImageRect=rect)
+    )
     assert hits.ImageInfos[0].PicName == "source" and hits.ImageInfos[0].Score >= 95
 
 
@@ -178,12 +197,18 @@ def test_error_codes(client, errors_group, photos):
         "InvalidParameterValue.ImageGroupIdIllegal": lambda: create_group(client, "bad-id"),
         "InvalidParameterValue.EntityIdTooLong": lambda: create_image(client, errors_group, "e" * 65, "p", data),
         "InvalidParameterValue.PicNameTooLong": lambda: create_image(client, errors_group, "e", "p" * 65, data),
-        "InvalidParameterValue.CustomContentTooLong": lambda: create_image(client, errors_group, "e", "p", data, CustomContent="c" * 4097),
+        "InvalidParameterValue.CustomContentTooLong": lambda: create_image(
+            client, errors_group, "e", "p", data, CustomContent="c" * 4097
+        ),
         "InvalidParameterValue.TagsKeysExceed": lambda: create_image(
             client, errors_group, "e", "p", data, Tags=json.dumps({f"k{i}": i for i in range(11)})
         ),
-        "InvalidParameterValue.TagsValueIllegal": lambda: create_image(client, errors_group, "e", "p", data, Tags='{"k": {"nested": 1}}'),
-        "FailedOperation.ImageDecodeFailed": lambda: create_image(client, errors_group, "e", "p", b"this is not an image"),
+        "InvalidParameterValue.TagsValueIllegal": lambda: create_image(
+            client, errors_group, "e", "p", data, Tags='{"k": {"nested": 1}}'
+        ),
+        "FailedOperation.ImageDecodeFailed": lambda: create_image(
+            client, errors_group, "e", "p", b"this is not an image"
+        ),
         "InvalidParameter.PictureSolidColorError": lambda: create_image(client, errors_group, "e", "p", photos.solid()),
         "InvalidParameterValue.ImageEmpty": lambda: create_image(client, errors_group, "e", "p"),
         "InvalidParameterValue.FilterInvalid": lambda: client.SearchImage(
@@ -202,16 +227,22 @@ def test_error_codes(client, errors_group, photos):
     # Nothing refused was stored.
     described = client.DescribeImages(request(models.DescribeImagesRequest, GroupId=errors_group, EntityId="full"))
     assert len(described.ImageInfos) == 10
-    assert sdk_error(lambda: client.DescribeImages(request(models.DescribeImagesRequest, GroupId=errors_group, EntityId="e"))).code == (
-        "FailedOperation.ImageNotFoundInfo"
-    )
+    assert sdk_error(
+        lambda: client.DescribeImages(request(models.DescribeImagesRequest, GroupId=errors_group, EntityId="e"))
+    ).code == ("FailedOperation.ImageNotFoundInfo")
 
 
 def test_wire_format(tc_server):
     """HTTP 200 for errors, exact shape, and the headers Tencent's API reads."""
-    headers = {"X-TC-Action": "DescribeGroups", "X-TC-Version": "2019-05-29", "X-TC-Region": "ap-guangzhou",
-               "X-TC-Timestamp": "1700000000", "X-TC-Language": "en-US",
-               "Authorization": "TC3-HMAC-SHA256 Credential=AKID/2024-01-01/tiia/tc3_request, SignedHeaders=content-type;host, Signature=00"}
+    headers = {
+        "X-TC-Action": "DescribeGroups",
+        "X-TC-Version": "2019-05-29",
+        "X-TC-Region": "ap-guangzhou",
+        "X-TC-Timestamp": "1700000000",
+        "X-TC-Language": "en-US",
+        "Authorization": "TC3-HMAC-SHA256 Credential=AKID/2024-01-01/tiia/tc3_request, "
+        "SignedHeaders=content-type;host, Signature=00",
+    }
     ok = httpx.post(tc_server + "/", json={"Limit": 100}, headers=headers)
     assert ok.status_code == 200 and ok.headers["content-type"] == "application/json"
     assert set(ok.json()) == {"Response"} and set(ok.json()["Response"]) == {"Groups", "RequestId"}
@@ -220,8 +251,13 @@ def test_wire_format(tc_server):
     assert wrong.status_code == 200 and wrong.headers["content-type"] == "application/json"
     body = wrong.json()["Response"]
     assert set(body) == {"Error", "RequestId"} and body["Error"]["Code"] == "NoSuchVersion" and body["Error"]["Message"]
-    assert httpx.post(tc_server + "/", content=b"{oops", headers=headers).json()["Response"]["Error"]["Code"] == "InvalidParameter"
-    missing = httpx.post(tc_server + "/", json={}, headers={"X-TC-Version": "2019-05-29"}).json()["Response"]["Error"]["Code"]
+    assert (
+        httpx.post(tc_server + "/", content=b"{oops", headers=headers).json()["Response"]["Error"]["Code"]
+        == "InvalidParameter"
+    )
+    missing = httpx.post(tc_server + "/", json={}, headers={"X-TC-Version": "2019-05-29"}).json()["Response"]["Error"][
+        "Code"
+    ]
     assert missing == "MissingParameter"
 
 
@@ -239,8 +275,12 @@ def test_get_requests(tc_server, client, photos):
     create_group(client, "sdk_get")
     create_image(client, "sdk_get", "e", "p", photos.jpeg(870, SMALL), Tags='{"k": "v"}')
     getter = make_client(tc_server, method="GET")
-    assert [g.GroupId for g in getter.DescribeGroups(request(models.DescribeGroupsRequest, GroupId="sdk_get")).Groups] == ["sdk_get"]
-    infos = getter.DescribeImages(request(models.DescribeImagesRequest, GroupId="sdk_get", EntityId="e", PicName="p")).ImageInfos
+    assert [
+        g.GroupId for g in getter.DescribeGroups(request(models.DescribeGroupsRequest, GroupId="sdk_get")).Groups
+    ] == ["sdk_get"]
+    infos = getter.DescribeImages(
+        request(models.DescribeImagesRequest, GroupId="sdk_get", EntityId="e", PicName="p")
+    ).ImageInfos
     assert [(i.PicName, json.loads(i.Tags)) for i in infos] == [("p", {"k": "v"})]
     err = sdk_error(lambda: getter.DescribeGroups(request(models.DescribeGroupsRequest, Limit=500)))
     assert err.code == "InvalidParameterValue.LimitExceed"

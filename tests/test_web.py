@@ -51,7 +51,12 @@ def page(browser, server):
     pg = context.new_page()
     problems: list[str] = []
     pg.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    pg.on("request", lambda r: r.url.startswith((server, "data:", "blob:", REFUSED_URL)) or problems.append(f"external request: {r.url}"))
+    pg.on(
+        "request",
+        lambda r: (
+            r.url.startswith((server, "data:", "blob:", REFUSED_URL)) or problems.append(f"external request: {r.url}")
+        ),
+    )
     yield pg
     context.close()
     assert not problems
@@ -206,7 +211,9 @@ def test_gallery_create_upload_search_filter_and_delete(page, server, pictures):
     page.wait_for_selector("#b-progress[data-done]")
     assert page.inner_text("#b-counter") == "3 / 3 uploaded"
     page.wait_for_function("() => document.querySelectorAll('#b-images .card').length === 3")
-    page.wait_for_function("() => [...document.querySelectorAll('#b-images img')].every((i) => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#b-images img')].every((i) => i.complete && i.naturalWidth > 0)"
+    )
     assert page.locator(f"#g-rows tr[data-group={group}] td.num").inner_text() == "3"
     shot(page, "galleries")
 
@@ -217,7 +224,11 @@ def test_gallery_create_upload_search_filter_and_delete(page, server, pictures):
     assert page.inner_text("#b-counter") == "0 / 1 uploaded, 1 failed"
 
     # tags through the native API (the page shows them, it does not edit them)
-    tags = {"alpha.jpg": {"color": "red", "size": 5}, "bravo.jpg": {"color": "red", "size": 2}, "charlie.jpg": {"color": "blue", "size": 9}}
+    tags = {
+        "alpha.jpg": {"color": "red", "size": 5},
+        "bravo.jpg": {"color": "red", "size": 2},
+        "charlie.jpg": {"color": "blue", "size": 9},
+    }
     for name, value in tags.items():
         r = httpx.patch(f"{server}/v1/groups/{group}/images/{quote(name)}", json={"tags": value})
         assert r.status_code == 200, r.text
@@ -292,7 +303,9 @@ def test_gallery_create_upload_search_filter_and_delete(page, server, pictures):
 def test_a_product_group_search_draws_its_subject_and_a_drawn_box_replaces_it(page, server, pictures):
     """Product groups (GroupType 5) answer the region they searched: drawn on the query, dashed;
     a box the user draws replaces it and goes as ImageRect."""
-    done = subprocess.run([sys.executable, "-m", "lookalike.cli", "models", "install", "detector"], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "lookalike.cli", "models", "install", "detector"], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     group = "web_shop_" + uuid.uuid4().hex[:8]
     assert httpx.post(f"{server}/v1/groups", json={"group_id": group, "group_type": 5}).status_code == 201
@@ -335,7 +348,11 @@ def keyed_server(server_factory, tmp_path_factory, pictures):
     url = server_factory({"LOOKALIKE_AUTH": "keys"}, data_dir).base_url
     headers = {"x-api-key": key}
     assert httpx.post(f"{url}/v1/groups", json={"group_id": "locked"}, headers=headers).status_code == 201
-    image = {"entity_id": "alpha", "pic_name": "alpha.jpg", "image": {"base64": base64.b64encode(pictures["alpha.jpg"]).decode()}}
+    image = {
+        "entity_id": "alpha",
+        "pic_name": "alpha.jpg",
+        "image": {"base64": base64.b64encode(pictures["alpha.jpg"]).decode()},
+    }
     added = httpx.post(f"{url}/v1/groups/locked/images", json=image, headers=headers, timeout=60)
     assert added.status_code == 201, added.text
     return url, key
@@ -376,7 +393,9 @@ def test_with_auth_on_the_page_asks_for_the_key_once_and_sends_it(browser, keyed
         # thumbnails need the key too: fetched with the header, they render
         page.click("#g-rows tr[data-group=locked] a")
         page.wait_for_function("() => document.querySelectorAll('#b-images .card').length === 1")
-        page.wait_for_function("() => [...document.querySelectorAll('#b-images img')].every((i) => i.complete && i.naturalWidth > 0)")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#b-images img')].every((i) => i.complete && i.naturalWidth > 0)"
+        )
 
         # search on another tab, with no second question
         open_page(page, "search")

@@ -26,7 +26,11 @@ def gallery(server) -> str:
     with httpx.Client(base_url=server, timeout=120) as http:
         assert http.post("/v1/groups", json={"group_id": group}).status_code == 201
         for name, data in copy_families().items():
-            body = {"entity_id": name.split(".")[0], "pic_name": name, "image": {"base64": base64.b64encode(data).decode()}}
+            body = {
+                "entity_id": name.split(".")[0],
+                "pic_name": name,
+                "image": {"base64": base64.b64encode(data).decode()},
+            }
             assert http.post(f"/v1/groups/{group}/images", json=body).status_code == 201
     return group
 
@@ -67,7 +71,9 @@ def test_two_families_show_as_two_sets_and_a_deletion_reaches_the_gallery(page, 
     assert copy.locator(".score").inner_text().startswith("Score ")
     assert copy.locator(".match").inner_text() == "near copy"
     assert page.inner_text("#d-status").startswith("2 sets, 3 duplicates among 6 pictures")
-    page.wait_for_function("() => [...document.querySelectorAll('#d-sets img')].every((i) => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#d-sets img')].every((i) => i.complete && i.naturalWidth > 0)"
+    )
     shot(page, "duplicates")
 
     # select the cropped copy of b and delete it: a confirmation first; cancelled, nothing happens
@@ -84,7 +90,13 @@ def test_two_families_show_as_two_sets_and_a_deletion_reaches_the_gallery(page, 
     page.wait_for_function("() => document.querySelectorAll('#d-sets .dset').length === 1")  # b is alone now
     assert httpx.get(f"{server}/v1/groups/{gallery}/images/b-crop.jpg").status_code == 404
     left = httpx.get(f"{server}/v1/groups/{gallery}/images", params={"limit": 50}).json()
-    assert sorted(im["pic_name"] for im in left["images"]) == ["a-mirror.jpg", "a-small.jpg", "a.jpg", "b.jpg", "lonely.jpg"]
+    assert sorted(im["pic_name"] for im in left["images"]) == [
+        "a-mirror.jpg",
+        "a-small.jpg",
+        "a.jpg",
+        "b.jpg",
+        "lonely.jpg",
+    ]
 
     # the gallery page agrees
     open_page(page, "galleries")

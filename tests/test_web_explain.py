@@ -26,7 +26,9 @@ def central_crop(image: Image.Image, keep: float = 0.6, size: tuple[int, int] = 
     """The central ``keep`` of ``image`` (each side), resized to ``size``."""
     w, h = image.size
     m = (1 - keep) / 2
-    return image.crop((round(w * m), round(h * m), round(w * (1 - m)), round(h * (1 - m)))).resize(size, Image.Resampling.LANCZOS)
+    return image.crop((round(w * m), round(h * m), round(w * (1 - m)), round(h * (1 - m)))).resize(
+        size, Image.Resampling.LANCZOS
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +58,9 @@ def assert_native_error(r: httpx.Response, code: str = "InvalidParameter") -> No
 
 def test_explain_returns_the_inlier_matches_as_fractions_of_each_image(server, photos, explain_pictures):
     source, crop = explain_pictures["source.jpg"], explain_pictures["crop.jpg"]
-    b64 = lambda data: {"base64": base64.b64encode(data).decode()}  # noqa: E731
+    def b64(data: bytes) -> dict[str, str]:
+        return {"base64": base64.b64encode(data).decode()}
+
     r = httpx.post(f"{server}/v1/compare", json={"a": b64(source), "b": b64(crop), "explain": True}, timeout=120)
     assert r.status_code == 200, r.text
     body = r.json()
@@ -109,14 +113,20 @@ def drawing(page) -> dict:
     """Where the page drew the two pictures and each dot, in CSS pixels."""
     return page.evaluate(
         """() => {
-            const rect = (e) => { const r = e.getBoundingClientRect(); return { x: r.x, y: r.y, w: r.width, h: r.height }; };
+            const rect = (e) => {
+                const r = e.getBoundingClientRect();
+                return { x: r.x, y: r.y, w: r.width, h: r.height };
+            };
             const svg = document.querySelector('#explain-svg');
             return {
                 svg: rect(svg),
                 lines: Number(svg.dataset.lines),
                 a: rect(svg.querySelector('image[data-slot=a]')),
                 b: rect(svg.querySelector('image[data-slot=b]')),
-                dots: [...svg.querySelectorAll('circle')].map((c) => { const r = rect(c); return [r.x + r.w / 2, r.y + r.h / 2]; }),
+                dots: [...svg.querySelectorAll('circle')].map((c) => {
+                    const r = rect(c);
+                    return [r.x + r.w / 2, r.y + r.h / 2];
+                }),
             };
         }"""
     )
@@ -133,13 +143,17 @@ def assert_dots_on_matches(d: dict, matches: list[list[float]]) -> None:
 
 def test_page_draws_the_matched_keypoints_of_a_crop_at_any_size(page, explain_pictures):
     open_page(page, "compare")
-    r = compare_on_page(page, ("source.jpg", explain_pictures["source.jpg"]), ("crop.jpg", explain_pictures["crop.jpg"]))
+    r = compare_on_page(
+        page, ("source.jpg", explain_pictures["source.jpg"]), ("crop.jpg", explain_pictures["crop.jpg"])
+    )
     assert r["inliers"] >= 10 and len(r["matches"]) == min(r["inliers"], MAX_MATCHES)
     text = page.inner_text("#explain-text")
     assert text.startswith(f"{r['inliers']} matching keypoints agree on one geometric transform"), text
     assert page.get_attribute("#explain", "data-inliers") == str(r["inliers"])
     # the existing result is all there
-    assert page.inner_text("#verdict") == r["verdict"] and float(page.inner_text("#r-score")) == pytest.approx(r["score"], abs=0.1)
+    assert page.inner_text("#verdict") == r["verdict"] and float(page.inner_text("#r-score")) == pytest.approx(
+        r["score"], abs=0.1
+    )
 
     # as many lines as matches, both pictures at their own aspect ratio, side by side and
     # smaller than their natural size (1200 x 900 and 640 x 480 at one height: 2400 px wide)
@@ -147,7 +161,9 @@ def test_page_draws_the_matched_keypoints_of_a_crop_at_any_size(page, explain_pi
     d = drawing(page)
     assert d["lines"] == len(r["matches"])
     assert d["a"]["w"] < 1200 and d["svg"]["w"] <= page.locator("#explain").bounding_box()["width"] + 0.5
-    assert d["a"]["w"] / d["a"]["h"] == pytest.approx(4 / 3, rel=0.01) and d["b"]["w"] / d["b"]["h"] == pytest.approx(4 / 3, rel=0.01)
+    assert d["a"]["w"] / d["a"]["h"] == pytest.approx(4 / 3, rel=0.01) and d["b"]["w"] / d["b"]["h"] == pytest.approx(
+        4 / 3, rel=0.01
+    )
     assert d["a"]["h"] == pytest.approx(d["b"]["h"], abs=0.5) and d["b"]["x"] > d["a"]["x"] + d["a"]["w"]
     assert_dots_on_matches(d, r["matches"])
     shot(page, "explain")
@@ -155,7 +171,8 @@ def test_page_draws_the_matched_keypoints_of_a_crop_at_any_size(page, explain_pi
     # a phone-sized window: one above the other, redrawn to the new width
     page.set_viewport_size({"width": 420, "height": 860})
     page.wait_for_function(
-        """() => { const im = (s) => document.querySelector(`#explain-svg image[data-slot=${s}]`).getBoundingClientRect();
+        """() => { const im = (s) => document.querySelector(`#explain-svg image[data-slot=${s}]`)
+                                              .getBoundingClientRect();
                    return im('b').top > im('a').bottom; }"""
     )
     d = drawing(page)
@@ -167,7 +184,9 @@ def test_page_draws_the_matched_keypoints_of_a_crop_at_any_size(page, explain_pi
 
 def test_page_says_no_geometric_match_for_unrelated_images(page, explain_pictures):
     open_page(page, "compare")
-    r = compare_on_page(page, ("source.jpg", explain_pictures["source.jpg"]), ("flat.jpg", explain_pictures["flat.jpg"]))
+    r = compare_on_page(
+        page, ("source.jpg", explain_pictures["source.jpg"]), ("flat.jpg", explain_pictures["flat.jpg"])
+    )
     assert r["inliers"] == 0 and r["matches"] == []
     assert page.inner_text("#explain-text") == "no geometric match"
     assert page.locator("#explain-svg").is_visible()  # the two pictures, no line between them

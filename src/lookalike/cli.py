@@ -103,7 +103,9 @@ def embed(args: argparse.Namespace) -> int:
     if args.out and args.out.suffix == ".npy":
         np.save(args.out, matrix)
     else:
-        text = json.dumps([{"image": str(ref), "vector": v.tolist()} for ref, v in zip(args.images, matrix)])
+        text = json.dumps(
+            [{"image": str(ref), "vector": v.tolist()} for ref, v in zip(args.images, matrix, strict=True)]
+        )
         if args.out:
             args.out.write_text(text)
         else:
@@ -140,7 +142,13 @@ def compare(args: argparse.Namespace) -> int:
 
 @command("models", "list the models and whether their weights are installed; `models install detector` installs one")
 @arg("action", nargs="?", choices=["list", "install"], default="list")
-@arg("what", nargs="?", choices=["detector"], default=None, help="with install: detector (product groups' subject finder)")
+@arg(
+    "what",
+    nargs="?",
+    choices=["detector"],
+    default=None,
+    help="with install: detector (product groups' subject finder)",
+)
 def models(args: argparse.Namespace) -> int:
     from lookalike.config import get_settings
     from lookalike.errors import LookalikeError
@@ -163,7 +171,10 @@ def models(args: argparse.Namespace) -> int:
 
     installed = (settings.detector_dir / MODEL_FILE).is_file()
     state = "installed" if installed else f"missing (run `{INSTALL_COMMAND}`)"
-    print(f"  {'detector':12s} boxes   300x300      {state}  SSD-MobileNetV2 Open Images v4 subject finder of product groups ({settings.detector_dir})")
+    print(
+        f"  {'detector':12s} boxes   300x300      {state}  SSD-MobileNetV2 Open Images v4 subject finder of product "
+        f"groups ({settings.detector_dir})"
+    )
     return 0
 
 
@@ -204,7 +215,9 @@ def dedup(args: argparse.Namespace) -> int:
     from lookalike.dedup import actions, find_duplicates
     from lookalike.errors import InvalidParameterValue
 
-    chosen = [name for name in ("move", "link") if getattr(args, name) is not None] + (["delete"] if args.delete else [])
+    chosen = [name for name in ("move", "link") if getattr(args, name) is not None] + (
+        ["delete"] if args.delete else []
+    )
     if len(chosen) > 1:
         raise InvalidParameterValue(f"choose one of --move, --link and --delete, not {' and '.join(chosen)}")
     if args.dry_run and not chosen:
@@ -257,13 +270,6 @@ def _gallery(settings, tenant: str = ""):
 _TENANT_HELP = "the tenant whose galleries these are (a key's tenant; default: the open-mode tenant)"
 
 
-def _entity_and_name(path: Path, root: Path) -> tuple[str, str]:
-    """Entity = the top sub-folder (one object's pictures), or the file stem at the top level."""
-    relative = path.relative_to(root)
-    entity = relative.parts[0] if len(relative.parts) > 1 else path.stem
-    return entity, relative.as_posix()
-
-
 @command("index", "add a folder of images to a gallery (resumable)")
 @arg("folder", type=Path, help="images (jpg, png, bmp, webp), in sub-folders per entity or not")
 @arg("--group", required=True, help="gallery GroupId")
@@ -277,62 +283,35 @@ def _entity_and_name(path: Path, root: Path) -> tuple[str, str]:
 def index(args: argparse.Namespace) -> int:
     """Entity = sub-folder name (or file stem); PicName = path relative to FOLDER. Pictures already
     in the group are skipped, so an interrupted run picks up where it stopped."""
-    from lookalike.errors import ImageGroupIdNotExist, InvalidParameterValue, LookalikeError
-    from lookalike.gallery import NewImage, validation
-    from lookalike.images import read_local
-    from lookalike.images.decode import IMAGE_SUFFIXES
+    from lookalike.gallery import ingest, validation
 
     model = args.model
     args.model = None  # --model names the group's model, not the engine's default
     settings = _settings(args)
-    root = args.folder
-    if not root.is_dir():
-        raise InvalidParameterValue(f"{root} is not a folder")
     tags = validation.tags(args.tags) if args.tags else {}
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = ingest.image_files(args.folder)  # a wrong folder is refused before any group is made
     gallery = _gallery(settings, args.tenant)
     try:
-        try:
-            group = gallery.get_group(args.group)
-        except ImageGroupIdNotExist:
-            if not args.create:
-                raise ImageGroupIdNotExist(f"group {args.group!r} does not exist; add --create to make it") from None
-            group = gallery.create_group(args.group, model=model)
-        if model is not None and model != group.model:
-            raise InvalidParameterValue(f"group {group.group_id!r} uses model {group.model!r}, not {model!r}")
-        stored = {r.pic_name for r in gallery.iter_images(group.group_id, 1000)}
-        todo = [p for p in files if _entity_and_name(p, root)[1] not in stored]
-        refused: list[tuple[str, str]] = []
-        added = 0
+        group = ingest.target_group(gallery, args.group, create=args.create, model=model)
+        plan = ingest.plan_folder(gallery, group, args.folder, files)
         bar = None
-        if todo and (sys.stderr.isatty() or len(todo) > 100):
+        if plan.todo and (sys.stderr.isatty() or len(plan.todo) > 100):
             from tqdm import tqdm
 
-            bar = tqdm(total=len(todo), desc=f"indexing into {group.group_id}", unit="img", file=sys.stderr)
-        for start in range(0, len(todo), max(1, args.batch)):
-            chunk = todo[start : start + max(1, args.batch)]
-            news, paths = [], []
-            for path in chunk:
-                entity, name = _entity_and_name(path, root)
-                try:
-                    news.append(NewImage(entity, name, read_local(path, settings), tags=tags))
-                    paths.append(path)
-                except LookalikeError as exc:
-                    refused.append((name, f"{exc.code}: {exc.message}"))
-            for path, result in zip(paths, gallery.add_images(group.group_id, news) if news else []):
-                if isinstance(result, LookalikeError):
-                    refused.append((_entity_and_name(path, root)[1], f"{result.code}: {result.message}"))
-                else:
-                    added += 1
+            bar = tqdm(total=len(plan.todo), desc=f"indexing into {group.group_id}", unit="img", file=sys.stderr)
+        try:
+            report = ingest.ingest_folder(
+                gallery, group, args.folder, settings, tags=tags, batch=args.batch, plan=plan,
+                progress=None if bar is None else bar.update,
+            )
+        finally:
             if bar is not None:
-                bar.update(len(chunk))
-        if bar is not None:
-            bar.close()
-        for name, why in refused:
+                bar.close()
+        for name, why in report.refused:
             print(f"refused {name}: {why}", file=sys.stderr)
-        skipped = len(files) - len(todo)
-        print(json.dumps({"group": group.group_id, "added": added, "skipped": skipped, "refused": len(refused)}))
-        return 1 if refused else 0
+        summary = {"group": group.group_id, "added": report.added, "skipped": report.skipped}
+        print(json.dumps({**summary, "refused": len(report.refused)}))
+        return 1 if report.refused else 0
     finally:
         gallery.close()
 
@@ -416,7 +395,9 @@ def groups(args: argparse.Namespace) -> int:
 @arg("--kind", default="api", choices=("api", "tencent", "eas"),
      help="create: api (x-api-key), tencent (SecretId/SecretKey, TC3 signatures) or eas (PAI EAS token)")
 @arg("--name", default="", help="create: a note to tell keys apart")
-@arg("--qps", type=float, default=None, help="create: requests a second (default LOOKALIKE_RATE_LIMIT_QPS; 0 = no limit)")
+@arg(
+    "--qps", type=float, default=None, help="create: requests a second (default LOOKALIKE_RATE_LIMIT_QPS; 0 = no limit)"
+)
 @arg("--all", action="store_true", help="list: revoked credentials too")
 @arg("--data-dir", type=Path, default=None)
 def keys(args: argparse.Namespace) -> int:
@@ -493,46 +474,6 @@ class _Progress:
             self.bar.close()
 
 
-def _all_groups(store) -> list:
-    groups, offset = [], 0
-    while True:
-        page, total = store.list_groups(offset, 1000, namespace=None)
-        groups.extend(page)
-        offset += len(page)
-        if not page or offset >= total:
-            return groups
-
-
-def _copy_group(source, target, group, *, batch: int, dry_run: bool, progress: _Progress) -> tuple[str, int, int]:
-    """(what happened, pictures copied, pictures skipped); target None: an empty one (dry run)."""
-    import dataclasses
-
-    there = None if target is None else target.get_group(group.group_id)
-    if there is not None and there.model != group.model:
-        return f"model {there.model!r} in the target, {group.model!r} in the source: not copied", 0, 0
-    present: set[str] = set()
-    if there is not None and there.pic_count:  # a re-run: leave what an earlier run copied
-        present = target.pic_names(group.group_id)
-    if dry_run:
-        todo = len(source.pic_names(group.group_id) - present) if present else group.pic_count
-        state = "exists" if there is not None else f"would be created (model {group.model})"
-        return f"{state}; {group.pic_count} in the source, {len(present)} in the target", todo, group.pic_count - todo
-    if there is None:
-        target.create_group(dataclasses.replace(group, pic_count=0))
-    copied = skipped = 0
-    for rows in source.iter_group(group.group_id, batch=batch):
-        new = [row for row in rows if row[0].pic_name not in present]
-        stored = target.import_images(new) if new else 0  # SQLite skips names it has too
-        if new:  # the local features travel after their pictures (put_features wants them there)
-            names = [row[0].pic_name for row in new]
-            features = source.get_features(group.group_id, names)
-            if features:
-                target.put_features(group.group_id, features)
-        copied, skipped = copied + stored, skipped + len(rows) - stored
-        progress.update(len(rows))
-    return ("created" if there is None else "exists"), copied, skipped
-
-
 @command("migrate", "copy every tenant's galleries between the data dir and Milvus (resumable)")
 @arg("--to", required=True, choices=("milvus", "sqlite"),
      help="milvus: from the data dir into Milvus; sqlite: from Milvus into the data dir")
@@ -545,6 +486,8 @@ def migrate(args: argparse.Namespace) -> int:
     """Vectors, records (with their times), thumbnails and local features are copied, never re-embedded. Groups
     and pictures already in the target are kept, so an interrupted run is finished by running it
     again. Ends by comparing every group's picture count in both stores: 1 if any differ."""
+    from lookalike.gallery.migrate import all_groups
+    from lookalike.gallery.migrate import migrate as run_migration
     from lookalike.index import open_store
 
     # Strong: every acknowledged write is read, whoever made it (Bounded reads could miss the last
@@ -558,7 +501,6 @@ def migrate(args: argparse.Namespace) -> int:
     if args.to == "milvus" and not has_local:
         print(f"lookalike: no galleries in {settings.data_dir} (no gallery.db)", file=sys.stderr)
         return 2
-    batch = max(1, args.batch)
     milvus = open_store(settings)
     embedded = open_store(local) if has_local or not args.dry_run else None
     source, target = (embedded, milvus) if args.to == "milvus" else (milvus, embedded)
@@ -566,41 +508,28 @@ def migrate(args: argparse.Namespace) -> int:
     where = f"Milvus at {settings.milvus_uri} (prefix {settings.milvus_prefix})"
     names = (str(settings.data_dir), where) if args.to == "milvus" else (where, str(settings.data_dir))
     try:
-        groups = _all_groups(source)
+        groups = all_groups(source)
         print(f"{'dry run: ' if args.dry_run else ''}{len(groups)} groups, "
               f"{sum(g.pic_count for g in groups)} pictures from {names[0]} to {names[1]}", file=sys.stderr)
         progress = _Progress(sum(g.pic_count for g in groups), not args.dry_run)
-        refused: dict[str, str] = {}
-        created = copied = skipped = 0
         try:
-            for group in groups:
-                progress.start(group.group_id)
-                state, n, k = _copy_group(source, target, group, batch=batch, dry_run=args.dry_run, progress=progress)
-                if state.startswith("model"):
-                    refused[group.group_id] = state
-                created += state == "created" or state.startswith("would be created")
-                copied, skipped = copied + n, skipped + k
-                if args.dry_run:
-                    print(f"{group.group_id}: {state}; would copy {n}")
+            report = run_migration(
+                source, target, batch=args.batch, dry_run=args.dry_run, groups=groups, progress=progress
+            )
         finally:
             progress.close()
-        summary = {"groups": len(groups), "created": created, "copied": copied, "skipped": skipped}
         if args.dry_run:
-            print(json.dumps({"groups": len(groups), "would_create": created, "would_copy": copied,
-                              "present": skipped, "refused": len(refused), "dry_run": True}))
+            for copy in report.groups:
+                print(f"{copy.group_id}: {copy.state}; would copy {copy.copied}")
+            print(json.dumps({"groups": len(groups), "would_create": report.created, "would_copy": report.copied,
+                              "present": report.skipped, "refused": len(report.refused), "dry_run": True}))
             return 0
-        assert target is not None
-        mismatched: dict[str, str] = {}
-        for group in groups:
-            if group.group_id not in refused:
-                counts = [store.get_group(group.group_id) for store in (source, target)]
-                a, b = ("missing" if g is None else g.pic_count for g in counts)
-                if a != b:
-                    mismatched[group.group_id] = f"{a} pictures in the source, {b} in the target"
-        print(json.dumps({**summary, "refused": len(refused), "mismatched": len(mismatched)}))
-        for group_id, why in {**refused, **mismatched}.items():
+        summary = {"groups": len(groups), "created": report.created, "copied": report.copied,
+                   "skipped": report.skipped}
+        print(json.dumps({**summary, "refused": len(report.refused), "mismatched": len(report.mismatched)}))
+        for group_id, why in {**report.refused, **report.mismatched}.items():
             print(f"lookalike: migrate: {group_id}: {why}", file=sys.stderr)
-        return 1 if refused or mismatched else 0
+        return 0 if report.ok else 1
     finally:
         milvus.close()
         if embedded is not None:

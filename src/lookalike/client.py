@@ -36,7 +36,9 @@ def _ref(image: str | Path | bytes) -> dict[str, str]:
 
 
 class Client:
-    def __init__(self, base_url: str = "http://127.0.0.1:8000", *, api_key: str | None = None, timeout: float = 60) -> None:
+    def __init__(
+        self, base_url: str = "http://127.0.0.1:8000", *, api_key: str | None = None, timeout: float = 60
+    ) -> None:
         headers = {"x-api-key": api_key} if api_key else {}
         self._http = httpx.Client(base_url=base_url, timeout=timeout, headers=headers)
 
@@ -55,15 +57,20 @@ class Client:
             try:
                 body = response.json()
                 error = body.get("error", {})
-                raise ApiError(error.get("code", "HttpError"), error.get("message", response.text), response.status_code, body.get("request_id", ""))
+                raise ApiError(
+                    error.get("code", "HttpError"),
+                    error.get("message", response.text),
+                    response.status_code,
+                    body.get("request_id", ""),
+                )
             except ValueError:
                 raise ApiError("HttpError", response.text, response.status_code) from None
         return response.json() if response.content else None
 
     def embed(self, images: Sequence[str | Path | bytes] | str | Path | bytes, model: str | None = None) -> np.ndarray:
         """One image -> (dim,); a list -> (n, dim), float32, unit length."""
-        single = not isinstance(images, (list, tuple))
-        items = [images] if single else list(images)
+        single = isinstance(images, (str, Path, bytes))
+        items = [images] if isinstance(images, (str, Path, bytes)) else list(images)
         body: dict[str, Any] = {"images": [_ref(i) for i in items]}
         if model:
             body["model"] = model
@@ -81,7 +88,13 @@ class Client:
         return self._call("GET", "/v1/models")
 
     def duplicates(
-        self, group_id: str, level: str = "near", *, match_threshold: float | None = None, limit: int = 10, offset: int = 0
+        self,
+        group_id: str,
+        level: str = "near",
+        *,
+        match_threshold: float | None = None,
+        limit: int = 10,
+        offset: int = 0,
     ) -> dict[str, Any]:
         """Sets of near-duplicate pictures in a gallery group (``sets``, ``total``, ``pictures``)."""
         body: dict[str, Any] = {"level": level, "limit": limit, "offset": offset}
@@ -102,7 +115,11 @@ class Client:
             body["match_threshold"] = match_threshold
         job = self._call("POST", f"/v1/groups/{group_id}/duplicates/jobs", json=body)
         while True:
-            job = self._call("GET", f"/v1/groups/{group_id}/duplicates/jobs/{job['job_id']}", params={"limit": limit, "offset": offset})
+            job = self._call(
+                "GET",
+                f"/v1/groups/{group_id}/duplicates/jobs/{job['job_id']}",
+                params={"limit": limit, "offset": offset},
+            )
             if job["status"] == "failed":
                 raise ApiError(job["error"]["code"], job["error"]["message"], 0, job["request_id"])
             if job["status"] == "done":
@@ -111,7 +128,9 @@ class Client:
 
     def mark_reviewed(self, group_id: str, pic_names: Sequence[str]) -> str:
         """Keeps a duplicate set (its members' PicNames) as it is: left out from now on. Its key."""
-        return self._call("POST", f"/v1/groups/{group_id}/duplicates/reviewed", json={"pic_names": list(pic_names)})["key"]
+        return self._call("POST", f"/v1/groups/{group_id}/duplicates/reviewed", json={"pic_names": list(pic_names)})[
+            "key"
+        ]
 
     def ready(self) -> bool:
         return self._http.get("/readyz").status_code == 200

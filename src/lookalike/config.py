@@ -33,12 +33,16 @@ class Settings(BaseSettings):
         True, description="product groups: a query's class-agnostic windows compete with the detector's boxes"
     )
     subject_side: int = Field(
-        288, ge=64, le=1024,
-        description="product groups: shorter side a query's regions are scored at (224: faster, R@1 0.936 against 0.976)",
+        288,
+        ge=64,
+        le=1024,
+        description="product groups: shorter side a query's regions are scored at "
+        "(224: faster, R@1 0.936 against 0.976)",
     )
     subject_model: str = Field(
         "sscd-small",
-        description="product groups: the model that scores a query's regions (SSCD's own space; '' = the group's model)",
+        description="product groups: the model that scores a query's regions "
+        "(SSCD's own space; '' = the group's model)",
     )
 
     # Retrieval quality (each measured in docs/benchmarks.md, "Quality"; the defaults won there)
@@ -68,8 +72,11 @@ class Settings(BaseSettings):
     )
     fast_geometry: str = Field("stretch224", description="input geometry of the fast first opinion")
     cascade_margin: float = Field(
-        0.06, ge=0.0, le=1.0,
-        description="reference-scale cosine either side of a boundary within which the fast opinion defers to the full model",
+        0.06,
+        ge=0.0,
+        le=1.0,
+        description="reference-scale cosine either side of a boundary within which the fast opinion defers "
+        "to the full model",
     )
     pair_feature_side: int = Field(
         320, ge=128, le=2048,
@@ -111,20 +118,24 @@ class Settings(BaseSettings):
     milvus_db: str = Field("", description="Milvus database ('' = its default)")
     milvus_prefix: str = Field("lookalike", description="collection name prefix (several deployments, one cluster)")
     milvus_consistency: Literal["Strong", "Session", "Bounded", "Eventually"] = Field(
-        "Session", description="'Session': a server sees its own writes at once; 'Strong': every write, +1 time tick a search"
+        "Session",
+        description="'Session': a server sees its own writes at once; 'Strong': every write, +1 time tick a search",
     )
     milvus_thumbnails: bool = Field(True, description="keep thumbnails in Milvus (memory: ~15 KB a picture)")
     milvus_features: bool = Field(
         True, description="keep local features in Milvus for geometric verification (memory: up to ~176 KB a picture)"
     )
-    milvus_timeout_s: int = Field(10, description="longest Milvus call, retries included, before StoreUnavailable (503)")
+    milvus_timeout_s: int = Field(
+        10, description="longest Milvus call, retries included, before StoreUnavailable (503)"
+    )
     milvus_hnsw_m: int = 16
     milvus_hnsw_ef_construction: int = 200
     milvus_hnsw_ef: int = Field(128, description="HNSW search breadth (raised to Offset+Limit when larger)")
 
     # Access
     auth: Literal["open", "keys"] = Field(
-        "open", description="'open': no credentials, one tenant; 'keys': every API call needs a key from `lookalike keys`"
+        "open",
+        description="'open': no credentials, one tenant; 'keys': every API call needs a key from `lookalike keys`",
     )
     auth_clock_skew_s: int = Field(300, description="how old (or early) a signed request may be")
     rate_limit_qps: float = Field(50.0, description="requests a second per credential (keys mode); 0 = no limit")

@@ -94,7 +94,9 @@ def check_cpu(flags: set[str] | None) -> Check:
     has = [name for name in ("avx2", "avx512f") if name in flags] + vnni
     listed = ", ".join(has) or "none of avx2/avx512/vnni"
     if vnni:
-        return Check("cpu", "ok", f"{cores}; {listed}: int8 SSCD at full speed (VNNI does int8 dot products in one step)")
+        return Check(
+            "cpu", "ok", f"{cores}; {listed}: int8 SSCD at full speed (VNNI does int8 dot products in one step)"
+        )
     if "avx2" in flags:
         return Check(
             "cpu", "warn",
@@ -122,7 +124,9 @@ def check_data_dir(data_dir: Path) -> list[Check]:
         writable = Check("data dir", "fail", f"{where} is not writable: {exc.strerror or exc}")
     free = shutil.disk_usage(probe).free
     low = free < LOW_SPACE_BYTES
-    space = Check("free space", "warn" if low else "ok", f"{free / 2**30:.1f} GiB free under {probe}" + (" (low)" if low else ""))
+    space = Check(
+        "free space", "warn" if low else "ok", f"{free / 2**30:.1f} GiB free under {probe}" + (" (low)" if low else "")
+    )
     return [writable, space]
 
 
@@ -133,10 +137,17 @@ def check_milvus(settings: Settings) -> Check:
     try:
         from pymilvus import MilvusClient
     except ImportError:
-        return Check("milvus", "fail", "LOOKALIKE_MILVUS_URI is set but pymilvus is not installed: pip install 'lookalike[milvus]'")
+        return Check(
+            "milvus",
+            "fail",
+            "LOOKALIKE_MILVUS_URI is set but pymilvus is not installed: pip install 'lookalike[milvus]'",
+        )
     try:
         client = MilvusClient(
-            uri=settings.milvus_uri, token=settings.milvus_token, db_name=settings.milvus_db, timeout=settings.milvus_timeout_s
+            uri=settings.milvus_uri,
+            token=settings.milvus_token,
+            db_name=settings.milvus_db,
+            timeout=settings.milvus_timeout_s,
         )
         try:
             server = client.get_server_version()

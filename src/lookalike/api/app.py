@@ -62,7 +62,10 @@ def _mount_docs(app: FastAPI) -> None:
     @app.get("/redoc", include_in_schema=False)
     async def redoc():
         return get_redoc_html(
-            openapi_url="/openapi.json", title="lookalike API", redoc_js_url="/_docs/redoc.standalone.js", with_google_fonts=False
+            openapi_url="/openapi.json",
+            title="lookalike API",
+            redoc_js_url="/_docs/redoc.standalone.js",
+            with_google_fonts=False,
         )
 
 
@@ -164,7 +167,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
                 admitted = False
                 gate.shed += 1
                 await _drain(request)
-                busy = ServerBusy(f"the server is busy: {state.model_requests} requests need the model already; retry later")
+                busy = ServerBusy(
+                    f"the server is busy: {state.model_requests} requests need the model already; retry later"
+                )
                 state.metrics.errors.labels(busy.code).inc()
                 response = _render(request, busy)
             else:
@@ -207,7 +212,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     _mount_gallery(app, settings, engine)
     _mount_docs(app)
     app.include_router(web.router)  # the web page at /ui
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]  # FastAPI's documented override
     return app
 
 

@@ -12,7 +12,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from lookalike import scores
-from lookalike.api.common import engine_of, in_thread, load_image_field, read_json_object
+from lookalike.api.common import EngineDep, in_thread, load_image_field, read_json_object
+from lookalike.engine import Engine
 from lookalike.errors import AuthFailure, InvalidParameter, LookalikeError
 
 router = APIRouter(tags=["AWS AI Solution Kit"])
@@ -43,10 +44,9 @@ def _parse(body: dict) -> tuple[str, dict]:
     raise InvalidParameter("missing image: send url or img, or url_1/img_1 and url_2/img_2")
 
 
-async def _handle(request: Request) -> dict:
+async def _handle(request: Request, engine: Engine) -> dict:
     body = await read_json_object(request)
     kind, fields = _parse(body)
-    engine = engine_of(request)
     settings = engine.settings
 
     def work() -> dict:
@@ -77,11 +77,11 @@ _BODY = {
     summary="Embed one image or compare two (AWS AI Solution Kit)",
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _BODY}}}},
 )
-async def image_similarity(request: Request):
-    return await _handle(request)  # errors: error_response, by the app's handler
+async def image_similarity(request: Request, engine: EngineDep):
+    return await _handle(request, engine)  # errors: error_response, by the app's handler
 
 
 @router.post("/text_similarity", include_in_schema=False)
-async def text_similarity(request: Request):
+async def text_similarity(request: Request, engine: EngineDep):
     """The path AWS's own documentation shows for this solution."""
-    return await image_similarity(request)
+    return await _handle(request, engine)

@@ -1,13 +1,23 @@
-"""Plumbing every dialect shares: reading bodies safely and resolving image fields."""
+"""Plumbing every dialect shares: reading bodies safely, resolving image fields, and the
+FastAPI dependencies (``EngineDep``, ``SettingsDep``, ``RequestId``, :func:`json_body`) that
+routes declare instead of reaching into ``request.app.state`` themselves.
+
+Bodies are parsed by a dependency rather than by FastAPI's own body parameters: the dialects
+answer a malformed body with their coded InvalidParameter (400, one wording on every wire), not
+FastAPI's 422, and several routes take JSON or multipart on the same path.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from lookalike.api.schemas import parse
 from lookalike.config import Settings
 from lookalike.engine import Engine
 from lookalike.errors import ImageSizeExceed, InvalidParameter, LookalikeError
@@ -63,17 +73,40 @@ async def read_body(request: Request) -> bytes:
     return cached
 
 
-async def read_json_object(request: Request) -> dict[str, Any]:
+async def read_json(request: Request, expected: str = "JSON") -> Any:
+    """The body as JSON, any shape; InvalidParameter (naming ``expected``) when it is not."""
     body = await read_body(request)
     if not body.strip():
-        raise InvalidParameter("the request body is empty; send a JSON object")
+        raise InvalidParameter(f"the request body is empty; send {expected}")
     try:
-        data = json.loads(body)
+        return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidParameter(f"the request body is not valid JSON: {exc}") from None
+
+
+async def read_json_object(request: Request) -> dict[str, Any]:
+    data = await read_json(request, "a JSON object")
     if not isinstance(data, dict):
         raise InvalidParameter("the request body must be a JSON object")
     return data
+
+
+def json_body[Body: BaseModel](model: type[Body]) -> Callable[[Request], Awaitable[Body]]:
+    """A dependency: the JSON body validated as ``model`` (InvalidParameter, never 422).
+
+    Use as ``body: Annotated[Model, Depends(json_body(Model))]``; the operation's documented
+    body comes from the route's ``openapi_extra``.
+    """
+
+    async def dependency(request: Request) -> Body:
+        return parse(model, await read_json_object(request))
+
+    return dependency
+
+
+EngineDep = Annotated[Engine, Depends(engine_of)]
+SettingsDep = Annotated[Settings, Depends(settings_of)]
+RequestId = Annotated[str, Depends(request_id)]
 
 
 def load_image_field(settings: Settings, *, b64: Any = None, url: Any = None, name: str = "image") -> bytes:

@@ -10,15 +10,14 @@ it is left out of later results while its members stay the same.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from lookalike.api import gallery_schemas as gs
-from lookalike.api.common import error_payload, in_thread, request_id
-from lookalike.api.galleries import _ERRORS, _body, _hit, _image, _json, gallery_of
-from lookalike.api.schemas import parse
+from lookalike.api.common import RequestId, error_payload, in_thread, json_body
+from lookalike.api.galleries import _ERRORS, Gallery, _body, _hit, _image
 from lookalike.gallery import validation as v
 from lookalike.gallery.jobs import Job
 from lookalike.gallery.models import Duplicates
@@ -29,7 +28,11 @@ router = APIRouter(prefix="/v1/groups", tags=["galleries"])
 def _page(found: Duplicates, offset: int, limit: int) -> dict[str, Any]:
     return {
         "sets": [
-            {"key": d.key, "keep": _image(d.keep), "duplicates": [{**_hit(h), "match": match} for h, match in zip(d.duplicates, d.matches)]}
+            {
+                "key": d.key,
+                "keep": _image(d.keep),
+                "duplicates": [{**_hit(h), "match": match} for h, match in zip(d.duplicates, d.matches, strict=True)],
+            }
             for d in found.sets[offset : offset + limit]
         ],
         "total": len(found.sets),
@@ -42,12 +45,14 @@ def _page(found: Duplicates, offset: int, limit: int) -> dict[str, Any]:
 
 @router.post("/{group_id}/duplicates", summary="Sets of near-duplicate pictures in the group",
              response_model=gs.DuplicatesResponse, responses=_ERRORS, openapi_extra=_body(gs.DuplicatesRequest))
-async def duplicates(request: Request, group_id: str):
+async def duplicates(
+    rid: RequestId,
+    gallery: Gallery,
+    group_id: str,
+    body: Annotated[gs.DuplicatesRequest, Depends(json_body(gs.DuplicatesRequest))],
+):
     """The same nearest-neighbour pairs as ``lookalike dedup``, over the vectors already stored;
     sets marked reviewed are left out."""
-    rid = request_id(request)
-    gallery = gallery_of(request)
-    body = parse(gs.DuplicatesRequest, await _json(request))
     lim, off = v.limit(body.limit), v.offset(body.offset)
     found = await in_thread(lambda: gallery.duplicates(group_id, body.level, body.match_threshold))
     return {**_page(found, off, lim), "request_id": rid}
@@ -70,23 +75,29 @@ def _job(job: Job, rid: str, result: dict[str, Any] | None = None) -> dict[str, 
     }
 
 
-@router.post("/{group_id}/duplicates/jobs", summary="Start finding the group's duplicate sets in the background",
-             status_code=202, response_model=gs.DuplicatesJob, responses=_ERRORS, openapi_extra=_body(gs.DuplicatesJobRequest))
-async def start_job(request: Request, group_id: str):
+@router.post(
+    "/{group_id}/duplicates/jobs",
+    summary="Start finding the group's duplicate sets in the background",
+    status_code=202,
+    response_model=gs.DuplicatesJob,
+    responses=_ERRORS,
+    openapi_extra=_body(gs.DuplicatesJobRequest),
+)
+async def start_job(
+    rid: RequestId,
+    gallery: Gallery,
+    group_id: str,
+    body: Annotated[gs.DuplicatesJobRequest, Depends(json_body(gs.DuplicatesJobRequest))],
+):
     """Answers at once with the job (status queued or running); poll ``GET .../jobs/{job_id}``.
     The same request while that job is unfinished answers the same job."""
-    rid = request_id(request)
-    gallery = gallery_of(request)
-    body = parse(gs.DuplicatesJobRequest, await _json(request))
     job = await in_thread(lambda: gallery.start_duplicates(group_id, body.level, body.match_threshold))
     return JSONResponse(_job(job, rid), status_code=202)
 
 
 @router.get("/{group_id}/duplicates/jobs/{job_id}", summary="A duplicates job's progress, and its sets when done",
             response_model=gs.DuplicatesJob, responses=_ERRORS)
-async def get_job(request: Request, group_id: str, job_id: str, offset: int = 0, limit: int = 10):
-    rid = request_id(request)
-    gallery = gallery_of(request)
+async def get_job(rid: RequestId, gallery: Gallery, group_id: str, job_id: str, offset: int = 0, limit: int = 10):
     lim, off = v.limit(limit), v.offset(offset)
     job = gallery.duplicates_job(group_id, job_id)
     result = None
@@ -98,10 +109,12 @@ async def get_job(request: Request, group_id: str, job_id: str, offset: int = 0,
 
 @router.post("/{group_id}/duplicates/reviewed", summary="Keep a duplicate set as it is: leave it out from now on",
              response_model=gs.ReviewResponse, responses=_ERRORS, openapi_extra=_body(gs.ReviewRequest))
-async def mark_reviewed(request: Request, group_id: str):
+async def mark_reviewed(
+    rid: RequestId,
+    gallery: Gallery,
+    group_id: str,
+    body: Annotated[gs.ReviewRequest, Depends(json_body(gs.ReviewRequest))],
+):
     """The set comes back when its members change (a new copy joins it, or one is deleted)."""
-    rid = request_id(request)
-    gallery = gallery_of(request)
-    body = parse(gs.ReviewRequest, await _json(request))
     key = await in_thread(lambda: gallery.mark_reviewed(group_id, body.pic_names))
     return {"key": key, "request_id": rid}

@@ -20,7 +20,9 @@ class GroupCreate(Strict):
     max_capacity: int | None = Field(None, description="most pictures the group holds; 0 = unlimited")
     max_qps: int | None = Field(None, description="stored and reported (Tencent's MaxQps); not enforced")
     model: str | None = Field(None, description="sscd (default) or sscd-small; fixed once the group exists")
-    group_type: int | None = Field(None, description="Tencent's GroupType instead of model: 1-8 and 100 = sscd, 101 = sscd-small")
+    group_type: int | None = Field(
+        None, description="Tencent's GroupType instead of model: 1-8 and 100 = sscd, 101 = sscd-small"
+    )
 
 
 class GroupInfo(BaseModel):
@@ -62,8 +64,12 @@ class ImageCreate(Strict):
     custom_content: str | None = Field(None, description="at most 4096 characters, returned by search")
     tags: dict[str, Any] | None = Field(None, description="at most 10 keys; values strings or numbers")
     rect: RectIn | None = None
-    detect: bool = Field(True, description="product groups (GroupType 5, 7, 8): store the subject's region (Tencent's EnableDetect)")
-    category_id: int | None = Field(None, description="product groups: the subject's category, 0..5 (Tencent's CategoryId)")
+    detect: bool = Field(
+        True, description="product groups (GroupType 5, 7, 8): store the subject's region (Tencent's EnableDetect)"
+    )
+    category_id: int | None = Field(
+        None, description="product groups: the subject's category, 0..5 (Tencent's CategoryId)"
+    )
 
 
 class ImageInfo(BaseModel):
@@ -111,7 +117,9 @@ class SearchRequest(Strict):
     image: ImageRef
     rect: RectIn | None = None
     detect: bool = Field(True, description="product groups (GroupType 5, 7, 8): search with the subject's region")
-    category_id: int | None = Field(None, description="product groups: the subject's category, 0..5 (Tencent's CategoryId)")
+    category_id: int | None = Field(
+        None, description="product groups: the subject's category, 0..5 (Tencent's CategoryId)"
+    )
     limit: int | None = Field(None, description="1..100, default 10")
     offset: int | None = Field(None, description="default 0")
     match_threshold: float | None = Field(None, description="0..100 score; 0 = the default (60)")
@@ -133,14 +141,18 @@ class SearchResult(BaseModel):
 
 class SubjectBox(BaseModel):
     box: RectIn
-    score: float = Field(description="the detector's confidence 0..1; a window's cosine with its closest picture; 1 for rect")
+    score: float = Field(
+        description="the detector's confidence 0..1; a window's cosine with its closest picture; 1 for rect"
+    )
     category: int = Field(description="Tencent's CategoryId of the box; -1: none of the six")
     label: str = Field(description="the detector's class, or region (a window), image (the whole picture), ImageRect")
 
 
 class SubjectOut(SubjectBox):
     requested: int | None = Field(None, description="the category_id asked for")
-    honoured: bool = Field(description="false when the box is not of the category asked for (the detector cannot tell it)")
+    honoured: bool = Field(
+        description="false when the box is not of the category asked for (the detector cannot tell it)"
+    )
     boxes: list[SubjectBox] = Field(description="every subject the detector found (Tencent's AllBox)")
 
 
@@ -161,7 +173,9 @@ class DuplicatesRequest(Strict):
 
 
 class DuplicateOut(SearchResult):
-    match: Literal["near", "scene"] = Field(description="as lookalike dedup labels it: near (a copy of the one kept) or scene")
+    match: Literal["near", "scene"] = Field(
+        description="as lookalike dedup labels it: near (a copy of the one kept) or scene"
+    )
 
 
 class DuplicateSetOut(BaseModel):

@@ -6,6 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from lookalike.api.common import EngineDep
+
 router = APIRouter(tags=["operations"])
 
 
@@ -15,9 +17,8 @@ async def healthz():
 
 
 @router.get("/readyz", summary="The default model is loaded and the store is open")
-async def readyz(request: Request):
-    state = request.app.state
-    engine = state.engine
+async def readyz(request: Request, engine: EngineDep):
+    state = request.app.state  # startup_error: set by the app's start-up, read only here
     ready = engine.default_model in engine.loaded_models() and getattr(state, "startup_error", None) is None
     body = {"status": "ready" if ready else "loading", "models": engine.loaded_models()}
     if getattr(state, "startup_error", None):
@@ -26,9 +27,8 @@ async def readyz(request: Request):
 
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
-async def metrics(request: Request):
+async def metrics(request: Request, engine: EngineDep):
     metrics = request.app.state.metrics
-    engine = request.app.state.engine
     metrics.models_loaded.set(len(engine.loaded_models()))
     metrics.model_running.set(engine.gate.running)
     metrics.model_waiting.set(engine.gate.waiting)

@@ -22,4 +22,6 @@ class Metrics:
         self.models_loaded = Gauge("lookalike_models_loaded", "Models loaded in memory", registry=self.registry)
         self.model_running = Gauge("lookalike_model_running", "Model runs in progress", registry=self.registry)
         self.model_waiting = Gauge("lookalike_model_waiting", "Requests queued for the model", registry=self.registry)
-        self.model_shed = Gauge("lookalike_model_shed", "Requests shed (ServerBusy) since start", registry=self.registry)
+        self.model_shed = Gauge(
+            "lookalike_model_shed", "Requests shed (ServerBusy) since start", registry=self.registry
+        )

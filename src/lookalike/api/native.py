@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from lookalike.api import schemas
-from lookalike.api.common import engine_of, in_thread, load_image_field, read_json_object, request_id, settings_of
-from lookalike.errors import ImageSizeExceed, InvalidParameter, LookalikeError
+from lookalike.api.common import EngineDep, RequestId, in_thread, load_image_field, read_json_object
+from lookalike.api.forms import Form, is_multipart, read_form
+from lookalike.api.schemas import parse
+from lookalike.config import Settings
+from lookalike.errors import InvalidParameter, LookalikeError
 from lookalike.models import MODELS
 
 router = APIRouter(prefix="/v1", tags=["native"])
@@ -34,45 +40,29 @@ def _body_schema(model: type, *files: str, many: bool = False) -> dict:
     return {"requestBody": {"required": True, "content": content}}
 
 
-_ERRORS = {400: {"model": schemas.ErrorResponse}, 413: {"model": schemas.ErrorResponse}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": schemas.ErrorResponse},
+    413: {"model": schemas.ErrorResponse},
+}
+_FORM_FIELDS = ("model", "explain")
+"""The text fields of both routes' forms (``explain`` only means something to /compare)."""
 
 
-async def _multipart_images(request: Request, *names: str) -> dict[str, list[bytes]]:
-    """Files of a multipart form, by field name, each bounded by max_image_bytes."""
-    settings = settings_of(request)
-    try:
-        form = await request.form(max_files=settings.max_batch_images + 2, max_fields=16)
-    except LookalikeError:
-        raise
-    except Exception as exc:
-        raise InvalidParameter(f"cannot read the multipart form: {exc}") from None
-    out: dict[str, list[bytes]] = {name: [] for name in names}
-    for key, value in form.multi_items():
-        if key not in out:
-            if key in ("model", "explain"):
-                continue
-            raise InvalidParameter(f"unknown form field {key!r}; expected {', '.join(names)}")
-        if isinstance(value, str):
-            raise InvalidParameter(f"form field {key!r} must be a file")
-        data = await value.read(settings.max_image_bytes + 1)
-        if len(data) > settings.max_image_bytes:
-            raise ImageSizeExceed(f"{value.filename or key} is larger than {settings.max_image_bytes} bytes")
-        out[key].append(data)
-    model = form.get("model")
-    out["__model__"] = [model] if isinstance(model, str) and model else []  # type: ignore[list-item]
-    explain = form.get("explain")
-    if explain is not None and (not isinstance(explain, str) or explain.lower() not in ("true", "false", "1", "0")):
-        raise InvalidParameter("form field 'explain' must be true or false")
-    out["__explain__"] = [explain] if isinstance(explain, str) and explain.lower() in ("true", "1") else []  # type: ignore[list-item]
-    return out
+async def _form(request: Request, settings: Settings, *files: str) -> Form:
+    form = await read_form(
+        request, files, _FORM_FIELDS, max_files=settings.max_batch_images + 2, max_image_bytes=settings.max_image_bytes
+    )
+    form.boolean("explain", False)  # malformed: refused on either route, as always
+    return form
 
 
-def _is_multipart(request: Request) -> bool:
-    return request.headers.get("content-type", "").lower().startswith("multipart/form-data")
+def _ref_loader(settings: Settings, ref: schemas.ImageRef, name: str) -> Callable[[], bytes]:
+    """Loads (fetches or decodes) the image when called, in the worker thread."""
+    return lambda: load_image_field(settings, b64=ref.base64, url=ref.url, name=name)
 
 
-def _load_ref(settings, ref: schemas.ImageRef, name: str) -> bytes:
-    return load_image_field(settings, b64=ref.base64, url=ref.url, name=name)
+def _bytes_loader(data: bytes) -> Callable[[], bytes]:
+    return lambda: data
 
 
 @router.post(
@@ -82,20 +72,19 @@ def _load_ref(settings, ref: schemas.ImageRef, name: str) -> bytes:
     responses=_ERRORS,
     openapi_extra=_body_schema(schemas.EmbedRequest, "images", many=True),
 )
-async def embed(request: Request):
-    rid = request_id(request)
-    engine = engine_of(request)
+async def embed(request: Request, rid: RequestId, engine: EngineDep):
     settings = engine.settings
-    if _is_multipart(request):
-        form = await _multipart_images(request, "images")
-        images, model = form["images"], (form["__model__"] or [None])[0]
-        if not images:
+    loaders: list[Callable[[], bytes]]
+    if is_multipart(request):
+        form = await _form(request, settings, "images")
+        model = form.get("model")
+        if not form.uploads("images"):
             raise InvalidParameter("images: send at least one file")
-        loaders = [lambda data=data: data for data in images]
+        loaders = [_bytes_loader(upload.data) for upload in form.uploads("images")]
     else:
-        body = schemas.parse(schemas.EmbedRequest, await read_json_object(request))
+        body = parse(schemas.EmbedRequest, await read_json_object(request))
         model = body.model
-        loaders = [lambda i=i, ref=ref: _load_ref(settings, ref, f"images.{i}") for i, ref in enumerate(body.images)]
+        loaders = [_ref_loader(settings, ref, f"images.{i}") for i, ref in enumerate(body.images)]
     if len(loaders) > settings.max_batch_images:
         raise InvalidParameter(f"at most {settings.max_batch_images} images per request")
     name = model or engine.default_model
@@ -118,22 +107,18 @@ MAX_MATCHES = 300
     responses=_ERRORS,
     openapi_extra=_body_schema(schemas.CompareRequest, "a", "b"),
 )
-async def compare(request: Request):
-    rid = request_id(request)
-    engine = engine_of(request)
+async def compare(request: Request, rid: RequestId, engine: EngineDep):
     settings = engine.settings
-    if _is_multipart(request):
-        form = await _multipart_images(request, "a", "b")
-        if len(form["a"]) != 1 or len(form["b"]) != 1:
+    if is_multipart(request):
+        form = await _form(request, settings, "a", "b")
+        if len(form.uploads("a")) != 1 or len(form.uploads("b")) != 1:
             raise InvalidParameter("send exactly one file as 'a' and one as 'b'")
-        model = (form["__model__"] or [None])[0]
-        explain = bool(form["__explain__"])
-        load_a, load_b = (lambda: form["a"][0]), (lambda: form["b"][0])
+        model, explain = form.get("model"), form.boolean("explain", False)
+        load_a, load_b = _bytes_loader(form.uploads("a")[0].data), _bytes_loader(form.uploads("b")[0].data)
     else:
-        body = schemas.parse(schemas.CompareRequest, await read_json_object(request))
+        body = parse(schemas.CompareRequest, await read_json_object(request))
         model, explain = body.model, body.explain
-        load_a = lambda: _load_ref(settings, body.a, "a")  # noqa: E731
-        load_b = lambda: _load_ref(settings, body.b, "b")  # noqa: E731
+        load_a, load_b = _ref_loader(settings, body.a, "a"), _ref_loader(settings, body.b, "b")
 
     verify = True if explain else None  # explained: the matches are the answer, whatever the cosine
     result = await in_thread(lambda: engine.compare(load_a(), load_b(), model=model, verify=verify))
@@ -152,13 +137,14 @@ async def compare(request: Request):
     }
     if explain:
         matches = result.verification.matches if result.verification is not None else None
-        out["matches"] = None if matches is None else [[round(float(v), 4) for v in row] for row in matches[:MAX_MATCHES]]
+        out["matches"] = (
+            None if matches is None else [[round(float(v), 4) for v in row] for row in matches[:MAX_MATCHES]]
+        )
     return out
 
 
 @router.get("/models", summary="Models this server can run", response_model=list[schemas.ModelInfo])
-async def models(request: Request):
-    engine = engine_of(request)
+async def models(engine: EngineDep):
     loaded = set(engine.loaded_models())
     return [
         {

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from lookalike import scores
-from lookalike.api.common import engine_of, in_thread, load_image_field, read_json_object, request_id
+from lookalike.api.common import EngineDep, RequestId, in_thread, load_image_field, read_json_object
 from lookalike.api.security import require_eas_signature
 from lookalike.errors import InvalidParameter, LookalikeError
 
@@ -26,7 +26,12 @@ def error_response(exc: LookalikeError, rid: str) -> JSONResponse:
 
 
 _IMG = {"type": "string", "description": "base64 image"}
-_BODY = {"type": "object", "properties": {"imagea": _IMG, "imageb": _IMG}, "required": ["imagea", "imageb"], "additionalProperties": False}
+_BODY = {
+    "type": "object",
+    "properties": {"imagea": _IMG, "imageb": _IMG},
+    "required": ["imagea", "imageb"],
+    "additionalProperties": False,
+}
 
 
 @router.post(
@@ -34,7 +39,7 @@ _BODY = {"type": "object", "properties": {"imagea": _IMG, "imageb": _IMG}, "requ
     summary="Compare two images (PAI EAS)",
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _BODY}}}},
 )
-async def predict(service_name: str, request: Request):
+async def predict(service_name: str, request: Request, rid: RequestId, engine: EngineDep):
     """Errors: error_response, by the app's handler."""
     await require_eas_signature(request)
     body = await read_json_object(request)
@@ -44,7 +49,6 @@ async def predict(service_name: str, request: Request):
     for name in sorted(_FIELDS):
         if name not in body:
             raise InvalidParameter(f"missing {name} (base64 image)")
-    engine = engine_of(request)
 
     def work():
         a = load_image_field(engine.settings, b64=body["imagea"], name="imagea")
@@ -52,7 +56,6 @@ async def predict(service_name: str, request: Request):
         return engine.compare(a, b, boundaries=scores.SAME_OR_NOT)
 
     result = await in_thread(work)
-    rid = request_id(request)
     return {
         "similarity": [round(result.score, 4)],
         "l2_distance": [round(result.l2_distance, 6)],

@@ -47,8 +47,12 @@ class CompareRequest(Strict):
 
 class CompareResponse(BaseModel):
     model: str = Field(description="the model whose opinion decided: the fast one unless a boundary was close")
-    pipeline: str = Field("", description="model, input geometry and mirror view that decided, e.g. sscd-small@stretch224")
-    cosine: float = Field(description="cosine of the two unit vectors on the reference scale (sscd@short288+flip), -1..1")
+    pipeline: str = Field(
+        "", description="model, input geometry and mirror view that decided, e.g. sscd-small@stretch224"
+    )
+    cosine: float = Field(
+        description="cosine of the two unit vectors on the reference scale (sscd@short288+flip), -1..1"
+    )
     similarity: float = Field(description="AWS scale: 0.5 + 0.5 * cosine")
     score: float = Field(description="calibrated 0..100 (PAI scale; Tencent Score)")
     l2_distance: float
@@ -83,13 +87,15 @@ class ErrorResponse(BaseModel):
 class ModelInfo(BaseModel):
     name: str
     dim: int
-    input: str = Field(description="the input pipeline: shortN (shorter side N) or stretchN, +flip when averaged with the mirror view")
+    input: str = Field(
+        description="the input pipeline: shortN (shorter side N) or stretchN, +flip when averaged with the mirror view"
+    )
     description: str
     loaded: bool
     default: bool
 
 
-def parse(model: type[BaseModel], data: Any):
+def parse[Model: BaseModel](model: type[Model], data: Any) -> Model:
     """Validates a body, turning pydantic's errors into our InvalidParameter."""
     try:
         return model.model_validate(data)

@@ -51,7 +51,8 @@ class Access:
         if self.open and not _is_loopback(self.settings.host):
             log.warning(
                 "!!! lookalike is serving on %s with LOOKALIKE_AUTH=open: anyone who can reach this port can read, "
-                "change and delete every gallery. Set LOOKALIKE_AUTH=keys and create keys with `lookalike keys create`.",
+                "change and delete every gallery. Set LOOKALIKE_AUTH=keys and create keys with `lookalike keys "
+                "create`.",
                 self.settings.host,
             )
         if self.keys is not None and not self.keys.list():

@@ -68,19 +68,42 @@ _CODES = {
 # Parameters of each action: name -> kind. Everything else in a request is UnknownParameter.
 _STR, _INT, _BOOL, _RECT = "str", "int", "bool", "rect"
 PARAMS: dict[str, dict[str, str]] = {
-    "CreateGroup": {"GroupId": _STR, "GroupName": _STR, "MaxCapacity": _INT, "Brief": _STR, "MaxQps": _INT, "GroupType": _INT},
+    "CreateGroup": {
+        "GroupId": _STR,
+        "GroupName": _STR,
+        "MaxCapacity": _INT,
+        "Brief": _STR,
+        "MaxQps": _INT,
+        "GroupType": _INT,
+    },
     "DescribeGroups": {"Offset": _INT, "Limit": _INT, "GroupId": _STR},
     "DeleteGroup": {"GroupId": _STR},
     "CreateImage": {
-        "GroupId": _STR, "EntityId": _STR, "PicName": _STR, "ImageUrl": _STR, "CustomContent": _STR,
-        "ImageBase64": _STR, "Tags": _STR, "EnableDetect": _BOOL, "CategoryId": _INT, "ImageRect": _RECT,
+        "GroupId": _STR,
+        "EntityId": _STR,
+        "PicName": _STR,
+        "ImageUrl": _STR,
+        "CustomContent": _STR,
+        "ImageBase64": _STR,
+        "Tags": _STR,
+        "EnableDetect": _BOOL,
+        "CategoryId": _INT,
+        "ImageRect": _RECT,
     },
     "DescribeImages": {"GroupId": _STR, "EntityId": _STR, "PicName": _STR},
     "UpdateImage": {"GroupId": _STR, "EntityId": _STR, "PicName": _STR, "Tags": _STR, "CustomContent": _STR},
     "DeleteImages": {"GroupId": _STR, "EntityId": _STR, "PicName": _STR},
     "SearchImage": {
-        "GroupId": _STR, "ImageUrl": _STR, "ImageBase64": _STR, "Limit": _INT, "Offset": _INT,
-        "MatchThreshold": _INT, "Filter": _STR, "ImageRect": _RECT, "EnableDetect": _BOOL, "CategoryId": _INT,
+        "GroupId": _STR,
+        "ImageUrl": _STR,
+        "ImageBase64": _STR,
+        "Limit": _INT,
+        "Offset": _INT,
+        "MatchThreshold": _INT,
+        "Filter": _STR,
+        "ImageRect": _RECT,
+        "EnableDetect": _BOOL,
+        "CategoryId": _INT,
     },
 }
 REQUIRED: dict[str, tuple[str, ...]] = {
@@ -95,7 +118,19 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 """Parameters whose absence is MissingParameter; EntityId, PicName and the image have their own codes."""
 
 # Common parameters of signature v1 (form-encoded or GET): never action parameters.
-_COMMON = {"Action", "Version", "Region", "Timestamp", "Nonce", "SecretId", "Signature", "SignatureMethod", "Token", "Language", "RequestClient"}
+_COMMON = {
+    "Action",
+    "Version",
+    "Region",
+    "Timestamp",
+    "Nonce",
+    "SecretId",
+    "Signature",
+    "SignatureMethod",
+    "Token",
+    "Language",
+    "RequestClient",
+}
 
 
 def tencent_code(code: str) -> str:
@@ -292,7 +327,7 @@ async def delete_group(request: Request, p: dict[str, Any]) -> dict[str, Any]:
 async def create_image(request: Request, p: dict[str, Any]) -> dict[str, Any]:
     gallery = gallery_of(request)
 
-    def work() -> None:
+    def work() -> Subject | None:
         group = gallery.get_group(p["GroupId"], count=False)  # an unknown group fails before any download
         new = NewImage(
             entity_id=v.entity_id(p["EntityId"]),
@@ -322,7 +357,12 @@ async def update_image(request: Request, p: dict[str, Any]) -> dict[str, Any]:
         await in_thread(gallery.describe_images, p["GroupId"], p["EntityId"], p["PicName"])
         return {}
     await in_thread(
-        gallery.update_images, p["GroupId"], p["EntityId"], p["PicName"], tags=p["Tags"], custom_content=p["CustomContent"]
+        gallery.update_images,
+        p["GroupId"],
+        p["EntityId"],
+        p["PicName"],
+        tags=p["Tags"],
+        custom_content=p["CustomContent"],
     )
     return {}
 
@@ -348,7 +388,11 @@ async def search_image(request: Request, p: dict[str, Any]) -> dict[str, Any]:
         )
 
     hits, subject = await in_thread(work)
-    return {"Count": len(hits), "ImageInfos": [image_info(h.image, h.score) for h in hits], "Object": object_info(subject)}
+    return {
+        "Count": len(hits),
+        "ImageInfos": [image_info(h.image, h.score) for h in hits],
+        "Object": object_info(subject),
+    }
 
 
 ACTIONS: dict[str, Handler] = {
@@ -373,7 +417,10 @@ def _openapi_extra() -> dict[str, Any]:
         {"name": "X-TC-Action", "in": "header", "required": True, "schema": {"type": "string", "enum": list(PARAMS)}},
         {"name": "X-TC-Version", "in": "header", "required": True, "schema": {"type": "string", "enum": [VERSION]}},
     ]
-    return {"parameters": headers, "requestBody": {"required": True, "content": {"application/json": {"schema": {"anyOf": bodies}}}}}
+    return {
+        "parameters": headers,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {"anyOf": bodies}}}},
+    }
 
 
 @router.post(
@@ -399,7 +446,9 @@ async def tencent_get(request: Request):
     """The SDK's ``HttpProfile(reqMethod="GET")``: parameters in the query string. A GET without
     an action is a person at the root: point them at the web page and the API docs."""
     if "x-tc-action" not in request.headers and "Action" not in request.query_params:
-        body = {"error": {"code": "ResourceNotFound", "message": "nothing here: the web page is /ui, the API docs /docs"},
-                "request_id": request_id(request)}
+        body = {
+            "error": {"code": "ResourceNotFound", "message": "nothing here: the web page is /ui, the API docs /docs"},
+            "request_id": request_id(request),
+        }
         return JSONResponse(body, status_code=404)
     return await tencent(request)

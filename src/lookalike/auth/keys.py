@@ -16,6 +16,7 @@ every check, so a CLI in another process needs no restart of the server.
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
 import hmac
 import os
@@ -105,7 +106,9 @@ class KeyStore:
                 self._master = bytes.fromhex(self.key_path.read_text().strip())
             except FileNotFoundError:
                 if not create:
-                    raise errors.AuthFailure("no auth.key in the data dir: create a credential with `lookalike keys create`")
+                    raise errors.AuthFailure(
+                        "no auth.key in the data dir: create a credential with `lookalike keys create`"
+                    ) from None
                 fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(fd, "w") as f:
                     f.write(secrets.token_hex(32))
@@ -140,7 +143,8 @@ class KeyStore:
             digest = None
         credential = Credential(cid, kind, tenant, name, qps, time.time())
         self._conn().execute(
-            "INSERT INTO credentials (id, kind, tenant, name, secret_sha256, qps, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO credentials (id, kind, tenant, name, secret_sha256, qps, created)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (cid, kind, tenant, name, digest, qps, credential.created),
         )
         if kind == "api":
@@ -192,7 +196,7 @@ class KeyStore:
             raise errors.SecretIdNotFound("the API key is unknown or revoked")
         return Credential(*row[:-1])
 
-    def active(self, kind: Kind) -> list[Credential]:
+    def active(self, kind: Kind) -> builtins.list[Credential]:  # ``list`` here is the method above
         rows = self._conn().execute(
             "SELECT id, kind, tenant, name, qps, created, revoked FROM credentials WHERE kind = ? AND revoked IS NULL",
             (kind,),

@@ -71,13 +71,21 @@ def verify_tencent(
     if authorization.startswith(TC3):
         return _verify_tc3(req, authorization, secret_for, now, skew)
     ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
-    text = req.query if req.method == "GET" else req.body.decode("utf-8", "replace") if ctype == "application/x-www-form-urlencoded" else ""
+    text = (
+        req.query
+        if req.method == "GET"
+        else req.body.decode("utf-8", "replace")
+        if ctype == "application/x-www-form-urlencoded"
+        else ""
+    )
     params = dict(parse_qsl(text, keep_blank_values=True))
     if "Signature" in params:
         return _verify_v1(req, params, secret_for, now, skew)
     if authorization:
         raise errors.InvalidAuthorization(f"the Authorization header is not a {TC3} signature")
-    raise errors.MissingAuthorization("the request is not signed: sign it with a SecretId/SecretKey from `lookalike keys create --kind tencent`")
+    raise errors.MissingAuthorization(
+        "the request is not signed: sign it with a SecretId/SecretKey from `lookalike keys create --kind tencent`"
+    )
 
 
 def _verify_tc3(req: SignedRequest, authorization: str, secret_for, now: float, skew: int) -> str:
@@ -90,7 +98,9 @@ def _verify_tc3(req: SignedRequest, authorization: str, secret_for, now: float, 
     _check_time(int(stamp), now, skew)
     date = datetime.fromtimestamp(int(stamp), UTC).strftime("%Y-%m-%d")
     if match["date"] != date:
-        raise errors.SignatureFailure(f"the credential date {match['date']} is not the UTC date of X-TC-Timestamp ({date})")
+        raise errors.SignatureFailure(
+            f"the credential date {match['date']} is not the UTC date of X-TC-Timestamp ({date})"
+        )
     signed = match["headers"].split(";")
     if "host" not in signed or "content-type" not in signed:
         raise errors.InvalidAuthorization("SignedHeaders must include content-type and host")
@@ -126,7 +136,9 @@ def _verify_v1(req: SignedRequest, params: dict[str, str], secret_for, now: floa
     fields = {k.replace("_", "."): val for k, val in params.items() if k != "Signature"}
     text = "&".join(f"{k}={fields[k]}" for k in sorted(fields))
     host = req.headers.get("host", "")
-    expected = base64.b64encode(hmac.new(secret.encode(), f"{req.method}{host}{req.path or '/'}?{text}".encode(), digest).digest())
+    expected = base64.b64encode(
+        hmac.new(secret.encode(), f"{req.method}{host}{req.path or '/'}?{text}".encode(), digest).digest()
+    )
     if not hmac.compare_digest(expected.decode(), params["Signature"]):
         raise errors.SignatureFailure("the signature does not match: a wrong SecretKey, or the request was altered")
     return secret_id
@@ -148,7 +160,9 @@ def _eas_date(text: str, now: float, skew: int) -> None:
     local_now = datetime.fromtimestamp(now)
     offset = min(abs((naive - utc_now).total_seconds()), abs((naive - local_now).total_seconds()))
     if offset > skew:
-        raise errors.SignatureExpire(f"the Date header is {offset:.0f} s from the server's clock; at most {skew} s are allowed")
+        raise errors.SignatureExpire(
+            f"the Date header is {offset:.0f} s from the server's clock; at most {skew} s are allowed"
+        )
 
 
 def verify_eas(

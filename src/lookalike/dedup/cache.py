@@ -116,7 +116,8 @@ class DedupCache:
 
     def put_contents(self, rows: Iterable[tuple[bytes, Content]]) -> None:
         self._write(
-            "INSERT OR REPLACE INTO contents (digest, width, height, pixels, error_code, error) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO contents (digest, width, height, pixels, error_code, error)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
             ((d, c.width, c.height, c.pixels, c.error_code, c.error) for d, c in rows),
         )
 

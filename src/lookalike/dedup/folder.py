@@ -141,7 +141,7 @@ def find_duplicates(
             )
             row_of = {usable[file_index].digest: row for row, file_index in enumerate(unique)}
         for members in sets.groups():  # without contents the decoder refused (and their byte copies)
-            members = [i for i in members if not usable[i].content.error_code]  # type: ignore[union-attr]
+            members = [i for i in members if not _refused(usable[i])]
             if len(members) > 1:
                 report.groups.append(_describe(members, usable, keep, pixels, vectors, row_of, level, calibration))
         report.groups.sort(key=lambda g: g.keep.path)
@@ -187,17 +187,22 @@ def _join_similar(
     calibration = scores.calibration(first.tag)
     pairs = cascade_pairs(vectors, cosine, calibration, opinion, doubt=doubt, threads=settings.threads)
     report.verified, report.deferred = opinion.verified, opinion.deferred
-    for a, b in zip(pairs.left.tolist(), pairs.right.tolist()):
+    for a, b in zip(pairs.left.tolist(), pairs.right.tolist(), strict=True):
         sets.union(unique[a], unique[b])
     report.seconds["match"] = time.perf_counter() - tick
     return vectors, unique, calibration
 
 
-def _read_digest(f: _File) -> tuple[bytes, bytes | None, LookalikeError | None]:
+def _refused(f: _File) -> bool:
+    """The decoder refused the file's content (or it has none yet)."""
+    return f.content is None or bool(f.content.error_code)
+
+
+def _read_digest(f: _File) -> tuple[bytes, bytes, LookalikeError | None]:
     try:
         data = f.path.read_bytes()
     except OSError as exc:
-        return b"", None, InvalidParameterValue(f"cannot read: {exc.strerror or exc}")
+        return b"", b"", InvalidParameterValue(f"cannot read: {exc.strerror or exc}")
     return blake2b(data, digest_size=16).digest(), data, None
 
 
@@ -289,7 +294,7 @@ def _join_equal_pixels(unique: list[int], files: list[_File], pixels: _PixelDige
         by_dims[files[i].dims].append(i)
     candidates = [i for group in by_dims.values() if len(group) > 1 for i in group]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:  # decoders release the GIL
-        digests = dict(zip(candidates, pool.map(pixels.of, candidates)))
+        digests = dict(zip(candidates, pool.map(pixels.of, candidates), strict=True))
     for group in by_dims.values():
         if len(group) < 2:
             continue
@@ -320,7 +325,7 @@ def _vectors(
     tag = pipeline.tag  # vectors of another model or input pipeline are not reused
     cached = store.fill_vectors([files[i].digest for i in unique], tag, matrix)
     row_of = {i: row for row, i in enumerate(unique)}
-    todo = [i for i, hit in zip(unique, cached) if not hit]
+    todo = [i for i, hit in zip(unique, cached, strict=True) if not hit]
     failed: set[int] = set()
 
     def pixels_of(i: int) -> np.ndarray | LookalikeError:
@@ -344,8 +349,8 @@ def _vectors(
         bar = _bar(None, progress, len(todo), "embedding")
         for batch in batches:
             decoded = list(pool.map(pixels_of, batch))
-            good = [(i, p) for i, p in zip(batch, decoded) if not isinstance(p, LookalikeError)]
-            for i, p in zip(batch, decoded):
+            good = [(i, p) for i, p in zip(batch, decoded, strict=True) if not isinstance(p, LookalikeError)]
+            for i, p in zip(batch, decoded, strict=True):
                 if isinstance(p, LookalikeError):
                     failed.add(i)
                     f = files[i]
@@ -355,7 +360,7 @@ def _vectors(
             if good:
                 out = engine.run([p for _, p in good], model=pipeline.model, flip=pipeline.flip)
                 matrix[[row_of[i] for i, _ in good]] = out
-                store.put_vectors(tag, [(files[i].digest, v) for (i, _), v in zip(good, out)])
+                store.put_vectors(tag, [(files[i].digest, v) for (i, _), v in zip(good, out, strict=True)])
             if bar is not None:
                 bar.update(len(batch))
         if bar is not None:
@@ -446,7 +451,11 @@ def _describe(
             duplicates.append(member(i, Match.BYTES, None if keep_vector is None else 1.0))
             continue
         v = vector(i)
-        cos = None if v is None or keep_vector is None else float(calibration.to_reference(float(np.clip(np.dot(v, keep_vector), -1, 1))))
+        cos = (
+            None
+            if v is None or keep_vector is None
+            else float(calibration.to_reference(float(np.clip(np.dot(v, keep_vector), -1, 1))))
+        )
         if vectors is None or (f.dims == kept.dims and cos is not None and cos >= PIXEL_CHECK_COSINE):
             digest = pixels.of(i)
             if digest is not None and digest == pixels.of(keep):

@@ -114,7 +114,9 @@ def _exact_neighbours(
     return np.concatenate(rows), np.concatenate(cols), np.concatenate(cos)
 
 
-def _ann_neighbours(vectors: np.ndarray, k: int, min_cosine: float, threads: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _ann_neighbours(
+    vectors: np.ndarray, k: int, min_cosine: float, threads: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from lookalike.index.ann import AnnIndex
 
     index = AnnIndex(vectors.shape[1])
@@ -182,6 +184,6 @@ class DisjointSet:
 def group_pairs(n: int, pairs: Pairs) -> list[list[int]]:
     """Connected components (two or more members) of the pair graph over n items."""
     sets = DisjointSet(n)
-    for a, b in zip(pairs.left.tolist(), pairs.right.tolist()):
+    for a, b in zip(pairs.left.tolist(), pairs.right.tolist(), strict=True):
         sets.union(a, b)
     return sets.groups()

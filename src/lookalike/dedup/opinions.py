@@ -85,11 +85,11 @@ class SecondOpinion:
             return None if image is None else local.extract(image, self.keypoints)
 
         with ThreadPoolExecutor(max_workers=max(1, self.threads)) as pool:
-            found = dict(zip(rows, pool.map(features, rows)))
-            pairs = [(n, found[int(a)], found[int(b)]) for n, (a, b) in enumerate(zip(left, right))]
+            found = dict(zip(rows, pool.map(features, rows), strict=True))
+            pairs = [(n, found[int(a)], found[int(b)]) for n, (a, b) in enumerate(zip(left, right, strict=True))]
             pairs = [(n, fa, fb) for n, fa, fb in pairs if fa is not None and fb is not None]
             checks = pool.map(lambda p: local.verify(p[1], p[2]), pairs)
-            for (n, _, _), check in zip(pairs, checks):
+            for (n, _, _), check in zip(pairs, checks, strict=True):
                 if check.inliers >= scores.COPY_INLIERS and check.share >= scores.COPY_INLIER_SHARE:
                     out[n] = max(float(first[n]), scores.COPY_COSINE)
                     self.verified += 1

@@ -159,11 +159,11 @@ class _Parser:
         raise self.fail("a value (number, quoted string or word)")
 
 
-def _flatten(items: list[Expr], kind: type) -> list[Expr]:
+def _flatten(items: list[Expr], kind: type[And] | type[Or]) -> list[Expr]:
     """``a AND (b AND c)`` is one And of three: shallower trees for the store to compile."""
     out: list[Expr] = []
     for item in items:
-        out.extend(item.items if isinstance(item, kind) else (item,))  # type: ignore[attr-defined]
+        out.extend(item.items if isinstance(item, kind) else (item,))
     return out
 
 

@@ -86,7 +86,9 @@ class JobRunner:
         with self._lock:
             job = self._jobs.get(job_id)
         if job is None or job.owner != owner:
-            raise errors.ResourceNotFound(f"job {job_id!r} does not exist (jobs are forgotten when the server restarts)")
+            raise errors.ResourceNotFound(
+                f"job {job_id!r} does not exist (jobs are forgotten when the server restarts)"
+            )
         return job
 
     def _forget_old(self) -> None:

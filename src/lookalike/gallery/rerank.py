@@ -47,7 +47,7 @@ def verifications(
         except Exception:  # damaged features never fail a search: that hit just goes unverified
             return unverified
 
-    return dict(zip(names, pool.map(one, names)))
+    return dict(zip(names, pool.map(one, names), strict=True))
 
 
 def rerank(

@@ -56,7 +56,9 @@ class GalleryService:
     ``"tenant/GroupId"`` (a GroupId never contains "/"); the default tenant's keys are bare.
     """
 
-    def __init__(self, store: Store, engine: Engine, *, workers: int | None = None, reviews: ReviewStore | None = None) -> None:
+    def __init__(
+        self, store: Store, engine: Engine, *, workers: int | None = None, reviews: ReviewStore | None = None
+    ) -> None:
         self.store = store
         self.engine = engine
         # The operator's review marks beside the galleries, in the data dir (whatever the store).
@@ -121,7 +123,9 @@ class GalleryService:
             if model not in m.MODEL_GROUP_TYPES:
                 raise errors.ModelNotFound(f"model {model!r} cannot back a gallery")
             if group_type not in (None, 0) and m.GROUP_TYPE_MODELS.get(group_type) != model:
-                raise errors.InvalidParameterValue(f"GroupType {group_type} uses model {m.GROUP_TYPE_MODELS.get(group_type)!r}, not {model!r}")
+                raise errors.InvalidParameterValue(
+                    f"GroupType {group_type} uses model {m.GROUP_TYPE_MODELS.get(group_type)!r}, not {model!r}"
+                )
             gtype = group_type or m.MODEL_GROUP_TYPES[model]
         else:
             gtype = v.group_type(group_type)
@@ -192,6 +196,47 @@ class GalleryService:
         """
         return [result for result, _ in self.add_images_subjects(group_id, images)]
 
+    def add_uploads(
+        self,
+        group_id: str,
+        uploads: Sequence[tuple[str, bytes]],
+        *,
+        entity_id: str | None = None,
+        pic_name: str | None = None,
+        custom_content: str = "",
+        tags: dict[str, object] | None = None,
+        rect: Rect | None = None,
+    ) -> list[ImageRecord | errors.LookalikeError]:
+        """Adds uploaded files, each ``(filename, bytes)``: a file's EntityId defaults to its name
+        without the extension and its PicName to its name, so a folder's files upload as one
+        entity each without naming anything. ``pic_name`` names one picture: with several files
+        it is refused before any is stored (even empty: an HTML form's blank input)."""
+        if pic_name is not None and len(uploads) > 1:
+            raise errors.InvalidParameter(
+                "pic_name names one picture: send one file, or let the file names be the names"
+            )
+        news = [
+            m.NewImage(
+                entity_id=entity_id or filename.rsplit(".", 1)[0],
+                pic_name=pic_name or filename,
+                image=data,
+                custom_content=custom_content,
+                tags=tags or {},
+                rect=rect,
+            )
+            for filename, data in uploads
+        ]
+        return self.add_images(group_id, news)
+
+    def add_prepared(
+        self, group_id: str, news: Sequence[m.NewImage | errors.LookalikeError]
+    ) -> list[ImageRecord | errors.LookalikeError]:
+        """A batch where some slots already failed (a URL that did not download): the others are
+        added, and each slot keeps its place."""
+        ready = [n for n in news if isinstance(n, m.NewImage)]
+        added = iter(self.add_images(group_id, ready) if ready else [])
+        return [next(added) if isinstance(n, m.NewImage) else n for n in news]
+
     def add_images_subjects(
         self, group_id: str, images: Sequence[m.NewImage]
     ) -> list[tuple[ImageRecord | errors.LookalikeError, sj.Subject | None]]:
@@ -206,16 +251,17 @@ class GalleryService:
             except errors.LookalikeError as exc:
                 return exc
 
-        prepared = list(self._pool.map(prepare, range(len(images)))) if len(images) > 1 else [prepare(0)] if images else []
-        ok = [i for i, p in enumerate(prepared) if isinstance(p, _Prepared)]
+        prepared = (
+            list(self._pool.map(prepare, range(len(images)))) if len(images) > 1 else [prepare(0)] if images else []
+        )
+        ok = [(i, p) for i, p in enumerate(prepared) if isinstance(p, _Prepared)]
         for i, p in enumerate(prepared):
             if isinstance(p, errors.LookalikeError):
                 results[i] = p
         if ok:
-            pixels = [prepared[i].pixels for i in ok]  # type: ignore[union-attr]
+            pixels = [item.pixels for _, item in ok]
             vectors = self.engine.run(pixels, model=model, flip=self.engine.settings.index_flip)
-            for i, vector in zip(ok, vectors):
-                item: _Prepared = prepared[i]  # type: ignore[assignment]
+            for (i, item), vector in zip(ok, vectors, strict=True):
                 try:
                     self.store.add_image(
                         item.record,
@@ -228,7 +274,8 @@ class GalleryService:
                 except errors.LookalikeError as exc:
                     results[i] = exc
         subjects = [p.subject if isinstance(p, _Prepared) else None for p in prepared]
-        return list(zip(results, subjects))  # type: ignore[arg-type]
+        done = [r for r in results if r is not None]  # every slot was filled: an error or a record
+        return list(zip(done, subjects, strict=True))
 
     def _prepare(self, group: GroupRecord, new: m.NewImage) -> _Prepared:
         entity = v.entity_id(new.entity_id)
@@ -236,7 +283,9 @@ class GalleryService:
         content = v.custom_content(new.custom_content)
         tags = v.tags(new.tags)
         if self.store.get_image(group.group_id, pic) is not None:  # fail before the costly part
-            raise errors.PicNameAlreadyExist(f"picture {pic!r} already exists in group {self._public(group).group_id!r}")
+            raise errors.PicNameAlreadyExist(
+                f"picture {pic!r} already exists in group {self._public(group).group_id!r}"
+            )
         decoded, subject = self._stored_region(group, new)
         pixels = self.engine.geometry.pixels(decoded)
         check_not_solid(pixels, f"picture {pic!r}")
@@ -308,7 +357,9 @@ class GalleryService:
         group = self._group(group_id)
         data = self.store.get_thumbnail(group.group_id, v.pic_name(pic_name))
         if data is None:
-            raise errors.ImageNotFound(f"picture {pic_name!r} of group {self._public(group).group_id!r} has no thumbnail")
+            raise errors.ImageNotFound(
+                f"picture {pic_name!r} of group {self._public(group).group_id!r} has no thumbnail"
+            )
         return data
 
     def update_images(
@@ -330,6 +381,21 @@ class GalleryService:
         if changed == 0:
             raise self._not_found(group, entity, pic)
         return changed
+
+    def update_image(
+        self, group_id: str, pic_name: str, *, tags: object = None, custom_content: str | None = None
+    ) -> ImageRecord:
+        """The picture called ``pic_name`` with new tags and/or custom content (neither: as it is),
+        read back after the change. ImageNotFound when the group has no such picture."""
+        record = self.find_image(group_id, pic_name)
+        if tags is not None or custom_content is not None:
+            self.update_images(group_id, record.entity_id, record.pic_name, tags=tags, custom_content=custom_content)
+        return self.find_image(group_id, pic_name)
+
+    def delete_image(self, group_id: str, pic_name: str) -> int:
+        """Deletes the picture called ``pic_name``, whatever its entity; ImageNotFound when absent."""
+        record = self.find_image(group_id, pic_name)
+        return self.delete_images(group_id, record.entity_id, record.pic_name)
 
     def delete_images(self, group_id: str, entity_id: str, pic_name: str | None = None) -> int:
         group = self._group(group_id)
@@ -409,7 +475,9 @@ class GalleryService:
         """The hits of decoded pixels: store search, then geometric re-ranking and expansion."""
         settings = self.engine.settings
         # The query's keypoints are found while the model embeds it (one core each).
-        keypoints = self._pool.submit(self.engine.local_features, decoded, query=True) if settings.rerank_depth else None
+        keypoints = (
+            self._pool.submit(self.engine.local_features, decoded, query=True) if settings.rerank_depth else None
+        )
         vector = self._query_vector(group, decoded)
         features = keypoints.result() if keypoints else None
         if features is None and not settings.query_expansion:
@@ -512,6 +580,17 @@ class GalleryService:
         return self.engine.run([pixels], model=group.model)[0]
 
 
+def batch_status(results: Sequence[ImageRecord | errors.LookalikeError]) -> int:
+    """The HTTP status of an add batch: 201 when every picture was stored, 207 when some were;
+    when none was, the errors' own status where they agree (507 for a full disk, 429, 503), else
+    400."""
+    created = sum(1 for r in results if not isinstance(r, errors.LookalikeError))
+    if created:
+        return 201 if created == len(results) else 207
+    statuses = {r.status for r in results if isinstance(r, errors.LookalikeError)}
+    return statuses.pop() if len(statuses) == 1 else 400
+
+
 def duplicate_cosine(level: str, match_threshold: float | None) -> float:
     """The lowest cosine of a duplicate pair: the level's, or the 0..100 threshold's."""
     from lookalike.dedup.report import LEVEL_COSINE, Level
@@ -537,15 +616,17 @@ def duplicate_sets(
     for members in group_pairs(len(records), similar_pairs(matrix, min_cosine, threads=threads)):
         keep = min(members, key=lambda i: (records[i].create_time, records[i].pic_name))
         cos = np.clip(matrix[members] @ matrix[keep], -1.0, 1.0)
-        hits = [_hit(records[i], c) for i, c in zip(members, cos.tolist()) if i != keep]
+        hits = [_hit(records[i], c) for i, c in zip(members, cos.tolist(), strict=True) if i != keep]
         hits.sort(key=lambda h: (-h.cosine, h.image.pic_name))
         sets.append(m.DuplicateSet(records[keep], hits, [str(match_of(Level(level), h.cosine)) for h in hits]))
     sets.sort(key=lambda d: (-len(d.duplicates), d.keep.pic_name))
     return m.Duplicates(sets, len(records), min_cosine)
 
 
-def _hit(record: ImageRecord, cosine: float, similarity: float | None = None, inliers: int | None = None) -> m.SearchHit:
+def _hit(
+    record: ImageRecord, cosine: float, similarity: float | None = None, inliers: int | None = None
+) -> m.SearchHit:
     """A picture with its cosine and Tencent's Score: the calibrated 0..100 scale of the
     similarity (the cosine, raised by geometric verification where it ran), rounded."""
     sim = float(cosine if similarity is None else similarity)
-    return m.SearchHit(record, float(cosine), int(round(scores.calibrated_score(sim))), inliers)
+    return m.SearchHit(record, float(cosine), round(float(scores.calibrated_score(sim))), inliers)

@@ -140,7 +140,9 @@ def open_image(data: bytes, *, max_bytes: int, max_side: int, max_pixels: int) -
     if width * height > max_pixels:
         raise ImageResolutionExceed(f"the image is {width}x{height}; at most {max_pixels} pixels are allowed")
     if fmt == "JPEG" and jpeg_scan_count(data) > MAX_JPEG_SCANS:
-        raise ImageDecodeFailed(f"the JPEG has more than {MAX_JPEG_SCANS} scans; it is corrupt or built to exhaust the decoder")
+        raise ImageDecodeFailed(
+            f"the JPEG has more than {MAX_JPEG_SCANS} scans; it is corrupt or built to exhaust the decoder"
+        )
     return image
 
 

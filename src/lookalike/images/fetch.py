@@ -225,6 +225,7 @@ def _resolve(target: _Hop, settings: Settings, deadline: float) -> list[tuple[in
     would otherwise reach the private one whenever the first connection fails.
     """
     literal = literal_address(target.host)
+    candidates: list[tuple[int, tuple, ipaddress.IPv4Address | ipaddress.IPv6Address]]
     if literal is not None:
         if literal.version == 4:
             candidates = [(socket.AF_INET, (str(literal), target.port), literal)]
@@ -275,7 +276,7 @@ class _DeadlineReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         sock = self._owner.raw
         sock.settimeout(_remaining(self._owner.deadline))
         return sock.recv_into(buffer)

@@ -6,7 +6,6 @@ import binascii
 import io
 import re
 from pathlib import Path
-from typing import Union
 
 import pybase64
 from PIL import Image
@@ -14,7 +13,7 @@ from PIL import Image
 from lookalike.config import Settings
 from lookalike.errors import ImageDecodeFailed, ImageEmpty, ImageSizeExceed, UrlIllegal
 
-ImageLike = Union[str, bytes, bytearray, memoryview, Path, Image.Image]
+ImageLike = str | bytes | bytearray | memoryview | Path | Image.Image
 """What the Python API accepts: a path, raw bytes, or a PIL image."""
 
 _DATA_URL = re.compile(r"^data:[\w.+-]*/[\w.+-]*(?:;[\w=.+-]+)*;base64,", re.IGNORECASE)

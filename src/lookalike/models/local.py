@@ -93,7 +93,7 @@ def _sift(max_points: int):
         detectors = _local.sift = {}
     if max_points not in detectors:
         cv2.setNumThreads(1)  # callers run several verifications in parallel threads
-        detectors[max_points] = cv2.SIFT_create(nfeatures=max_points)
+        detectors[max_points] = cv2.SIFT_create(nfeatures=max_points)  # type: ignore[attr-defined]  # absent from cv2's stubs
     return detectors[max_points]
 
 

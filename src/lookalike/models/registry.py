@@ -28,7 +28,8 @@ class ModelSpec:
         path = Path(getattr(module, self.attribute))
         if not path.is_file():
             raise ModelUnavailable(
-                f"model {self.name!r}: {path} is missing; reinstall with `pip install --force-reinstall {self.pip_install}`"
+                f"model {self.name!r}: {path} is missing; reinstall with `pip install --force-reinstall "
+                f"{self.pip_install}`"
             )
         return path
 

@@ -75,4 +75,6 @@ async def static(request: Request, name: str) -> Response:
     if asset is None:
         return Response("not found", status_code=404, media_type="text/plain")
     # Linked with ?v=<hash> by the page: a new version has a new URL.
-    return _serve(request, asset, "public, max-age=31536000, immutable" if request.query_params.get("v") else "no-cache")
+    return _serve(
+        request, asset, "public, max-age=31536000, immutable" if request.query_params.get("v") else "no-cache"
+    )
