@@ -12,7 +12,7 @@ import pytest
 from backends import backend  # noqa: F401 - fixture: runs once per storage backend
 from lookalike.engine import Engine
 from lookalike.gallery import GalleryService, NewImage
-from lookalike.index import open_store
+from lookalike.storage import open_store
 from support import copy_families
 
 FAMILIES = {"a.jpg": {"a-small.jpg", "a-mirror.jpg"}, "b.jpg": {"b-crop.jpg"}}

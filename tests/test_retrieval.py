@@ -11,7 +11,7 @@ from lookalike import errors, scores
 from lookalike.config import Settings
 from lookalike.engine import Engine
 from lookalike.gallery import GalleryService, NewImage
-from lookalike.index import open_store
+from lookalike.storage import open_store
 from lookalike.models import local
 from lookalike.models.inputs import InputGeometry, pipeline_tag
 from support import distinct_photos, encode, synthetic_image

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from lookalike import errors
-from lookalike.index.base import GroupRecord, ImageRecord
-from lookalike.index.filters import And, Compare, Expr, Or, matches
-from lookalike.index.memory import GroupVectors
-from lookalike.index.sqlite import SqliteStore
+from lookalike.storage.base import GroupRecord, ImageRecord
+from lookalike.storage.filters import And, Compare, Expr, Or, matches
+from lookalike.storage.memory import GroupVectors
+from lookalike.storage.sqlite import SqliteStore
 from support import small_tmpfs, take_space
 
 DIM = 32
@@ -389,8 +389,8 @@ CRASH_CHILD = textwrap.dedent(
     sys.path.insert(0, {src!r})
     import numpy as np
     from pathlib import Path
-    from lookalike.index.base import GroupRecord, ImageRecord
-    from lookalike.index.sqlite import SqliteStore
+    from lookalike.storage.base import GroupRecord, ImageRecord
+    from lookalike.storage.sqlite import SqliteStore
     store = SqliteStore(Path({path!r}), dim={dim}, exact_threshold=200)
     store.create_group(GroupRecord("g", "G"))
     for i in range(100000):
@@ -574,7 +574,7 @@ def test_a_failed_write_does_not_hide_another_process_s_next_write(small_disk: P
 
 
 def test_ann_save_on_a_full_disk_keeps_the_previous_file(small_disk: Path) -> None:
-    from lookalike.index.ann import AnnIndex
+    from lookalike.storage.ann import AnnIndex
 
     rng = np.random.default_rng(23)
     vectors = unit(rng, 3000, 64)

@@ -249,7 +249,7 @@ def _gallery(settings, tenant: str = ""):
     """A tenant's GalleryService straight on the data dir (no server needed; SQLite lets both share it)."""
     from lookalike.engine import Engine
     from lookalike.gallery import GalleryService
-    from lookalike.index import open_store
+    from lookalike.storage import open_store
 
     return GalleryService(open_store(settings), Engine(settings)).for_tenant(tenant)
 
@@ -545,7 +545,7 @@ def migrate(args: argparse.Namespace) -> int:
     """Vectors, records (with their times), thumbnails and local features are copied, never re-embedded. Groups
     and pictures already in the target are kept, so an interrupted run is finished by running it
     again. Ends by comparing every group's picture count in both stores: 1 if any differ."""
-    from lookalike.index import open_store
+    from lookalike.storage import open_store
 
     # Strong: every acknowledged write is read, whoever made it (Bounded reads could miss the last
     # seconds' pictures in the source, and the final count check with them).

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lookalike import scores
-from lookalike.index.base import Hit, Store
+from lookalike.storage.base import Hit, Store
 from lookalike.models.local import LocalFeatures, Verification, verify
 
 

@@ -39,10 +39,10 @@ from pathlib import Path
 import numpy as np
 
 from lookalike import errors
-from lookalike.index.ann import ADD_CHUNK, AnnIndex
-from lookalike.index.base import GroupRecord, Hit, ImageRecord, no_such_group, unit_vector
-from lookalike.index.filters import Expr
-from lookalike.index.memory import GroupVectors
+from lookalike.storage.ann import ADD_CHUNK, AnnIndex
+from lookalike.storage.base import GroupRecord, Hit, ImageRecord, no_such_group, unit_vector
+from lookalike.storage.filters import Expr
+from lookalike.storage.memory import GroupVectors
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ def _image(group_id: str, row: Sequence[object]) -> ImageRecord:
 
 
 class SqliteStore:
-    """The :class:`~lookalike.index.base.Store` of one data directory. Thread-safe."""
+    """The :class:`~lookalike.storage.base.Store` of one data directory. Thread-safe."""
 
     def __init__(
         self,

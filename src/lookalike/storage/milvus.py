@@ -60,8 +60,8 @@ from typing import Any
 import numpy as np
 
 from lookalike import errors
-from lookalike.index.base import GroupRecord, Hit, ImageRecord, no_such_group, unit_vector
-from lookalike.index.filters import And, Compare, Expr, Or
+from lookalike.storage.base import GroupRecord, Hit, ImageRecord, no_such_group, unit_vector
+from lookalike.storage.filters import And, Compare, Expr, Or
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def picture_key(group_id: str, pic_name: str) -> int:
 
 
 def tag_numbers(tags: dict[str, object]) -> dict[str, float]:
-    """Each tag as a number filter compares it (the reference semantics in index/filters.py)."""
+    """Each tag as a number filter compares it (the reference semantics in storage/filters.py)."""
     out: dict[str, float] = {}
     for key, value in tags.items():
         try:
@@ -198,7 +198,7 @@ class _Recent:
 
 
 class MilvusStore:
-    """The :class:`~lookalike.index.base.Store` over a Milvus server or cluster. Thread-safe."""
+    """The :class:`~lookalike.storage.base.Store` over a Milvus server or cluster. Thread-safe."""
 
     def __init__(
         self,

@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from lookalike import errors
-from lookalike.index.filters import Expr
+from lookalike.storage.filters import Expr
 
 
 def no_such_group(group_id: str) -> errors.ImageGroupIdNotExist:

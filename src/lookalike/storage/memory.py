@@ -20,8 +20,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from lookalike.index.ann import AnnIndex, breadth
-from lookalike.index.filters import And, Compare, Expr, Or, matches
+from lookalike.storage.ann import AnnIndex, breadth
+from lookalike.storage.filters import And, Compare, Expr, Or, matches
 
 _OPS: dict[str, Callable[[object, object], object]] = {
     "=": operator.eq,
