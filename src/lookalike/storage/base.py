@@ -15,11 +15,9 @@ import numpy as np
 
 from lookalike import errors
 from lookalike.storage.filters import Expr
+from lookalike.storage.rules import no_such_group
 
-
-def no_such_group(group_id: str) -> errors.ImageGroupIdNotExist:
-    """The one wording of a store's "no such group" (the gallery's own checks come first)."""
-    return errors.ImageGroupIdNotExist(f"group {group_id!r} does not exist")
+__all__ = ["GroupRecord", "Hit", "ImageRecord", "Store", "no_such_group", "unit_vector"]
 
 
 def unit_vector(vector: np.ndarray, dim: int) -> np.ndarray:

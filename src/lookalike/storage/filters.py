@@ -7,9 +7,8 @@ own query language (SQL for the embedded store, an expression for a database ser
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
-Value = Union[str, int, float]
+Value = str | int | float
 
 OPERATORS = (">", ">=", "<", "<=", "=", "!=")
 
@@ -33,7 +32,7 @@ class Or:
     items: tuple[Expr, ...]
 
 
-Expr = Union[Compare, And, Or]
+Expr = Compare | And | Or
 
 
 def _cmp(left: object, op: str, right: Value) -> bool:

@@ -60,8 +60,9 @@ from typing import Any
 import numpy as np
 
 from lookalike import errors
-from lookalike.storage.base import GroupRecord, Hit, ImageRecord, no_such_group, unit_vector
+from lookalike.storage.base import GroupRecord, Hit, ImageRecord, unit_vector
 from lookalike.storage.filters import And, Compare, Expr, Or
+from lookalike.storage.rules import check_new_picture, group_exists, group_full, in_namespace, no_such_group, stamps
 
 log = logging.getLogger(__name__)
 
@@ -426,7 +427,10 @@ class MilvusStore:
 
     def _count(self, collection: str, expr: str, *, consistency: str | None = None) -> int:
         rows = self.client.query(
-            collection, filter=expr, output_fields=["count(*)"], consistency_level=consistency or self._level(collection),
+            collection,
+            filter=expr,
+            output_fields=["count(*)"],
+            consistency_level=consistency or self._level(collection),
             timeout=self.timeout,
         )
         return int(rows[0]["count(*)"]) if rows else 0
@@ -447,15 +451,16 @@ class MilvusStore:
             update_time=float(row["update_time"]),
         )
 
-    _GROUP_FIELDS = ["group_name", "brief", "max_capacity", "max_qps", "group_type", "model", "create_time", "update_time"]
+    _GROUP_FIELDS = [
+        "group_name", "brief", "max_capacity", "max_qps", "group_type", "model", "create_time", "update_time"
+    ]
 
     def create_group(self, group: GroupRecord) -> None:
-        now = time.time()
-        created = group.create_time or now
-        record = dataclasses.replace(group, pic_count=0, create_time=created, update_time=group.update_time or created)
+        created, updated = stamps(group.create_time, group.update_time)
+        record = dataclasses.replace(group, pic_count=0, create_time=created, update_time=updated)
         with self._unavailable(), self._lock(group.group_id):
             if self.get_group(group.group_id, count=False) is not None:
-                raise errors.ImageGroupIdAlreadyExist(f"group {group.group_id!r} already exists")
+                raise group_exists(group.group_id)
             self._ensure(_collection_name(self.prefix, group.model), self._images_schema)
             side = (self.groups_collection, self.thumbnails_collection, self.features_collection)
             for name in self.client.list_collections(timeout=self.timeout):  # a delete_group cut short left rows behind
@@ -499,7 +504,8 @@ class MilvusStore:
         """``namespace=None``: every group of every tenant (migrations)."""
         with self._unavailable():
             expr = f"pk like {_escape(namespace.replace('%', '') + '%')}" if namespace else 'pk != ""'
-            found = {r["pk"]: self._group_record(r, 0) for r in self._query(self.groups_collection, expr, self._GROUP_FIELDS)}
+            rows = self._query(self.groups_collection, expr, self._GROUP_FIELDS)
+            found = {r["pk"]: self._group_record(r, 0) for r in rows}
             now = time.monotonic()
             for group_id, (stamp, cached) in list(self._group_cache.items()):
                 if now - stamp < SESSION_S:  # fresher than a Bounded read: this process's own writes
@@ -507,10 +513,7 @@ class MilvusStore:
                         found.pop(group_id, None)
                     else:
                         found[group_id] = cached
-            groups = [
-                g for g in found.values()
-                if namespace is None or (g.group_id.startswith(namespace) and "/" not in g.group_id[len(namespace) :])
-            ]
+            groups = [g for g in found.values() if in_namespace(g.group_id, namespace)]
             groups.sort(key=lambda g: (g.create_time, g.group_id))
             page = groups[max(offset, 0) : max(offset, 0) + max(limit, 0)]
             out = [dataclasses.replace(g, pic_count=self._pic_count(g.group_id, g.model)) for g in page]
@@ -569,12 +572,14 @@ class MilvusStore:
             pic_name=row["pic_name"],
             custom_content=row["custom_content"],
             tags=dict(row["tags"] or {}),
-            rect=tuple(json.loads(row["rect"])) if row["rect"] else None,  # type: ignore[arg-type]
+            rect=tuple(json.loads(row["rect"])) if row["rect"] else None,
             create_time=float(row["create_time"]),
             update_time=float(row["update_time"]),
         )
 
-    _IMAGE_FIELDS = ["group_id", "entity_id", "pic_name", "custom_content", "tags", "rect", "create_time", "update_time"]
+    _IMAGE_FIELDS = [
+        "group_id", "entity_id", "pic_name", "custom_content", "tags", "rect", "create_time", "update_time"
+    ]
 
     def _fresh(self, collection: str, group_id: str, expr: str, keep) -> dict[int, ImageRecord]:
         """Rows of the group matching ``expr`` as this process last knows them: Milvus at
@@ -599,9 +604,8 @@ class MilvusStore:
         features: bytes | None = None,
     ) -> None:
         vec = unit_vector(vector, self.dim)
-        now = time.time()
-        created = image.create_time or now
-        record = dataclasses.replace(image, tags=dict(image.tags), create_time=created, update_time=image.update_time or created)
+        created, updated = stamps(image.create_time, image.update_time)
+        record = dataclasses.replace(image, tags=dict(image.tags), create_time=created, update_time=updated)
         with self._unavailable(), self._lock(image.group_id):
             group = self.get_group(image.group_id, count=False)
             if group is None:
@@ -615,13 +619,16 @@ class MilvusStore:
                 f"pic_name == {_escape(image.pic_name)} or entity_id == {_escape(image.entity_id)}",
                 lambda r: r.pic_name == image.pic_name or r.entity_id == image.entity_id,
             )
-            if any(r.pic_name == image.pic_name for r in near.values()):
-                raise errors.PicNameAlreadyExist(f"picture {image.pic_name!r} already exists in the group")
-            per_entity = sum(1 for r in near.values() if r.entity_id == image.entity_id)
-            if per_entity >= max_per_entity:
-                raise errors.ImageEntityCountExceed(
-                    f"entity {image.entity_id!r} already has {per_entity} pictures (at most {max_per_entity})"
-                )
+            check_new_picture(
+                image.group_id,
+                image.pic_name,
+                image.entity_id,
+                name_taken=any(r.pic_name == image.pic_name for r in near.values()),
+                entity_count=sum(1 for r in near.values() if r.entity_id == image.entity_id),
+                max_per_entity=max_per_entity,
+                group_count=None,  # counted below only where the group has a capacity (a query)
+                capacity=group.max_capacity,
+            )
             if group.max_capacity > 0:
                 self._check_capacity(collection, group)
             self._insert(collection, [self._row(record, key, vec.tolist())])
@@ -639,7 +646,7 @@ class MilvusStore:
         if self._count(collection, expr, consistency="Bounded") + recent < group.max_capacity:
             return  # an upper bound of the count is below the capacity: no need to wait
         if self._count(collection, expr, consistency="Strong") >= group.max_capacity:
-            raise errors.ImageNumExceed(f"group {group.group_id!r} is full ({group.max_capacity} pictures)")
+            raise group_full(group.group_id, group.max_capacity)
 
     @staticmethod
     def _thumbnail_row(key: int, data: bytes) -> dict[str, Any] | None:
@@ -670,7 +677,8 @@ class MilvusStore:
         (Milvus, overlaid with this process's own recent writes)."""
         found: dict[int, ImageRecord] = {}
         for start in range(0, len(keys), 1000):
-            found.update((k, r) for k, r in self._by_keys(collection, keys[start : start + 1000]).items() if r.group_id == group_id)
+            chunk = self._by_keys(collection, keys[start : start + 1000])
+            found.update((k, r) for k, r in chunk.items() if r.group_id == group_id)
         wanted = set(keys)
         for key, record in self._recent.of_group(group_id).items():
             if key in wanted:
@@ -753,7 +761,8 @@ class MilvusStore:
                 if collection is None:
                     raise no_such_group(record.group_id)
                 key = picture_key(record.group_id, record.pic_name)
-                by_collection.setdefault(collection, []).append(self._row(record, key, unit_vector(vector, self.dim).tolist()))
+                image_row = self._row(record, key, unit_vector(vector, self.dim).tolist())
+                by_collection.setdefault(collection, []).append(image_row)
                 if thumb is not None and self.thumbnails:
                     thumbs.append((key, thumb))
             for collection, batch in by_collection.items():

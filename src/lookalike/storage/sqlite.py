@@ -39,10 +39,12 @@ from pathlib import Path
 import numpy as np
 
 from lookalike import errors
-from lookalike.storage.ann import ADD_CHUNK, AnnIndex
-from lookalike.storage.base import GroupRecord, Hit, ImageRecord, no_such_group, unit_vector
+from lookalike.storage.ann import ADD_CHUNK, SWEEP_CHUNK, AnnIndex
+from lookalike.storage.base import GroupRecord, Hit, ImageRecord, unit_vector
 from lookalike.storage.filters import Expr
+from lookalike.storage.lifecycle import AnnState, ann_state
 from lookalike.storage.memory import GroupVectors
+from lookalike.storage.rules import check_new_picture, group_exists, in_namespace, no_such_group, stamps
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,9 @@ CREATE TABLE IF NOT EXISTS changes (
 """
 # AUTOINCREMENT: ids are never reused, so an id in a saved ANN file can never name a newer
 # image (reconciliation by id set is then complete).
+
+_SETTLED = (AnnState.IDLE, AnnState.SAVE)
+"""States in which :meth:`SqliteStore.wait_for_index` has nothing left to wait for."""
 
 _IMAGE_COLUMNS = "id, entity_id, pic_name, custom_content, tags, rect, create_time, update_time"
 _GROUP_COLUMNS = (
@@ -158,8 +163,7 @@ def _image_row(gid: int, image: ImageRecord, now: float) -> tuple[object, ...]:
         image.custom_content,
         _tags_json(image.tags),
         None if image.rect is None else json.dumps(list(image.rect)),
-        image.create_time or now,
-        image.update_time or image.create_time or now,
+        *stamps(image.create_time, image.update_time, now),
     )
 
 
@@ -226,6 +230,7 @@ class SqliteStore:
         self._handles: dict[str, GroupVectors] = {}
         self._handles_lock = threading.Lock()
         self._gids: dict[str, int] = {}
+        self._save_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._idle = threading.Condition()
@@ -247,6 +252,7 @@ class SqliteStore:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute(f"PRAGMA synchronous={self._synchronous}")
                 conn.execute("PRAGMA temp_store=MEMORY")
+                conn.create_function("in_namespace", 2, in_namespace, deterministic=True)
         except BaseException:
             conn.close()
             raise
@@ -385,8 +391,7 @@ class SqliteStore:
                 conn.execute("COMMIT")
         handle.load(ids[:row], mat[:row], tags)
         if row >= self.exact_threshold:
-            ann = AnnIndex.load(self._ann_path(gid), self.dim) or AnnIndex(self.dim)
-            handle.start_ann(ann)
+            self._start_ann(gid, handle)
             self._wake.set()
 
     @contextmanager
@@ -436,6 +441,20 @@ class SqliteStore:
     def _ann_path(self, gid: int) -> Path:
         return self.ann_dir / f"g{gid}.usearch"
 
+    def _swept_path(self, gid: int) -> Path:
+        """Present only beside an index file saved right after a full reachability sweep."""
+        return self.ann_dir / f"g{gid}.swept"
+
+    def _unlink_index(self, gid: int) -> None:
+        self._swept_path(gid).unlink(missing_ok=True)
+        self._ann_path(gid).unlink(missing_ok=True)
+
+    def _start_ann(self, gid: int | None, handle: GroupVectors) -> None:
+        """The group's saved index (reconciled), or a new one (the caller holds the write lock)."""
+        loaded = AnnIndex.load(self._ann_path(gid), self.dim) if gid is not None else None
+        swept = loaded is not None and gid is not None and self._swept_path(gid).exists()
+        handle.start_ann(loaded or AnnIndex(self.dim), swept=swept)
+
     def _remove_orphan_index_files(self) -> None:
         with self._read() as conn:
             live = {int(g) for (g,) in conn.execute("SELECT gid FROM groups")}
@@ -450,7 +469,7 @@ class SqliteStore:
         now = time.time()
         with self._write() as conn:
             if self._gid(conn, group.group_id) is not None:
-                raise errors.ImageGroupIdAlreadyExist(f"group {group.group_id!r} already exists")
+                raise group_exists(group.group_id)
             conn.execute(
                 f"INSERT INTO groups ({_GROUP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
                 (
@@ -461,8 +480,7 @@ class SqliteStore:
                     int(group.max_qps),
                     int(group.group_type),
                     group.model,
-                    group.create_time or now,
-                    group.update_time or group.create_time or now,
+                    *stamps(group.create_time, group.update_time, now),
                 ),
             )
 
@@ -472,13 +490,8 @@ class SqliteStore:
         return None if row is None else _group(row)
 
     def list_groups(self, offset: int, limit: int, *, namespace: str | None = "") -> tuple[list[GroupRecord], int]:
-        # A namespace ("tenant/") owns the ids that start with it and have no further "/";
-        # the empty namespace owns the ids without any "/"; None: every group.
-        where: str = "1"
-        args: tuple[object, ...] = ()
-        if namespace is not None:
-            where = "substr(group_id, 1, ?) = ? AND instr(substr(group_id, ?), '/') = 0"
-            args = (len(namespace), namespace, len(namespace) + 1)
+        where = "in_namespace(group_id, ?)"  # the one Python rule, registered with each connection
+        args: tuple[object, ...] = (namespace,)
         with self._read() as conn:
             conn.execute("BEGIN")  # one snapshot for the page and the total
             try:
@@ -511,7 +524,7 @@ class SqliteStore:
             handle.loaded = False
             handle.ann = None
             self._forget(group_id, handle)
-            self._ann_path(gid).unlink(missing_ok=True)
+            self._unlink_index(gid)
 
     # ------------------------------------------------------------------ images
 
@@ -541,14 +554,16 @@ class SqliteStore:
                 if row is None:
                     raise no_such_group(image.group_id)
                 gid, capacity, count, taken, per_entity = row
-                if taken:
-                    raise errors.PicNameAlreadyExist(f"picture {image.pic_name!r} already exists in the group")
-                if per_entity >= max_per_entity:
-                    raise errors.ImageEntityCountExceed(
-                        f"entity {image.entity_id!r} already has {per_entity} pictures (at most {max_per_entity})"
-                    )
-                if capacity > 0 and count >= capacity:
-                    raise errors.ImageNumExceed(f"group {image.group_id!r} is full ({capacity} pictures)")
+                check_new_picture(
+                    image.group_id,
+                    image.pic_name,
+                    image.entity_id,
+                    name_taken=bool(taken),
+                    entity_count=per_entity,
+                    max_per_entity=max_per_entity,
+                    group_count=count,
+                    capacity=capacity,
+                )
                 cursor = conn.execute(_INSERT_IMAGE, _image_row(gid, image, now))
                 image_id = int(cursor.lastrowid)  # type: ignore[arg-type]
                 conn.execute("INSERT INTO vectors (image_id, vec) VALUES (?, ?)", (image_id, vec.tobytes()))
@@ -604,16 +619,16 @@ class SqliteStore:
                     ids = list(range(int(last) - len(new) + 1, int(last) + 1))
                     conn.executemany(
                         "INSERT INTO vectors (image_id, vec) VALUES (?, ?)",
-                        [(i, vec.tobytes()) for i, (_, vec, _) in zip(ids, new)],
+                        [(i, vec.tobytes()) for i, (_, vec, _) in zip(ids, new, strict=True)],
                     )
                     conn.executemany(
                         "INSERT INTO thumbnails (image_id, data) VALUES (?, ?)",
-                        [(i, thumb) for i, (_, _, thumb) in zip(ids, new) if thumb is not None],
+                        [(i, thumb) for i, (_, _, thumb) in zip(ids, new, strict=True) if thumb is not None],
                     )
                     conn.execute("UPDATE groups SET pic_count = pic_count + ? WHERE gid = ?", (len(new), gid))
                     self._log(conn, group_id, "add", ids)
                 if handle.loaded:
-                    for i, (record, vec, _) in zip(ids, new):
+                    for i, (record, vec, _) in zip(ids, new, strict=True):
                         handle.add(i, vec, dict(record.tags))
                     if handle.ann is not None or handle.n >= self.exact_threshold:
                         self._wake.set()
@@ -722,7 +737,8 @@ class SqliteStore:
         return out
 
     def get_vectors(self, group_id: str, pic_names: Sequence[str]) -> dict[str, np.ndarray]:
-        return {name: np.frombuffer(blob, dtype=np.float32) for name, blob in self._by_name("vectors", "vec", group_id, pic_names)}
+        rows = self._by_name("vectors", "vec", group_id, pic_names)
+        return {name: np.frombuffer(blob, dtype=np.float32) for name, blob in rows}
 
     def get_features(self, group_id: str, pic_names: Sequence[str]) -> dict[str, bytes]:
         return {name: bytes(blob) for name, blob in self._by_name("features", "data", group_id, pic_names)}
@@ -851,25 +867,35 @@ class SqliteStore:
 
     def _sync(self) -> None:
         """Bring memory up to date with writes committed by other connections (other processes,
-        or another store on the same directory). A few microseconds when there are none."""
+        or another store on the same directory). A few microseconds when there are none.
+
+        The log is read *and applied* under ``_watch_lock``: a concurrent caller that finds the
+        data version already taken waits until memory reflects it, instead of returning early
+        and searching rows that do not hold those changes yet (the race of issue 18)."""
         if self._closed:
             return
         with self._watch_lock:
             (version,) = self._watch.execute("PRAGMA data_version").fetchone()
             if version == self._data_version:
                 return
-            self._data_version = version
             seen = self._seen
             rows = self._watch.execute(
                 "SELECT seq, gid, op, image_id FROM changes WHERE seq > ? ORDER BY seq", (seen,)
             ).fetchall()
             (oldest,) = self._watch.execute("SELECT COALESCE(MIN(seq), 0) FROM changes").fetchone()
+            self._apply_changes(rows, trimmed=oldest > seen + 1)
+            # Only once applied: a failure leaves the version untaken, so the next caller retries.
+            self._data_version = version
             if rows:
                 self._seen = int(rows[-1][0])
+
+    def _apply_changes(self, rows: list[tuple[int, int, str, int | None]], *, trimmed: bool) -> None:
+        """Make memory reflect change-log ``rows`` (the caller holds ``_watch_lock``). ``trimmed``:
+        entries this store never saw are gone from the log, so its groups reload from the tables."""
         with self._handles_lock:
             by_gid = {self._gids[g]: (g, h) for g, h in self._handles.items() if g in self._gids}
-        if oldest > seen + 1:  # entries we never saw were trimmed: reload from the tables
-            for group_id, handle in by_gid.values():
+        if trimmed:
+            for _group_id, handle in by_gid.values():
                 with handle.lock.write():
                     handle.loaded = False
                     handle.ann = None
@@ -937,55 +963,71 @@ class SqliteStore:
         for group_id, handle in groups:
             if self._stop.is_set():
                 break
-            if not handle.loaded or handle.dead:
-                continue
-            if handle.ann is None and handle.n < self.exact_threshold:
-                continue
-            if handle.ann is not None and not handle.pending and not handle.removed:
-                if handle.n < self.exact_threshold // 2:
-                    pass  # drop it below
-                elif handle.added_since_save >= max(self.exact_threshold, len(handle.ann) // 4):
-                    self._save(group_id, handle)  # caught up after much work: spare the next start a rebuild
-                    continue
-                else:
-                    continue
-            with handle.lock.write():
-                if not handle.loaded or handle.dead:
-                    continue
-                if handle.ann is None and handle.n >= self.exact_threshold:
-                    gid = self._gids.get(group_id)
-                    loaded = AnnIndex.load(self._ann_path(gid), self.dim) if gid is not None else None
-                    handle.start_ann(loaded or AnnIndex(self.dim))
-                elif handle.ann is not None and handle.n < self.exact_threshold // 2:
-                    handle.drop_ann()  # small again: exact is faster and the index costs memory
-                    gid = self._gids.get(group_id)
-                    if gid is not None:
-                        self._ann_path(gid).unlink(missing_ok=True)
-                    continue
-                ann = handle.ann
-                if ann is None:
-                    continue
-                ids, vecs, removed = handle.take_work(ADD_CHUNK)
-                if not len(ids) and not len(removed):
-                    continue
-                handle.merging = True
-            did = True
-            done = False
-            try:
-                ann.remove(removed)
-                ann.add(ids, vecs)  # outside the group lock: searches go on meanwhile
-                done = True
-            finally:
-                with handle.lock.write():
-                    handle.merging = False
-                    if handle.ann is ann:
-                        handle.dirty = True
-                        if done:
-                            handle.mark_indexed(ids)
-                        else:  # try again later; meanwhile the rows stay in the exact scan
-                            handle.pending.extendleft(reversed(ids.tolist()))
-                            handle.removed.extend(removed.tolist())
+            state = ann_state(handle, self.exact_threshold)
+            if state is AnnState.SAVE:
+                self._save(group_id, handle)  # caught up after much work: spare the next start a rebuild
+            elif state is AnnState.SWEEP:
+                did = self._sweep_step(handle) or did
+            elif state is not AnnState.IDLE:
+                did = self._merge_chunk(group_id, handle) or did
         return did
+
+    def _merge_chunk(self, group_id: str, handle: GroupVectors) -> bool:
+        """Build, drop, or add/remove one chunk of ``handle``'s index (states BUILD, DROP, MERGE)."""
+        with handle.lock.write():
+            state = ann_state(handle, self.exact_threshold)  # again, under the lock
+            gid = self._gids.get(group_id)
+            if state is AnnState.BUILD:
+                self._start_ann(gid, handle)
+            elif state is AnnState.DROP:
+                handle.drop_ann()  # small again: exact is faster and the index costs memory
+                if gid is not None:
+                    self._unlink_index(gid)
+                return True
+            elif state is not AnnState.MERGE:
+                return False
+            ann = handle.ann
+            if ann is None:
+                return False
+            ids, vecs, removed = handle.take_work(ADD_CHUNK)
+            if not len(ids) and not len(removed):
+                return False
+            handle.merging = True
+        done = False
+        lost = np.empty(0, dtype=np.int64)
+        try:
+            ann.remove(removed)
+            ann.add(ids, vecs)  # outside the group lock: searches go on meanwhile
+            lost = ann.unreachable(ids, vecs)  # the rows stay pending (scanned exactly) until marked
+            ann.remove(lost)
+            done = True
+        finally:
+            with handle.lock.write():
+                handle.merging = False
+                if handle.ann is ann:
+                    handle.dirty = True
+                    if done:
+                        handle.mark_indexed(ids, lost)
+                    else:  # try again later; meanwhile the rows stay in the exact scan
+                        handle.pending.extendleft(reversed(ids.tolist()))
+                        handle.removed.extend(removed.tolist())
+        return True
+
+    def _sweep_step(self, handle: GroupVectors) -> bool:
+        """Check one chunk of indexed rows for reachability; strand the unreachable ones."""
+        with handle.lock.write():
+            ann = handle.ann
+            if ann is None or not handle.wants_sweep():
+                return False
+            ids, vecs = handle.take_sweep(SWEEP_CHUNK)
+        lost = ann.unreachable(ids, vecs)  # read-only on the graph: outside the lock
+        if len(lost):
+            with handle.lock.write():
+                if handle.ann is ann:
+                    ann.remove(handle.strand(lost))
+                    handle.dirty = True
+            log.info("%d picture(s) unreachable in an HNSW index: searched exactly from now on", len(lost))
+        return True
 
     def _merge_loop(self) -> None:
         last_trim = time.monotonic()
@@ -1006,11 +1048,16 @@ class SqliteStore:
                 self._wake.wait(1.0)
                 self._wake.clear()
 
-    def wait_for_index(self, timeout: float | None = None) -> bool:
+    def wait_for_index(self, timeout: float | None = None, *, sweep: bool = False) -> bool:
         """Block until every loaded group's index has caught up (benchmarks, tests). Without a
-        background merger, does the upkeep in the calling thread."""
+        background merger, does the upkeep in the calling thread. ``sweep``: also check every
+        indexed row that was not checked since the index last grew (a settled state)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         self._sync()
+        if sweep:
+            with self._handles_lock:
+                for handle in self._handles.values():
+                    handle.sweep_requested = True
         while True:
             if self._merger is None:
                 if not self._merge_step():
@@ -1018,11 +1065,7 @@ class SqliteStore:
                 continue
             with self._handles_lock:
                 handles = list(self._handles.values())
-            if all(
-                h.ann is None or (not h.n_pending and not h.removed and not h.merging) for h in handles if h.loaded
-            ) and not any(
-                h.loaded and h.ann is None and h.n >= self.exact_threshold for h in handles
-            ):
+            if all(ann_state(h, self.exact_threshold) in _SETTLED and not h.merging for h in handles):
                 return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False
@@ -1031,14 +1074,24 @@ class SqliteStore:
                 self._idle.wait(0.05)
 
     def _save(self, group_id: str, handle: GroupVectors) -> None:
+        """Save ``handle``'s index if it changed; one save at a time, so that a caller of
+        :meth:`save_indexes` returns after a save the merger had begun, not before its file exists."""
+        with self._save_lock:
+            self._save_locked(group_id, handle)
+
+    def _save_locked(self, group_id: str, handle: GroupVectors) -> None:
         gid = self._gids.get(group_id)
         ann = handle.ann
         if ann is None or gid is None or handle.dead or not handle.dirty:
             return
         handle.added_since_save = 0
         handle.dirty = False
+        swept = handle.unswept == 0 and not handle.sweep_queue
         try:
+            self._swept_path(gid).unlink(missing_ok=True)  # the marker never outlives its file
             ann.save(self._ann_path(gid))
+            if swept:
+                self._swept_path(gid).touch()
         except errors.StorageFull as exc:  # the previous file (or none) is left as it was
             handle.dirty = True  # close() tries again
             log.warning("did not save the ANN index of group %r: %s", group_id, exc.message)
