@@ -39,20 +39,21 @@ writes (so an ingest does not wait for a tick per picture). A picture's primary 
 its group and PicName, so two servers racing to add the same PicName cannot make two rows: the
 last write wins. An acknowledged write is in Milvus' write-ahead log (its message queue) and
 survives the lookalike process being killed.
+
+Three modules: :mod:`~lookalike.storage.milvus_schema` (the layout: keys, tag encodings, the
+filter compiler, blobs), :mod:`~lookalike.storage.milvus_session` (session consistency and the
+recent-writes overlay) and this one, the store. The gallery rules are
+:mod:`~lookalike.storage.rules`'s; this backend supplies their facts under its per-group lock.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import hashlib
 import json
 import logging
 import math
-import re
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -61,142 +62,31 @@ import numpy as np
 
 from lookalike import errors
 from lookalike.storage.base import GroupRecord, Hit, ImageRecord, unit_vector
-from lookalike.storage.filters import And, Compare, Expr, Or
+from lookalike.storage.filters import Expr
+from lookalike.storage.milvus_schema import (  # noqa: F401 - compile_filter, _collection_name: tests, bench
+    _DUMMY,
+    _MAX_DOUBLE,
+    FEATURE_BATCH,
+    FEATURE_FIELDS,
+    FILTERED_EF_FACTOR,
+    MAX_TOPK,
+    THUMB_CHUNK,
+    THUMB_FIELDS,
+    _blob,
+    _blob_fields,
+    _blob_row,
+    _collection_name,
+    _escape,
+    _in_group,
+    compile_filter,
+    picture_key,
+    tag_numbers,
+    tag_texts,
+)
+from lookalike.storage.milvus_session import RECENT_S, SESSION_S, RecentWrites  # noqa: F401
 from lookalike.storage.rules import check_new_picture, group_exists, group_full, in_namespace, no_such_group, stamps
 
 log = logging.getLogger(__name__)
-
-MAX_TOPK = 16384
-"""Milvus' largest ``limit`` (and query window); Offset + Limit beyond it finds nothing more."""
-FILTERED_EF_FACTOR = 8
-"""A filtered search widens HNSW's breadth this much. Milvus 2.3's HNSW walks the graph and
-drops the rows the filter refuses, so a filter that keeps 10% starves ef=128: recall@10 0.70 at
-20k vectors, 0.95 at 1M. x8 (1024) gave 0.965 and 0.997, at 223 ms p50 at 1M on 2 cores
-(docs/milvus.md). Filters that keep under ~7% are brute-forced by Milvus anyway."""
-SESSION_S = 10.0
-"""After writing to a collection, this process reads it at Strong level for this long: more
-than Milvus' Bounded staleness (``common.gracefulTime``, 5 s by default)."""
-RECENT_S = 60.0
-"""How long this process remembers its own writes for its constraint checks: far longer than
-Milvus' Bounded staleness (5 s by default), so a check always sees them one way or the other."""
-THUMB_CHUNK = 65535
-"""Milvus' longest VARCHAR; a blob's base64 spans several such fields (``data1``, ``data2``, ...)."""
-THUMB_FIELDS = 2
-"""VARCHAR fields a thumbnail's base64 spans."""
-FEATURE_FIELDS = 4
-"""VARCHAR fields a picture's local features' base64 spans: up to ~196 KB of features
-(1000 keypoints take ~132 KB; larger ones are not stored in Milvus)."""
-FEATURE_BATCH = 64
-"""Feature rows written or read per call (~12 MB at 1000 keypoints each)."""
-_DUMMY = [0.0, 1.0]
-_MAX_DOUBLE = 1.7976931348623157e308
-
-
-def _escape(text: str) -> str:
-    """A double-quoted Milvus string literal (Go-style escapes, which JSON's are a subset of)."""
-    return json.dumps(text, ensure_ascii=False)
-
-
-def picture_key(group_id: str, pic_name: str) -> int:
-    """The primary key of a picture: 63 bits of its group and name, the same in every process."""
-    digest = hashlib.blake2b(f"{group_id}\x00{pic_name}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") >> 1
-
-
-def tag_numbers(tags: dict[str, object]) -> dict[str, float]:
-    """Each tag as a number filter compares it (the reference semantics in storage/filters.py)."""
-    out: dict[str, float] = {}
-    for key, value in tags.items():
-        try:
-            number = float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            continue
-        if math.isnan(number):
-            continue  # compares false with everything, like a missing key
-        out[key] = max(-_MAX_DOUBLE, min(_MAX_DOUBLE, number))
-    return out
-
-
-def tag_texts(tags: dict[str, object]) -> dict[str, str]:
-    return {key: str(value) for key, value in tags.items()}
-
-
-def compile_filter(expr: Expr) -> str:
-    """The Milvus boolean expression that selects exactly what :func:`filters.matches` does."""
-    if isinstance(expr, Compare):
-        number = isinstance(expr.value, (int, float)) and not isinstance(expr.value, bool)
-        field = f"tag_num[{_escape(expr.key)}]" if number else f"tag_str[{_escape(expr.key)}]"
-        value = repr(float(expr.value)) if number else _escape(str(expr.value))
-        if number and not math.isfinite(float(expr.value)):
-            value = repr(math.copysign(_MAX_DOUBLE, float(expr.value)))
-        if expr.op == "!=":
-            return f"(not ({field} == {value}))"
-        op = "==" if expr.op == "=" else expr.op
-        return f"({field} {op} {value})"
-    if isinstance(expr, And):
-        return "(" + " and ".join(compile_filter(item) for item in expr.items) + ")"
-    if isinstance(expr, Or):
-        return "(" + " or ".join(compile_filter(item) for item in expr.items) + ")"
-    raise TypeError(f"not a filter expression: {expr!r}")
-
-
-def _in_group(group_id: str) -> str:
-    """The expression selecting one group's rows (the group is a filtered field)."""
-    return f"group_id == {_escape(group_id)}"
-
-
-def _collection_name(prefix: str, model: str) -> str:
-    return f"{prefix}_{re.sub(r'[^A-Za-z0-9_]', '_', model)}"
-
-
-def _blob_fields(fields: int) -> list[str]:
-    return [f"data{i + 1}" for i in range(fields)]
-
-
-def _blob_row(data: bytes, fields: int) -> dict[str, str] | None:
-    """``data`` as base64 spread over ``fields`` VARCHAR fields; None when it does not fit."""
-    text = base64.b64encode(data).decode()
-    if len(text) > fields * THUMB_CHUNK:
-        return None
-    return {name: text[i * THUMB_CHUNK : (i + 1) * THUMB_CHUNK] for i, name in enumerate(_blob_fields(fields))}
-
-
-def _blob(row: dict[str, Any], fields: int) -> bytes:
-    return base64.b64decode("".join(row[name] for name in _blob_fields(fields)))
-
-
-class _Recent:
-    """This process's own writes of the last :data:`RECENT_S` seconds: key -> record or None
-    (deleted). Merged into Bounded-staleness reads, they give read-your-writes without waiting."""
-
-    def __init__(self) -> None:
-        self._items: OrderedDict[int, tuple[float, str, ImageRecord | None]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def put(self, key: int, group_id: str, record: ImageRecord | None) -> None:
-        with self._lock:
-            self._items.pop(key, None)
-            self._items[key] = (time.monotonic(), group_id, record)
-            self._expire()
-
-    def _expire(self) -> None:
-        cutoff = time.monotonic() - RECENT_S
-        while self._items:
-            key, (stamp, _, _) = next(iter(self._items.items()))
-            if stamp >= cutoff:
-                break
-            self._items.popitem(last=False)
-
-    def of_group(self, group_id: str) -> dict[int, ImageRecord | None]:
-        with self._lock:
-            self._expire()
-            return {k: rec for k, (_, g, rec) in self._items.items() if g == group_id}
-
-    def forget_group(self, group_id: str) -> None:
-        with self._lock:
-            for key in [k for k, (_, g, _) in self._items.items() if g == group_id]:
-                del self._items[key]
-
 
 class MilvusStore:
     """The :class:`~lookalike.storage.base.Store` over a Milvus server or cluster. Thread-safe."""
@@ -237,7 +127,7 @@ class MilvusStore:
         self.hnsw_ef = hnsw_ef
         self.timeout = max(1, math.ceil(timeout))  # pymilvus ignores a float timeout (and retries for minutes)
         self._closed = False
-        self._recent = _Recent()
+        self._recent = RecentWrites()
         self._group_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
         self._writes: dict[str, float] = {}
