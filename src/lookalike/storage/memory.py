@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from lookalike.storage.ann import SWEEP_SHARE, AnnIndex, breadth
-from lookalike.storage.filters import And, Compare, Expr, Or, matches
+from lookalike.storage.filters import And, Compare, Expr, Or, is_number, matches, tag_number
 
 _OPS: dict[str, Callable[[Any, Any], Any]] = {
     "=": operator.eq,
@@ -88,17 +88,11 @@ class RWLock:
 
 
 def _as_float(value: object) -> float:
-    """``float(value)`` as :func:`filters._cmp` does it; NaN where that fails (or is missing).
-
-    NaN compares false with everything and unequal to everything, which is exactly the
-    reference semantics for a missing or non-numeric tag (only ``!=`` holds).
-    """
-    if value is None:
-        return float("nan")
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
-        return float("nan")
+    """:func:`filters.tag_number`, NaN where that is None: NaN compares false with everything and
+    unequal to everything, which is exactly the reference semantics for a missing or non-numeric
+    tag (only ``!=`` holds)."""
+    number = tag_number(value)
+    return float("nan") if number is None else number
 
 
 class _Column:
@@ -276,7 +270,7 @@ class GroupVectors:
         if op is None:
             raise ValueError(f"unknown operator {expr.op!r}")
         value = expr.value
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)) or (
+        if not (is_number(value) or isinstance(value, str)) or (
             isinstance(value, int) and abs(value) > _EXACT_INT
         ):
             return np.fromiter((matches(expr, t) for t in self.tags[:n]), dtype=bool, count=n)

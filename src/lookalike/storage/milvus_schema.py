@@ -14,7 +14,7 @@ import math
 import re
 from typing import Any
 
-from lookalike.storage.filters import And, Compare, Expr, Or
+from lookalike.storage.filters import And, Compare, Expr, Or, is_number, tag_number
 
 MAX_TOPK = 16384
 """Milvus' largest ``limit`` (and query window); Offset + Limit beyond it finds nothing more."""
@@ -51,11 +51,8 @@ def tag_numbers(tags: dict[str, object]) -> dict[str, float]:
     """Each tag as a number filter compares it (the reference semantics in storage/filters.py)."""
     out: dict[str, float] = {}
     for key, value in tags.items():
-        try:
-            number = float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            continue
-        if math.isnan(number):
+        number = tag_number(value)
+        if number is None or math.isnan(number):
             continue  # compares false with everything, like a missing key
         out[key] = max(-_MAX_DOUBLE, min(_MAX_DOUBLE, number))
     return out
@@ -68,7 +65,7 @@ def tag_texts(tags: dict[str, object]) -> dict[str, str]:
 def compile_filter(expr: Expr) -> str:
     """The Milvus boolean expression that selects exactly what :func:`filters.matches` does."""
     if isinstance(expr, Compare):
-        number = isinstance(expr.value, (int, float)) and not isinstance(expr.value, bool)
+        number = is_number(expr.value)
         field = f"tag_num[{_escape(expr.key)}]" if number else f"tag_str[{_escape(expr.key)}]"
         value = repr(float(expr.value)) if number else _escape(str(expr.value))
         if number and not math.isfinite(float(expr.value)):
