@@ -48,7 +48,7 @@ ENV PATH=/opt/app/bin:/opt/lookalike/bin:$PATH \
     LOOKALIKE_AUTH=keys
 ARG EXTRAS=milvus
 RUN python3 -c "import cv2, onnxruntime, lookalike.api.app, lookalike.doctor" \
-    && if [ -n "$EXTRAS" ]; then python3 -c "import lookalike.index.milvus"; fi \
+    && if [ -n "$EXTRAS" ]; then python3 -c "import lookalike.storage.milvus"; fi \
     && lookalike --version
 USER lookalike
 WORKDIR /data

@@ -33,8 +33,8 @@ def filled_gallery(data_dir: Path, files: list[Path], size: int, group: str = "s
     from lookalike.config import Settings
     from lookalike.engine import Engine
     from lookalike.gallery import GalleryService, NewImage
-    from lookalike.index import open_store
-    from lookalike.index.base import ImageRecord
+    from lookalike.storage import open_store
+    from lookalike.storage.base import ImageRecord
 
     config = Settings(data_dir=data_dir, **{"group_qps": False, **settings})  # MaxQps would pace the queries
     service = GalleryService(open_store(config), Engine(config))

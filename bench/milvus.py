@@ -66,7 +66,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 sys.path.insert(0, str(common.REPO_ROOT / "tests"))
 
 from lookalike.gallery import parse_filter
-from lookalike.index.base import GroupRecord, ImageRecord  # noqa: E402
+from lookalike.storage.base import GroupRecord, ImageRecord  # noqa: E402
 
 DIM = 512
 CENTRES = 2000
@@ -227,7 +227,7 @@ def bulk_import(store, x: np.ndarray, batch: int, *, log_every: int) -> float:
 
 
 def run_embedded(args: argparse.Namespace) -> dict[str, object]:
-    from lookalike.index.sqlite import SqliteStore
+    from lookalike.storage.sqlite import SqliteStore
 
     n = args.n
     log(f"embedded n={n}: data and ground truth")
@@ -332,8 +332,8 @@ def start_milvus(args: argparse.Namespace, name: str):
 
 
 def run_milvus(args: argparse.Namespace) -> dict[str, object]:
-    from lookalike.index import milvus as milvus_store
-    from lookalike.index.milvus import MilvusStore, _collection_name
+    from lookalike.storage import milvus as milvus_store
+    from lookalike.storage.milvus import MilvusStore, _collection_name
 
     n = args.n
     log(f"milvus n={n}: data and ground truth ({protobuf_impl()})")

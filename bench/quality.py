@@ -169,7 +169,7 @@ def main() -> int:
     from lookalike.config import Settings
     from lookalike.engine import Engine
     from lookalike.gallery import GalleryService
-    from lookalike.index import open_store
+    from lookalike.storage import open_store
 
     data = {name: common.load_set(name, root) for name in sets}
     copies = {name: make_copies(data[name], args.copy_sources) for name in sets}

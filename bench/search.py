@@ -35,10 +35,10 @@ if str(REPO_ROOT / "src") not in sys.path:
     sys.path.insert(0, str(REPO_ROOT / "src"))
 
 import common
-from lookalike.index.ann import EXPANSION_SEARCH, AnnIndex  # noqa: E402
-from lookalike.index.base import GroupRecord, ImageRecord  # noqa: E402
-from lookalike.index.filters import Compare  # noqa: E402
-from lookalike.index.sqlite import EXACT_THRESHOLD, SqliteStore  # noqa: E402
+from lookalike.storage.ann import EXPANSION_SEARCH, AnnIndex  # noqa: E402
+from lookalike.storage.base import GroupRecord, ImageRecord  # noqa: E402
+from lookalike.storage.filters import Compare  # noqa: E402
+from lookalike.storage.sqlite import EXACT_THRESHOLD, SqliteStore  # noqa: E402
 
 DIM = 512
 CLUSTERS = 1000

@@ -23,7 +23,7 @@ from lookalike.dedup import Match, actions, find_duplicates, matching, similar_p
 from lookalike.dedup.cache import CACHE_FILE
 from lookalike.engine import Engine
 from lookalike.gallery import GalleryService, NewImage
-from lookalike.index import open_store
+from lookalike.storage import open_store
 from support import distinct_photos, encode
 
 # --------------------------------------------------------------------------- pairs

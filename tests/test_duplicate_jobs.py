@@ -11,7 +11,7 @@ import pytest
 
 from lookalike.engine import Engine
 from lookalike.gallery import GalleryService, NewImage
-from lookalike.index import open_store
+from lookalike.storage import open_store
 from support import copy_families
 
 FAMILIES = {"a.jpg": {"a-small.jpg", "a-mirror.jpg"}, "b.jpg": {"b-crop.jpg"}}

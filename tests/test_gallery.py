@@ -18,8 +18,8 @@ from lookalike.config import Settings
 from lookalike.engine import Engine
 from lookalike.gallery import GROUP_TYPE_MODELS, GalleryService, NewImage, parse_filter
 from lookalike.images import Rect
-from lookalike.index import open_store
-from lookalike.index.filters import And, Compare, Or, matches
+from lookalike.storage import open_store
+from lookalike.storage.filters import And, Compare, Or, matches
 from support import b64
 
 COLOURS = ("red", "blue", "green")

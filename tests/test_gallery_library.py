@@ -18,9 +18,9 @@ from lookalike.engine import Engine
 from lookalike.gallery import GalleryService, ingest
 from lookalike.gallery.migrate import all_groups, migrate
 from lookalike.gallery.service import batch_status
-from lookalike.index import open_store
-from lookalike.index.base import GroupRecord, ImageRecord
-from lookalike.index.sqlite import SqliteStore
+from lookalike.storage import open_store
+from lookalike.storage.base import GroupRecord, ImageRecord
+from lookalike.storage.sqlite import SqliteStore
 
 DIM = 64
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lookalike.index.base import GroupRecord, ImageRecord
-from lookalike.index.filters import Compare
-from lookalike.index.milvus import MilvusStore
-from lookalike.index.sqlite import SqliteStore
+from lookalike.storage.base import GroupRecord, ImageRecord
+from lookalike.storage.filters import Compare
+from lookalike.storage.milvus import MilvusStore
+from lookalike.storage.sqlite import SqliteStore
 from support import unit
 
 DIM = 512  # what the CLI opens both stores with

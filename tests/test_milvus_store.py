@@ -16,9 +16,9 @@ import pytest
 
 from lookalike import errors
 from lookalike.gallery import parse_filter
-from lookalike.index.base import GroupRecord, ImageRecord
-from lookalike.index.filters import And, Compare, Or, matches
-from lookalike.index.milvus import MilvusStore, compile_filter, picture_key
+from lookalike.storage.base import GroupRecord, ImageRecord
+from lookalike.storage.filters import And, Compare, Or, matches
+from lookalike.storage.milvus import MilvusStore, compile_filter, picture_key
 
 DIM = 16
 

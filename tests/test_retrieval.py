@@ -11,9 +11,9 @@ from lookalike import errors, scores
 from lookalike.config import Settings
 from lookalike.engine import Engine
 from lookalike.gallery import GalleryService, NewImage
-from lookalike.index import open_store
 from lookalike.models import local
 from lookalike.models.inputs import InputGeometry, pipeline_tag
+from lookalike.storage import open_store
 from support import distinct_photos, encode, synthetic_image
 
 LEGACY = dict(input_geometry="stretch224", index_flip=False, local_features=0, rerank_depth=0, query_expansion=False)

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from lookalike import errors
-from lookalike.index.base import GroupRecord, ImageRecord
-from lookalike.index.filters import And, Compare, Expr, Or, matches
-from lookalike.index.memory import GroupVectors
-from lookalike.index.sqlite import SqliteStore
+from lookalike.storage.base import GroupRecord, ImageRecord
+from lookalike.storage.filters import And, Compare, Expr, Or, matches
+from lookalike.storage.memory import GroupVectors
+from lookalike.storage.sqlite import SqliteStore
 from support import small_tmpfs, take_space
 
 DIM = 32
@@ -71,9 +71,15 @@ def exact_top(vectors: np.ndarray, q: np.ndarray, allowed: list[int] | None = No
 
 
 def ann_ready(store: SqliteStore, group: str = "g") -> bool:
-    """The group is searched through its HNSW index, which holds every row."""
+    """The group is searched through its HNSW index, which holds every row but the few its graph
+    could not reach (those are scanned exactly, see ``test_storage_islands.py``)."""
     handle = store._handles[group]
-    return handle.ann is not None and handle.n_pending == 0 and len(handle.ann) == handle.n
+    stranded = len(handle.stranded)
+    return (
+        handle.ann is not None
+        and handle.n_pending == stranded <= max(8, handle.n // 100)
+        and len(handle.ann) == handle.n - stranded
+    )
 
 
 def names(hits) -> list[int]:
@@ -90,7 +96,8 @@ def test_groups_are_persisted_listed_and_deleted(make) -> None:
     with pytest.raises(errors.ImageGroupIdAlreadyExist):
         store.create_group(GroupRecord("a", "again"))
     got = store.get_group("a")
-    assert got is not None and (got.group_name, got.brief, got.max_capacity, got.max_qps, got.group_type, got.model) == (
+    assert got is not None
+    assert (got.group_name, got.brief, got.max_capacity, got.max_qps, got.group_type, got.model) == (
         "A", "b", 7, 3, 2, "m"
     )
     assert got.create_time > 0 and got.pic_count == 0
@@ -353,7 +360,8 @@ def test_a_stale_index_file_is_reconciled_on_open(make, tmp_path: Path) -> None:
         assert names(second.search("g", extra[j], limit=1)) == [2000 + j]
     assert second.wait_for_index(60)
     handle = second._handles["g"]
-    assert handle.ann is not None and sorted(handle.ann.keys().tolist()) == sorted(handle.ids[: handle.n].tolist())
+    indexed = sorted(set(handle.ids[: handle.n].tolist()) - handle.stranded)
+    assert handle.ann is not None and sorted(handle.ann.keys().tolist()) == indexed
 
 
 def test_two_stores_on_one_directory_see_each_others_writes(make, tmp_path: Path) -> None:
@@ -389,8 +397,8 @@ CRASH_CHILD = textwrap.dedent(
     sys.path.insert(0, {src!r})
     import numpy as np
     from pathlib import Path
-    from lookalike.index.base import GroupRecord, ImageRecord
-    from lookalike.index.sqlite import SqliteStore
+    from lookalike.storage.base import GroupRecord, ImageRecord
+    from lookalike.storage.sqlite import SqliteStore
     store = SqliteStore(Path({path!r}), dim={dim}, exact_threshold=200)
     store.create_group(GroupRecord("g", "G"))
     for i in range(100000):
@@ -574,7 +582,7 @@ def test_a_failed_write_does_not_hide_another_process_s_next_write(small_disk: P
 
 
 def test_ann_save_on_a_full_disk_keeps_the_previous_file(small_disk: Path) -> None:
-    from lookalike.index.ann import AnnIndex
+    from lookalike.storage.ann import AnnIndex
 
     rng = np.random.default_rng(23)
     vectors = unit(rng, 3000, 64)
@@ -638,7 +646,8 @@ def test_import_images_keeps_times_skips_existing_names_and_is_searchable(make) 
     assert store.import_images(rows) == 0
     assert store.get_group("g").pic_count == 40  # type: ignore[union-attr]
     got = store.get_image("g", "p7")
-    assert got is not None and (got.entity_id, got.tags, got.create_time, got.update_time) == ("same", {"n": 7}, 1007.0, 2007.0)
+    assert got is not None
+    assert (got.entity_id, got.tags, got.create_time, got.update_time) == ("same", {"n": 7}, 1007.0, 2007.0)
     assert store.get_image("g", "p0").entity_id == "e0"  # type: ignore[union-attr]  # not overwritten
     assert store.get_thumbnail("g", "p3") == b"thumb"
     for i in (5, 25, 39):

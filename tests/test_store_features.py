@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 from backends import backend  # noqa: F401 - fixture: every test here runs on each storage backend
-from lookalike.index import open_store
-from lookalike.index.base import GroupRecord, ImageRecord
-from lookalike.index.milvus import MilvusStore, picture_key
-from lookalike.index.sqlite import SqliteStore
 from lookalike.models import local
+from lookalike.storage import open_store
+from lookalike.storage.base import GroupRecord, ImageRecord
+from lookalike.storage.milvus import MilvusStore, picture_key
+from lookalike.storage.sqlite import SqliteStore
 from support import synthetic_image
 
 DIM = 512  # what open_store (and the CLI) opens both stores with
@@ -164,7 +164,7 @@ def test_milvus_refuses_oversized_features_but_keeps_the_picture(backend, store,
     store.create_group(GroupRecord("g", "g"))
     vectors = unit(rng, 2)
     huge = blob(rng, 4000)  # the most extract() may be asked for: ~704 KB of base64
-    with caplog.at_level(logging.WARNING, logger="lookalike.index.milvus"):
+    with caplog.at_level(logging.WARNING, logger="lookalike.storage.milvus"):
         add(store, "g", "huge", vectors[0], huge)
     assert "too large" in caplog.text
     assert store.get_image("g", "huge") is not None and store.get_features("g", ["huge"]) == {}

@@ -262,7 +262,7 @@ def _gallery(settings, tenant: str = ""):
     """A tenant's GalleryService straight on the data dir (no server needed; SQLite lets both share it)."""
     from lookalike.engine import Engine
     from lookalike.gallery import GalleryService
-    from lookalike.index import open_store
+    from lookalike.storage import open_store
 
     return GalleryService(open_store(settings), Engine(settings)).for_tenant(tenant)
 
@@ -488,7 +488,7 @@ def migrate(args: argparse.Namespace) -> int:
     again. Ends by comparing every group's picture count in both stores: 1 if any differ."""
     from lookalike.gallery.migrate import all_groups
     from lookalike.gallery.migrate import migrate as run_migration
-    from lookalike.index import open_store
+    from lookalike.storage import open_store
 
     # Strong: every acknowledged write is read, whoever made it (Bounded reads could miss the last
     # seconds' pictures in the source, and the final count check with them).

@@ -232,7 +232,7 @@ def _mount_gallery(app: FastAPI, settings: Settings, engine: Engine) -> None:
 
     async def open_gallery(app: FastAPI) -> None:
         from lookalike.gallery import GalleryService
-        from lookalike.index import open_store
+        from lookalike.storage import open_store
 
         try:
             store = await asyncio.to_thread(open_store, settings)

@@ -32,7 +32,7 @@ from lookalike.gallery import validation as v
 from lookalike.gallery.service import batch_status
 from lookalike.gallery.subject import Subject
 from lookalike.images.decode import Rect
-from lookalike.index.base import GroupRecord, ImageRecord
+from lookalike.storage.base import GroupRecord, ImageRecord
 
 router = APIRouter(prefix="/v1/groups", tags=["galleries"])
 

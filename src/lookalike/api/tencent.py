@@ -36,7 +36,7 @@ from lookalike.gallery import NewImage, parse_filter
 from lookalike.gallery import validation as v
 from lookalike.gallery.subject import Subject
 from lookalike.images import decode_base64, fetch_url
-from lookalike.index.base import GroupRecord, ImageRecord
+from lookalike.storage.base import GroupRecord, ImageRecord
 
 router = APIRouter(tags=["Tencent Cloud image search"])
 

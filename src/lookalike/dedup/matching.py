@@ -117,7 +117,7 @@ def _exact_neighbours(
 def _ann_neighbours(
     vectors: np.ndarray, k: int, min_cosine: float, threads: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from lookalike.index.ann import AnnIndex
+    from lookalike.storage.ann import AnnIndex
 
     index = AnnIndex(vectors.shape[1])
     keys = np.arange(len(vectors), dtype=np.int64)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from lookalike.errors import FilterInvalid, FilterSizeExceed
 from lookalike.gallery.models import FILTER_MAX
-from lookalike.index.filters import And, Compare, Expr, Or, Value
+from lookalike.storage.filters import And, Compare, Expr, Or, Value
 
 MAX_DEPTH = 32
 """Parentheses nesting limit: a hostile filter cannot exhaust the parser's stack."""

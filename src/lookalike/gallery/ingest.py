@@ -21,7 +21,7 @@ from lookalike.gallery.models import NewImage
 from lookalike.gallery.service import GalleryService
 from lookalike.images import read_local
 from lookalike.images.decode import IMAGE_SUFFIXES
-from lookalike.index.base import GroupRecord
+from lookalike.storage.base import GroupRecord
 
 
 @dataclass

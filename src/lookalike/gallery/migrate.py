@@ -7,7 +7,7 @@ so an interrupted run is finished by running it again. A group whose model diffe
 is refused, not mixed. The run ends by comparing every copied group's picture count in both
 stores: a mismatch is reported, never hidden.
 
-The stores are any two :class:`~lookalike.index.base.Store` backends (the CLI pairs the data
+The stores are any two :class:`~lookalike.storage.base.Store` backends (the CLI pairs the data
 dir's SQLite store with Milvus, either way); the copy uses the store primitives that exist for
 it (``iter_group``, ``import_images``, ``get_features``/``put_features``), which skip the rules
 a new picture goes through: these pictures already went through them once.
@@ -19,7 +19,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from lookalike.index.base import GroupRecord, Store
+from lookalike.storage.base import GroupRecord, Store
 
 
 class Progress(Protocol):

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from PIL import Image
 
 from lookalike.images.decode import Rect
-from lookalike.index.base import ImageRecord
+from lookalike.storage.base import ImageRecord
 
 DEFAULT_GROUP_TYPE = 4
 GROUP_TYPE_MODELS: dict[int, str] = {**{t: "sscd" for t in range(1, 9)}, 100: "sscd", 101: "sscd-small"}

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from lookalike import scores
-from lookalike.index.base import Hit, Store
 from lookalike.models.local import LocalFeatures, Verification, verify
+from lookalike.storage.base import Hit, Store
 
 
 @dataclass(frozen=True)

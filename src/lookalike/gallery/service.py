@@ -4,7 +4,7 @@ Every interface (Tencent dialect, native REST, CLI, bench) calls :class:`Gallery
 dialects only translate field names and errors. Images arrive as bytes already fetched (the API
 layer fetches URLs in a worker thread), are validated, decoded once (pixels for the model and a
 thumbnail from the same decode), refused when flat, embedded with the group's own model, and
-handed to the :class:`~lookalike.index.base.Store`, which is durable when it returns.
+handed to the :class:`~lookalike.storage.base.Store`, which is durable when it returns.
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from lookalike.gallery.pictures import check_not_solid, thumbnail
 from lookalike.gallery.rerank import rerank
 from lookalike.gallery.reviews import ReviewStore
 from lookalike.images.decode import Rect
-from lookalike.index.base import GroupRecord, ImageRecord, Store
-from lookalike.index.filters import Expr
 from lookalike.limits import RateLimiter
 from lookalike.models import get_spec
 from lookalike.models.inputs import InputGeometry
+from lookalike.storage.base import GroupRecord, ImageRecord, Store
+from lookalike.storage.filters import Expr
 
 
 @dataclass

@@ -1,10 +1,10 @@
-"""Vector stores: durable records and vectors, nearest-neighbour search."""
+"""Storage: durable records and vectors, nearest-neighbour search (embedded SQLite + HNSW, or Milvus)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lookalike.index.base import GroupRecord, Hit, ImageRecord, Store
+from lookalike.storage.base import GroupRecord, Hit, ImageRecord, Store
 
 if TYPE_CHECKING:
     from lookalike.config import Settings
@@ -16,7 +16,7 @@ def open_store(settings: Settings) -> Store:
     """Milvus when ``settings.milvus_uri`` is set, else the embedded SQLite store in
     ``settings.data_dir``; imported lazily so that importing this package stays cheap."""
     if settings.milvus_uri:
-        from lookalike.index.milvus import MilvusStore
+        from lookalike.storage.milvus import MilvusStore
 
         return MilvusStore(
             settings.milvus_uri,
@@ -31,6 +31,6 @@ def open_store(settings: Settings) -> Store:
             hnsw_ef=settings.milvus_hnsw_ef,
             timeout=settings.milvus_timeout_s,
         )
-    from lookalike.index.sqlite import SqliteStore
+    from lookalike.storage.sqlite import SqliteStore
 
     return SqliteStore(settings.data_dir)

@@ -1,8 +1,11 @@
 """The storage interface: everything gallery/ needs, nothing about how it is stored.
 
 A second backend (a database server) implements :class:`Store` and nothing in gallery/ or
-api/ changes. Implementations raise the gallery errors from :mod:`lookalike.errors` for
-constraint violations (they are the only place those can be checked atomically).
+api/ changes. Implementations check the constraints (they are the only place those can be
+checked atomically) but do not word them: they gather the facts inside their own transaction or
+lock and call :mod:`lookalike.storage.rules`, which owns every rule, message, namespace test and
+time stamp once. What a backend supplies: rows put and got by key, counts inside its transaction,
+a vector search with a compiled filter (:mod:`lookalike.storage.filters` is the reference).
 """
 
 from __future__ import annotations
@@ -14,12 +17,10 @@ from typing import Protocol
 import numpy as np
 
 from lookalike import errors
-from lookalike.index.filters import Expr
+from lookalike.storage.filters import Expr
+from lookalike.storage.rules import no_such_group
 
-
-def no_such_group(group_id: str) -> errors.ImageGroupIdNotExist:
-    """The one wording of a store's "no such group" (the gallery's own checks come first)."""
-    return errors.ImageGroupIdNotExist(f"group {group_id!r} does not exist")
+__all__ = ["GroupRecord", "Hit", "ImageRecord", "Store", "no_such_group", "unit_vector"]
 
 
 def unit_vector(vector: np.ndarray, dim: int) -> np.ndarray:

@@ -17,13 +17,14 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 
-from lookalike.index.ann import AnnIndex, breadth
-from lookalike.index.filters import And, Compare, Expr, Or, matches
+from lookalike.storage.ann import SWEEP_SHARE, AnnIndex, breadth
+from lookalike.storage.filters import And, Compare, Expr, Or, is_number, matches, tag_number
 
-_OPS: dict[str, Callable[[object, object], object]] = {
+_OPS: dict[str, Callable[[Any, Any], Any]] = {
     "=": operator.eq,
     "!=": operator.ne,
     ">": operator.gt,
@@ -87,17 +88,11 @@ class RWLock:
 
 
 def _as_float(value: object) -> float:
-    """``float(value)`` as :func:`filters._cmp` does it; NaN where that fails (or is missing).
-
-    NaN compares false with everything and unequal to everything, which is exactly the
-    reference semantics for a missing or non-numeric tag (only ``!=`` holds).
-    """
-    if value is None:
-        return float("nan")
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
-        return float("nan")
+    """:func:`filters.tag_number`, NaN where that is None: NaN compares false with everything and
+    unequal to everything, which is exactly the reference semantics for a missing or non-numeric
+    tag (only ``!=`` holds)."""
+    number = tag_number(value)
+    return float("nan") if number is None else number
 
 
 class _Column:
@@ -168,6 +163,15 @@ class GroupVectors:
         """The index differs from its saved file."""
         self.merging = False
         """The merger is adding/removing a chunk outside the lock."""
+        self.stranded: set[int] = set()
+        """Rows the index could not reach from their own vector (:meth:`AnnIndex.unreachable`):
+        kept out of the index and out of ``pending``, scanned exactly by every search."""
+        self.unswept = 0
+        """Rows added to the index since the last full reachability sweep began."""
+        self.sweep_queue: deque[int] = deque()
+        """Indexed ids the sweep in progress still has to check."""
+        self.sweep_requested = False
+        """:meth:`SqliteStore.wait_for_index` wants a sweep even below the growth threshold."""
 
     # ------------------------------------------------------------------ building
 
@@ -212,6 +216,7 @@ class GroupVectors:
         row = self.pos.pop(image_id, None)
         if row is None:
             return
+        self.stranded.discard(image_id)
         if self.in_ann[row]:
             self.removed.append(image_id)
         else:
@@ -265,7 +270,7 @@ class GroupVectors:
         if op is None:
             raise ValueError(f"unknown operator {expr.op!r}")
         value = expr.value
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)) or (
+        if not (is_number(value) or isinstance(value, str)) or (
             isinstance(value, int) and abs(value) > _EXACT_INT
         ):
             return np.fromiter((matches(expr, t) for t in self.tags[:n]), dtype=bool, count=n)
@@ -326,7 +331,7 @@ class GroupVectors:
             rows, scores = self._select(q, allowed, k, min_cosine)
         else:
             rows, scores = self._ann_search(ann, q, k, min_cosine, mask, allowed)
-        return [(int(i), float(s)) for i, s in zip(self.ids[rows], scores)]
+        return [(int(i), float(s)) for i, s in zip(self.ids[rows], scores, strict=True)]
 
     def _ann_search(
         self,
@@ -371,10 +376,11 @@ class GroupVectors:
 
     # ------------------------------------------------------------------ the index's upkeep
 
-    def start_ann(self, ann: AnnIndex) -> None:
+    def start_ann(self, ann: AnnIndex, *, swept: bool = False) -> None:
         """Attach ``ann`` (new or loaded) and reconcile it with the rows: the file is never trusted.
 
-        Keys it has that the group lost are removed; rows it lacks become pending.
+        Keys it has that the group lost are removed; rows it lacks become pending. ``swept``: the
+        file was saved right after a full reachability sweep, so its rows need none now.
         """
         keys = ann.keys()
         stale = keys[~np.isin(keys, self.ids[: self.n])] if len(keys) else keys
@@ -388,6 +394,9 @@ class GroupVectors:
         self.pending = deque(int(i) for i in self.ids[: self.n][~self.in_ann[: self.n]])
         self.n_pending = len(self.pending)
         self.added_since_save = 0
+        self.stranded = set()  # pending again: checked again when added
+        self.sweep_queue = deque()
+        self.unswept = 0 if swept else len(ann)
         self.dirty = bool(len(stale) or self.pending)
 
     def drop_ann(self) -> None:
@@ -396,6 +405,9 @@ class GroupVectors:
         self.pending.clear()
         self.removed = []
         self.n_pending = self.n
+        self.stranded = set()
+        self.sweep_queue = deque()
+        self.unswept = 0
 
     def take_work(self, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Up to ``limit`` pending ids with their vectors, and the ids to remove from the index."""
@@ -410,13 +422,66 @@ class GroupVectors:
         removed, self.removed = np.asarray(self.removed, dtype=np.int64), []
         return np.asarray(ids, dtype=np.int64), self.mat[rows], removed
 
-    def mark_indexed(self, ids: np.ndarray) -> None:
-        """After the merger added ``ids``: those deleted meanwhile must leave the index again."""
+    def mark_indexed(self, ids: np.ndarray, unreachable: np.ndarray) -> None:
+        """After the merger added ``ids``: those deleted meanwhile must leave the index again;
+        ``unreachable`` ones (already out of the index again) stay in the exact scan for good."""
+        lost = set(unreachable.tolist())
         for image_id in ids.tolist():
             row = self.pos.get(image_id)
-            if row is None:
+            if image_id in lost:
+                if row is not None:
+                    self.stranded.add(image_id)
+            elif row is None:
                 self.removed.append(image_id)
             elif not self.in_ann[row]:
                 self.in_ann[row] = True
                 self.n_pending -= 1
         self.added_since_save += len(ids)
+        self.unswept += len(ids)
+
+    # ------------------------------------------------------------------ reachability sweeps
+
+    @property
+    def caught_up(self) -> bool:
+        """The index holds every row it should (none pending, none to remove, no chunk in flight)."""
+        return self.ann is not None and not self.pending and not self.removed and not self.merging
+
+    def wants_sweep(self) -> bool:
+        """A sweep is in progress, or due: a later add can re-prune the links into an older row,
+        so rows checked when they were added are checked again once the index has grown by
+        1/:data:`SWEEP_SHARE` (or when :meth:`SqliteStore.wait_for_index` asks to settle)."""
+        if not self.caught_up or self.ann is None:
+            return False
+        if self.sweep_queue:
+            return True
+        return self.unswept > 0 and (self.sweep_requested or self.unswept * SWEEP_SHARE >= len(self.ann))
+
+    def take_sweep(self, limit: int) -> tuple[np.ndarray, np.ndarray]:
+        """Up to ``limit`` indexed ids still to check, with their vectors (starts a sweep if none
+        is in progress)."""
+        if not self.sweep_queue:
+            self.sweep_queue = deque(int(i) for i in self.ids[: self.n][self.in_ann[: self.n]])
+            self.unswept = 0
+            self.sweep_requested = False
+        ids: list[int] = []
+        rows: list[int] = []
+        while self.sweep_queue and len(ids) < limit:
+            image_id = self.sweep_queue.popleft()
+            row = self.pos.get(image_id)
+            if row is not None and self.in_ann[row]:
+                ids.append(image_id)
+                rows.append(row)
+        return np.asarray(ids, dtype=np.int64), self.mat[rows]
+
+    def strand(self, ids: np.ndarray) -> np.ndarray:
+        """Take ``ids`` (found unreachable by a sweep) into the exact scan; returns those still
+        indexed, which the caller removes from the index under the same lock."""
+        out: list[int] = []
+        for image_id in ids.tolist():
+            row = self.pos.get(image_id)
+            if row is not None and self.in_ann[row]:
+                self.in_ann[row] = False
+                self.n_pending += 1
+                self.stranded.add(image_id)
+                out.append(image_id)
+        return np.asarray(out, dtype=np.int64)

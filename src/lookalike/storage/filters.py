@@ -7,9 +7,8 @@ own query language (SQL for the embedded store, an expression for a database ser
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
-Value = Union[str, int, float]
+Value = str | int | float
 
 OPERATORS = (">", ">=", "<", "<=", "=", "!=")
 
@@ -33,16 +32,32 @@ class Or:
     items: tuple[Expr, ...]
 
 
-Expr = Union[Compare, And, Or]
+Expr = Compare | And | Or
+
+
+def is_number(value: object) -> bool:
+    """Whether a filter's operand compares as a number (an int or float, not a bool); every
+    other operand compares as text."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def tag_number(value: object) -> float | None:
+    """A tag's value as a number comparison reads it: ``float(value)``, or None where it does not
+    read as one (missing, not numeric, too large for a float). Every backend encodes tags so."""
+    if value is None:
+        return None
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def _cmp(left: object, op: str, right: Value) -> bool:
     if left is None:
         return op == "!="
-    if isinstance(right, (int, float)) and not isinstance(right, bool):
-        try:
-            left = float(left)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
+    if is_number(right):
+        left = tag_number(left)
+        if left is None:
             return op == "!="
     else:
         left = str(left)

@@ -39,20 +39,21 @@ writes (so an ingest does not wait for a tick per picture). A picture's primary 
 its group and PicName, so two servers racing to add the same PicName cannot make two rows: the
 last write wins. An acknowledged write is in Milvus' write-ahead log (its message queue) and
 survives the lookalike process being killed.
+
+Three modules: :mod:`~lookalike.storage.milvus_schema` (the layout: keys, tag encodings, the
+filter compiler, blobs), :mod:`~lookalike.storage.milvus_session` (session consistency and the
+recent-writes overlay) and this one, the store. The gallery rules are
+:mod:`~lookalike.storage.rules`'s; this backend supplies their facts under its per-group lock.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import hashlib
 import json
 import logging
 import math
-import re
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -60,145 +61,35 @@ from typing import Any
 import numpy as np
 
 from lookalike import errors
-from lookalike.index.base import GroupRecord, Hit, ImageRecord, no_such_group, unit_vector
-from lookalike.index.filters import And, Compare, Expr, Or
+from lookalike.storage.base import GroupRecord, Hit, ImageRecord, unit_vector
+from lookalike.storage.filters import Expr
+from lookalike.storage.milvus_schema import (  # noqa: F401 - compile_filter, _collection_name: tests, bench
+    _DUMMY,
+    _MAX_DOUBLE,
+    FEATURE_BATCH,
+    FEATURE_FIELDS,
+    FILTERED_EF_FACTOR,
+    MAX_TOPK,
+    THUMB_CHUNK,
+    THUMB_FIELDS,
+    _blob,
+    _blob_fields,
+    _blob_row,
+    _collection_name,
+    _escape,
+    _in_group,
+    compile_filter,
+    picture_key,
+    tag_numbers,
+    tag_texts,
+)
+from lookalike.storage.milvus_session import RECENT_S, SESSION_S, RecentWrites  # noqa: F401
+from lookalike.storage.rules import check_new_picture, group_exists, group_full, in_namespace, no_such_group, stamps
 
 log = logging.getLogger(__name__)
 
-MAX_TOPK = 16384
-"""Milvus' largest ``limit`` (and query window); Offset + Limit beyond it finds nothing more."""
-FILTERED_EF_FACTOR = 8
-"""A filtered search widens HNSW's breadth this much. Milvus 2.3's HNSW walks the graph and
-drops the rows the filter refuses, so a filter that keeps 10% starves ef=128: recall@10 0.70 at
-20k vectors, 0.95 at 1M. x8 (1024) gave 0.965 and 0.997, at 223 ms p50 at 1M on 2 cores
-(docs/milvus.md). Filters that keep under ~7% are brute-forced by Milvus anyway."""
-SESSION_S = 10.0
-"""After writing to a collection, this process reads it at Strong level for this long: more
-than Milvus' Bounded staleness (``common.gracefulTime``, 5 s by default)."""
-RECENT_S = 60.0
-"""How long this process remembers its own writes for its constraint checks: far longer than
-Milvus' Bounded staleness (5 s by default), so a check always sees them one way or the other."""
-THUMB_CHUNK = 65535
-"""Milvus' longest VARCHAR; a blob's base64 spans several such fields (``data1``, ``data2``, ...)."""
-THUMB_FIELDS = 2
-"""VARCHAR fields a thumbnail's base64 spans."""
-FEATURE_FIELDS = 4
-"""VARCHAR fields a picture's local features' base64 spans: up to ~196 KB of features
-(1000 keypoints take ~132 KB; larger ones are not stored in Milvus)."""
-FEATURE_BATCH = 64
-"""Feature rows written or read per call (~12 MB at 1000 keypoints each)."""
-_DUMMY = [0.0, 1.0]
-_MAX_DOUBLE = 1.7976931348623157e308
-
-
-def _escape(text: str) -> str:
-    """A double-quoted Milvus string literal (Go-style escapes, which JSON's are a subset of)."""
-    return json.dumps(text, ensure_ascii=False)
-
-
-def picture_key(group_id: str, pic_name: str) -> int:
-    """The primary key of a picture: 63 bits of its group and name, the same in every process."""
-    digest = hashlib.blake2b(f"{group_id}\x00{pic_name}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") >> 1
-
-
-def tag_numbers(tags: dict[str, object]) -> dict[str, float]:
-    """Each tag as a number filter compares it (the reference semantics in index/filters.py)."""
-    out: dict[str, float] = {}
-    for key, value in tags.items():
-        try:
-            number = float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            continue
-        if math.isnan(number):
-            continue  # compares false with everything, like a missing key
-        out[key] = max(-_MAX_DOUBLE, min(_MAX_DOUBLE, number))
-    return out
-
-
-def tag_texts(tags: dict[str, object]) -> dict[str, str]:
-    return {key: str(value) for key, value in tags.items()}
-
-
-def compile_filter(expr: Expr) -> str:
-    """The Milvus boolean expression that selects exactly what :func:`filters.matches` does."""
-    if isinstance(expr, Compare):
-        number = isinstance(expr.value, (int, float)) and not isinstance(expr.value, bool)
-        field = f"tag_num[{_escape(expr.key)}]" if number else f"tag_str[{_escape(expr.key)}]"
-        value = repr(float(expr.value)) if number else _escape(str(expr.value))
-        if number and not math.isfinite(float(expr.value)):
-            value = repr(math.copysign(_MAX_DOUBLE, float(expr.value)))
-        if expr.op == "!=":
-            return f"(not ({field} == {value}))"
-        op = "==" if expr.op == "=" else expr.op
-        return f"({field} {op} {value})"
-    if isinstance(expr, And):
-        return "(" + " and ".join(compile_filter(item) for item in expr.items) + ")"
-    if isinstance(expr, Or):
-        return "(" + " or ".join(compile_filter(item) for item in expr.items) + ")"
-    raise TypeError(f"not a filter expression: {expr!r}")
-
-
-def _in_group(group_id: str) -> str:
-    """The expression selecting one group's rows (the group is a filtered field)."""
-    return f"group_id == {_escape(group_id)}"
-
-
-def _collection_name(prefix: str, model: str) -> str:
-    return f"{prefix}_{re.sub(r'[^A-Za-z0-9_]', '_', model)}"
-
-
-def _blob_fields(fields: int) -> list[str]:
-    return [f"data{i + 1}" for i in range(fields)]
-
-
-def _blob_row(data: bytes, fields: int) -> dict[str, str] | None:
-    """``data`` as base64 spread over ``fields`` VARCHAR fields; None when it does not fit."""
-    text = base64.b64encode(data).decode()
-    if len(text) > fields * THUMB_CHUNK:
-        return None
-    return {name: text[i * THUMB_CHUNK : (i + 1) * THUMB_CHUNK] for i, name in enumerate(_blob_fields(fields))}
-
-
-def _blob(row: dict[str, Any], fields: int) -> bytes:
-    return base64.b64decode("".join(row[name] for name in _blob_fields(fields)))
-
-
-class _Recent:
-    """This process's own writes of the last :data:`RECENT_S` seconds: key -> record or None
-    (deleted). Merged into Bounded-staleness reads, they give read-your-writes without waiting."""
-
-    def __init__(self) -> None:
-        self._items: OrderedDict[int, tuple[float, str, ImageRecord | None]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def put(self, key: int, group_id: str, record: ImageRecord | None) -> None:
-        with self._lock:
-            self._items.pop(key, None)
-            self._items[key] = (time.monotonic(), group_id, record)
-            self._expire()
-
-    def _expire(self) -> None:
-        cutoff = time.monotonic() - RECENT_S
-        while self._items:
-            key, (stamp, _, _) = next(iter(self._items.items()))
-            if stamp >= cutoff:
-                break
-            self._items.popitem(last=False)
-
-    def of_group(self, group_id: str) -> dict[int, ImageRecord | None]:
-        with self._lock:
-            self._expire()
-            return {k: rec for k, (_, g, rec) in self._items.items() if g == group_id}
-
-    def forget_group(self, group_id: str) -> None:
-        with self._lock:
-            for key in [k for k, (_, g, _) in self._items.items() if g == group_id]:
-                del self._items[key]
-
-
 class MilvusStore:
-    """The :class:`~lookalike.index.base.Store` over a Milvus server or cluster. Thread-safe."""
+    """The :class:`~lookalike.storage.base.Store` over a Milvus server or cluster. Thread-safe."""
 
     def __init__(
         self,
@@ -236,7 +127,7 @@ class MilvusStore:
         self.hnsw_ef = hnsw_ef
         self.timeout = max(1, math.ceil(timeout))  # pymilvus ignores a float timeout (and retries for minutes)
         self._closed = False
-        self._recent = _Recent()
+        self._recent = RecentWrites()
         self._group_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
         self._writes: dict[str, float] = {}
@@ -426,7 +317,10 @@ class MilvusStore:
 
     def _count(self, collection: str, expr: str, *, consistency: str | None = None) -> int:
         rows = self.client.query(
-            collection, filter=expr, output_fields=["count(*)"], consistency_level=consistency or self._level(collection),
+            collection,
+            filter=expr,
+            output_fields=["count(*)"],
+            consistency_level=consistency or self._level(collection),
             timeout=self.timeout,
         )
         return int(rows[0]["count(*)"]) if rows else 0
@@ -447,15 +341,16 @@ class MilvusStore:
             update_time=float(row["update_time"]),
         )
 
-    _GROUP_FIELDS = ["group_name", "brief", "max_capacity", "max_qps", "group_type", "model", "create_time", "update_time"]
+    _GROUP_FIELDS = [
+        "group_name", "brief", "max_capacity", "max_qps", "group_type", "model", "create_time", "update_time"
+    ]
 
     def create_group(self, group: GroupRecord) -> None:
-        now = time.time()
-        created = group.create_time or now
-        record = dataclasses.replace(group, pic_count=0, create_time=created, update_time=group.update_time or created)
+        created, updated = stamps(group.create_time, group.update_time)
+        record = dataclasses.replace(group, pic_count=0, create_time=created, update_time=updated)
         with self._unavailable(), self._lock(group.group_id):
             if self.get_group(group.group_id, count=False) is not None:
-                raise errors.ImageGroupIdAlreadyExist(f"group {group.group_id!r} already exists")
+                raise group_exists(group.group_id)
             self._ensure(_collection_name(self.prefix, group.model), self._images_schema)
             side = (self.groups_collection, self.thumbnails_collection, self.features_collection)
             for name in self.client.list_collections(timeout=self.timeout):  # a delete_group cut short left rows behind
@@ -499,7 +394,8 @@ class MilvusStore:
         """``namespace=None``: every group of every tenant (migrations)."""
         with self._unavailable():
             expr = f"pk like {_escape(namespace.replace('%', '') + '%')}" if namespace else 'pk != ""'
-            found = {r["pk"]: self._group_record(r, 0) for r in self._query(self.groups_collection, expr, self._GROUP_FIELDS)}
+            rows = self._query(self.groups_collection, expr, self._GROUP_FIELDS)
+            found = {r["pk"]: self._group_record(r, 0) for r in rows}
             now = time.monotonic()
             for group_id, (stamp, cached) in list(self._group_cache.items()):
                 if now - stamp < SESSION_S:  # fresher than a Bounded read: this process's own writes
@@ -507,10 +403,7 @@ class MilvusStore:
                         found.pop(group_id, None)
                     else:
                         found[group_id] = cached
-            groups = [
-                g for g in found.values()
-                if namespace is None or (g.group_id.startswith(namespace) and "/" not in g.group_id[len(namespace) :])
-            ]
+            groups = [g for g in found.values() if in_namespace(g.group_id, namespace)]
             groups.sort(key=lambda g: (g.create_time, g.group_id))
             page = groups[max(offset, 0) : max(offset, 0) + max(limit, 0)]
             out = [dataclasses.replace(g, pic_count=self._pic_count(g.group_id, g.model)) for g in page]
@@ -569,12 +462,14 @@ class MilvusStore:
             pic_name=row["pic_name"],
             custom_content=row["custom_content"],
             tags=dict(row["tags"] or {}),
-            rect=tuple(json.loads(row["rect"])) if row["rect"] else None,  # type: ignore[arg-type]
+            rect=tuple(json.loads(row["rect"])) if row["rect"] else None,
             create_time=float(row["create_time"]),
             update_time=float(row["update_time"]),
         )
 
-    _IMAGE_FIELDS = ["group_id", "entity_id", "pic_name", "custom_content", "tags", "rect", "create_time", "update_time"]
+    _IMAGE_FIELDS = [
+        "group_id", "entity_id", "pic_name", "custom_content", "tags", "rect", "create_time", "update_time"
+    ]
 
     def _fresh(self, collection: str, group_id: str, expr: str, keep) -> dict[int, ImageRecord]:
         """Rows of the group matching ``expr`` as this process last knows them: Milvus at
@@ -599,9 +494,8 @@ class MilvusStore:
         features: bytes | None = None,
     ) -> None:
         vec = unit_vector(vector, self.dim)
-        now = time.time()
-        created = image.create_time or now
-        record = dataclasses.replace(image, tags=dict(image.tags), create_time=created, update_time=image.update_time or created)
+        created, updated = stamps(image.create_time, image.update_time)
+        record = dataclasses.replace(image, tags=dict(image.tags), create_time=created, update_time=updated)
         with self._unavailable(), self._lock(image.group_id):
             group = self.get_group(image.group_id, count=False)
             if group is None:
@@ -615,13 +509,16 @@ class MilvusStore:
                 f"pic_name == {_escape(image.pic_name)} or entity_id == {_escape(image.entity_id)}",
                 lambda r: r.pic_name == image.pic_name or r.entity_id == image.entity_id,
             )
-            if any(r.pic_name == image.pic_name for r in near.values()):
-                raise errors.PicNameAlreadyExist(f"picture {image.pic_name!r} already exists in the group")
-            per_entity = sum(1 for r in near.values() if r.entity_id == image.entity_id)
-            if per_entity >= max_per_entity:
-                raise errors.ImageEntityCountExceed(
-                    f"entity {image.entity_id!r} already has {per_entity} pictures (at most {max_per_entity})"
-                )
+            check_new_picture(
+                image.group_id,
+                image.pic_name,
+                image.entity_id,
+                name_taken=any(r.pic_name == image.pic_name for r in near.values()),
+                entity_count=sum(1 for r in near.values() if r.entity_id == image.entity_id),
+                max_per_entity=max_per_entity,
+                group_count=None,  # counted below only where the group has a capacity (a query)
+                capacity=group.max_capacity,
+            )
             if group.max_capacity > 0:
                 self._check_capacity(collection, group)
             self._insert(collection, [self._row(record, key, vec.tolist())])
@@ -639,7 +536,7 @@ class MilvusStore:
         if self._count(collection, expr, consistency="Bounded") + recent < group.max_capacity:
             return  # an upper bound of the count is below the capacity: no need to wait
         if self._count(collection, expr, consistency="Strong") >= group.max_capacity:
-            raise errors.ImageNumExceed(f"group {group.group_id!r} is full ({group.max_capacity} pictures)")
+            raise group_full(group.group_id, group.max_capacity)
 
     @staticmethod
     def _thumbnail_row(key: int, data: bytes) -> dict[str, Any] | None:
@@ -670,7 +567,8 @@ class MilvusStore:
         (Milvus, overlaid with this process's own recent writes)."""
         found: dict[int, ImageRecord] = {}
         for start in range(0, len(keys), 1000):
-            found.update((k, r) for k, r in self._by_keys(collection, keys[start : start + 1000]).items() if r.group_id == group_id)
+            chunk = self._by_keys(collection, keys[start : start + 1000])
+            found.update((k, r) for k, r in chunk.items() if r.group_id == group_id)
         wanted = set(keys)
         for key, record in self._recent.of_group(group_id).items():
             if key in wanted:
@@ -753,7 +651,8 @@ class MilvusStore:
                 if collection is None:
                     raise no_such_group(record.group_id)
                 key = picture_key(record.group_id, record.pic_name)
-                by_collection.setdefault(collection, []).append(self._row(record, key, unit_vector(vector, self.dim).tolist()))
+                image_row = self._row(record, key, unit_vector(vector, self.dim).tolist())
+                by_collection.setdefault(collection, []).append(image_row)
                 if thumb is not None and self.thumbnails:
                     thumbs.append((key, thumb))
             for collection, batch in by_collection.items():
