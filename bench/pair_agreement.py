@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import random
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -56,11 +57,42 @@ def pairs_by_kind(scratch: Path, count: int, seed: int = 0) -> dict[str, list[tu
     }
 
 
+def sides_table(engine, kinds: dict[str, list[tuple[bytes, bytes]]], sides: str) -> str:
+    """The pair's keypoint side (LOOKALIKE_PAIR_FEATURE_SIDE) against 512 px, the search
+    side: the verdict of the fast cosine raised by each side's verification, and SIFT's cost."""
+    from lookalike import scores
+    from lookalike.models import local
+
+    fast = engine.fast_pipeline()
+    calibration = scores.calibration(fast.tag)
+    rows = []
+    for kind, pairs in kinds.items():
+        decoded = [(engine.decode(a), engine.decode(b)) for a, b in pairs]
+        cosines = [calibration.to_reference(scores.cosine(*engine.vectors(list(p), fast))) for p in decoded]
+        verdicts = {}
+        for side in [512] + [int(x) for x in sides.split(",")]:
+            start = time.perf_counter()
+            features = [[local.extract(image, engine.settings.local_features, side) for image in p] for p in decoded]
+            ms = (time.perf_counter() - start) / len(decoded) * 1000
+            found = [local.verify(fa, fb) for fa, fb in features]
+            need = scores.copy_share(side)
+            verdicts[side] = [
+                scores.verdict(scores.similarity(c, v.inliers, v.share, need))
+                for c, v in zip(cosines, found, strict=True)
+            ]
+            copies = np.mean([scores.verified_copy(v.inliers, v.share, need) for v in found])
+            agree = np.mean([x == y for x, y in zip(verdicts[side], verdicts[512], strict=True)])
+            rows.append([kind, side, f"{ms:.0f}", f"{copies:.3f}", f"{agree:.3f}"])
+    headers = ["pairs", "keypoints at (px)", "SIFT ms a pair (one thread)", "verified copies", "verdict as at 512 px"]
+    return common.markdown_table(headers, rows)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--count", type=int, default=100, help="640x480 photos; twice as many edits and same-object pairs"
     )
+    parser.add_argument("--sides", default="384,320,256", help="pair keypoint sides compared with 512 px")
     parser.add_argument("--out", default="pair_agreement.json")
     args = parser.parse_args()
     common.require_eval_sets(common.SETS)
@@ -95,6 +127,7 @@ def main() -> int:
         }
         rows.append(row)
         print(row, flush=True)
+    print(sides_table(cascade, kinds, args.sides))
     headers = [
         "pairs",
         "n",

@@ -188,3 +188,13 @@ def test_a_verified_copy_settles_the_copy_boundary_without_the_full_model():
     assert engine.compare(a, b).pipeline == "sscd@short288+flip"
     unsettled = Engine(Settings(threads=2, cascade_margin=0.3, local_features=0)).compare(a, b, boundaries=scores.SAME_OR_NOT)
     assert unsettled.pipeline == "sscd@short288+flip"  # nothing verified: the full model decides
+
+
+def test_keypoints_on_a_smaller_image_need_a_larger_share_to_make_a_copy():
+    # fewer, stronger keypoints raise every pair's share: a re-shot photo at 42% stays a re-shot photo
+    assert scores.verified_copy(25, 0.42, scores.copy_share(512))
+    assert not scores.verified_copy(25, 0.42, scores.copy_share(320))
+    assert scores.copy_share(Settings().pair_feature_side) == scores.SMALL_SIDE_COPY_SHARE
+    raised = scores.similarity(0.6, 25, 0.42, scores.copy_share(320))
+    assert scores.MATCH_COSINE < raised < scores.COPY_COSINE  # verified, raised, but not a copy
+    assert scores.similarity(0.6, 25, 0.42) >= scores.COPY_COSINE

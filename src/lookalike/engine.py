@@ -36,6 +36,8 @@ class Comparison:
     cosine where verification cannot change the verdict)."""
     pipeline: str = ""
     """The pipeline that decided (``Pipeline.tag``)."""
+    copy_share: float = scores.COPY_INLIER_SHARE
+    """The verified-copy share for the side its keypoints were found at (:func:`scores.copy_share`)."""
 
     @property
     def inliers(self) -> int | None:
@@ -49,7 +51,7 @@ class Comparison:
     def similarity(self) -> float:
         """The cosine, raised where geometric verification found the same content."""
         share = 0.0 if self.verification is None else self.verification.share
-        return scores.similarity(self.cosine, self.inliers, share)
+        return scores.similarity(self.cosine, self.inliers, share, self.copy_share)
 
     @property
     def aws_similarity(self) -> float:
@@ -280,7 +282,8 @@ class Engine:
             used, cosine = full, self.pair_cosine(images, full)
             if verification is None:
                 verification = self._verify_pair(images, cosine, verify)
-        return Comparison(cosine, used.model, time.perf_counter() - start, verification, used.tag)
+        copy_share = scores.copy_share(s.pair_feature_side)
+        return Comparison(cosine, used.model, time.perf_counter() - start, verification, used.tag, copy_share)
 
     def _verify_pair(
         self, images: Sequence[Image.Image], cosine: float, verify: bool | None, above: float = 0.0
@@ -304,7 +307,7 @@ class Engine:
         copy one; above it only the cosine speaks ("same image")."""
         inliers = None if verification is None else verification.inliers
         share = 0.0 if verification is None else verification.share
-        margin = self.settings.cascade_margin
-        if scores.verified_copy(inliers, share):
+        margin, copy_share = self.settings.cascade_margin, scores.copy_share(self.settings.pair_feature_side)
+        if scores.verified_copy(inliers, share, copy_share):
             return scores.near_boundary(cosine, margin, tuple(b for b in boundaries if b > scores.COPY_COSINE))
-        return scores.near_boundary(scores.similarity(cosine, inliers, share), margin, boundaries)
+        return scores.near_boundary(scores.similarity(cosine, inliers, share, copy_share), margin, boundaries)

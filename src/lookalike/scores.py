@@ -42,6 +42,11 @@ COPY_INLIER_SHARE = 0.4
 that are at least this share of the keypoints in the region both images show. Re-shot photos of
 one object also verify, but with a small share (bench/calibrate.py: copies other than mirror
 images 98%, other photos of the same object 10.4%; docs/benchmarks.md, "Calibration")."""
+SMALL_SIDE_COPY_SHARE = 0.45
+"""COPY_INLIER_SHARE for keypoints found on a smaller image than the 512 px it was fitted at
+(pairs, LOOKALIKE_PAIR_FEATURE_SIDE): fewer, stronger keypoints raise every pair's share, and
+at 320 px 0.45 calls as many edited copies (0.87) and re-shot photos of one object (9.8%) copies
+as 0.4 does at 512 px (10.7%); 0.4 at 320 px would call 15.3% of them copies (bench/pair_agreement.py)."""
 _MARGIN = 0.005
 
 DEFAULT_MATCH_THRESHOLD = int(MATCH_SCORE)
@@ -114,7 +119,12 @@ def l2_distance(cos: float) -> float:
     return math.sqrt(max(0.0, 2.0 - 2.0 * cos))
 
 
-def similarity(cos: float, inliers: int | None, share: float = 0.0) -> float:
+def copy_share(side: int) -> float:
+    """The share of keypoints a copy's inliers reach, by the side the keypoints were found at."""
+    return COPY_INLIER_SHARE if side >= 512 else SMALL_SIDE_COPY_SHARE
+
+
+def similarity(cos: float, inliers: int | None, share: float = 0.0, copy_share: float = COPY_INLIER_SHARE) -> float:
     """The one number every score comes from: the cosine, raised by geometric verification.
 
     ``inliers`` None: no verification ran (local features off), the cosine stands alone.
@@ -126,7 +136,7 @@ def similarity(cos: float, inliers: int | None, share: float = 0.0) -> float:
         return cos
     raised = cos + VERIFIED_BONUS * (1.0 + min(inliers - VERIFIED_INLIERS, 50) / 50)
     ceiling = COPY_COSINE - _MARGIN
-    if verified_copy(inliers, share):
+    if verified_copy(inliers, share, copy_share):
         raised, ceiling = max(raised, COPY_COSINE), SAME_IMAGE_COSINE - _MARGIN
     return max(cos, min(raised, ceiling))
 
@@ -140,9 +150,10 @@ NO_BOUNDARY = ()
 """A wire that returns a bare cosine (AWS) and no verdict."""
 
 
-def verified_copy(inliers: int | None, share: float) -> bool:
-    """Geometric verification alone makes the pair a copy (a crop, a partial copy)."""
-    return inliers is not None and inliers >= COPY_INLIERS and share >= COPY_INLIER_SHARE
+def verified_copy(inliers: int | None, share: float, copy_share: float = COPY_INLIER_SHARE) -> bool:
+    """Geometric verification alone makes the pair a copy (a crop, a partial copy); ``copy_share``
+    by the side the keypoints were found at (:func:`copy_share`)."""
+    return inliers is not None and inliers >= COPY_INLIERS and share >= copy_share
 
 
 def near_boundary(cos: float, margin: float, boundaries: tuple[float, ...] = VERDICT_BOUNDARIES) -> bool:
