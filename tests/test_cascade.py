@@ -182,11 +182,13 @@ def test_a_verified_copy_settles_the_copy_boundary_without_the_full_model():
     big = distinct_photos(1)[0].resize((640, 480))
     a, b = encode(big), encode(_crop(big, 0.7).resize((640, 480)), quality=80)
     pai = engine.compare(a, b, boundaries=scores.SAME_OR_NOT)
-    assert pai.verification is not None and scores.verified_copy(pai.inliers, pai.verification.share)
+    assert pai.verification is not None
+    assert scores.verified_copy(pai.inliers, pai.verification.share, pai.copy_share)
     assert pai.pipeline == "sscd-small@stretch224" and pai.score >= scores.COPY_SCORE
     # with every verdict asked for, "same image or near copy" is still open: only the cosine says
     assert engine.compare(a, b).pipeline == "sscd@short288+flip"
-    unsettled = Engine(Settings(threads=2, cascade_margin=0.3, local_features=0)).compare(a, b, boundaries=scores.SAME_OR_NOT)
+    blind = Engine(Settings(threads=2, cascade_margin=0.3, local_features=0))
+    unsettled = blind.compare(a, b, boundaries=scores.SAME_OR_NOT)
     assert unsettled.pipeline == "sscd@short288+flip"  # nothing verified: the full model decides
 
 
