@@ -88,10 +88,11 @@ def grow(
     return current
 
 
-def best_window(score: Scorer, columns: int, rows: int, margin: float = GROW_MARGIN) -> tuple[Cells, float]:
-    """The subject's window and the score of its most distinctive part (see the module)."""
+def best_window(score: Scorer, columns: int, rows: int, margin: float | None = None) -> tuple[Cells, float]:
+    """The subject's window and the score of its most distinctive part (see the module);
+    ``margin``: the growth's (GROW_MARGIN when None)."""
     windows = coarse(columns, rows)
     scores = score(windows)
     top = int(np.argmax(scores))
     found, found_score = refine(score, windows[top], float(scores[top]), columns, rows)
-    return grow(score, found, found_score, columns, rows, margin), found_score
+    return grow(score, found, found_score, columns, rows, GROW_MARGIN if margin is None else margin), found_score
