@@ -8,12 +8,14 @@ a slight rotation, re-encoded; the gallery is the other three views of every obj
 * general group (GroupType 4): the cluttered queries and the clean views (today's behaviour);
 * product group (GroupType 5, EnableDetect on at both ends), each subject finder: ``detector``
   (the detector's boxes only, LOOKALIKE_SUBJECT_WINDOWS=false) and ``detector+windows`` (the
-  default); the answer's Object.Box is compared with the pasted box (IoU);
+  default: the detector's boxes and the windows of the query's region map, refined and grown);
+  the answer's Object.Box is compared with the pasted box (IoU);
 * the oracle: the product group searched with ImageRect = the pasted box;
 * latency: the mean SearchImage time with EnableDetect against the same query without it.
 
     .venv/bin/python bench/clutter.py                 # all 250 objects (about an hour on 2 busy cores)
     .venv/bin/python bench/clutter.py --objects 40
+    LOOKALIKE_SUBJECT_SIDE=384 .venv/bin/python bench/clutter.py --objects 20   # the server takes the environment
 
 Needs the detector (``lookalike models install detector``). Writes bench/results/clutter.json
 (or --out). Skips cleanly (exit 0) when ../shared/eval is absent.
