@@ -95,7 +95,8 @@ def _request(cls_name: str, **fields):
 
 
 def ingest(client, group: str, group_type: int, gallery) -> None:
-    client.CreateGroup(_request("CreateGroupRequest", GroupId=group, GroupName=group, GroupType=group_type, MaxCapacity=100000))
+    client.CreateGroup(_request("CreateGroupRequest", GroupId=group, GroupName=group, GroupType=group_type,
+                                MaxCapacity=100000))
     for entity, name, data in gallery:
         client.CreateImage(_request("CreateImageRequest", GroupId=group, EntityId=entity, PicName=name,
                                     ImageBase64=base64.b64encode(data).decode()))
@@ -127,8 +128,8 @@ class Tally:
             self.ious.append(iou)
 
     def row(self) -> dict:
-        out = {"queries": len(self.top1), "r1": round(float(np.mean(self.top1)), 4), "r10": round(float(np.mean(self.top10)), 4),
-               "search_ms": round(1000 * float(np.mean(self.seconds)), 1)}
+        out = {"queries": len(self.top1), "r1": round(float(np.mean(self.top1)), 4),
+               "r10": round(float(np.mean(self.top10)), 4), "search_ms": round(1000 * float(np.mean(self.seconds)), 1)}
         if self.ious:
             out["iou_mean"] = round(float(np.mean(self.ious)), 4)
             out["iou_ge_0_5"] = round(float(np.mean(np.array(self.ious) >= 0.5)), 4)
