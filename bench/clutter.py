@@ -8,12 +8,14 @@ a slight rotation, re-encoded; the gallery is the other three views of every obj
 * general group (GroupType 4): the cluttered queries and the clean views (today's behaviour);
 * product group (GroupType 5, EnableDetect on at both ends), each subject finder: ``detector``
   (the detector's boxes only, LOOKALIKE_SUBJECT_WINDOWS=false) and ``detector+windows`` (the
-  default); the answer's Object.Box is compared with the pasted box (IoU);
+  default: the detector's boxes and the windows of the query's region map, refined and grown);
+  the answer's Object.Box is compared with the pasted box (IoU);
 * the oracle: the product group searched with ImageRect = the pasted box;
 * latency: the mean SearchImage time with EnableDetect against the same query without it.
 
     .venv/bin/python bench/clutter.py                 # all 250 objects (about an hour on 2 busy cores)
     .venv/bin/python bench/clutter.py --objects 40
+    LOOKALIKE_SUBJECT_SIDE=384 .venv/bin/python bench/clutter.py --objects 20   # the server takes the environment
 
 Needs the detector (``lookalike models install detector``). Writes bench/results/clutter.json
 (or --out). Skips cleanly (exit 0) when ../shared/eval is absent.
@@ -93,7 +95,8 @@ def _request(cls_name: str, **fields):
 
 
 def ingest(client, group: str, group_type: int, gallery) -> None:
-    client.CreateGroup(_request("CreateGroupRequest", GroupId=group, GroupName=group, GroupType=group_type, MaxCapacity=100000))
+    client.CreateGroup(_request("CreateGroupRequest", GroupId=group, GroupName=group, GroupType=group_type,
+                                MaxCapacity=100000))
     for entity, name, data in gallery:
         client.CreateImage(_request("CreateImageRequest", GroupId=group, EntityId=entity, PicName=name,
                                     ImageBase64=base64.b64encode(data).decode()))
@@ -125,8 +128,8 @@ class Tally:
             self.ious.append(iou)
 
     def row(self) -> dict:
-        out = {"queries": len(self.top1), "r1": round(float(np.mean(self.top1)), 4), "r10": round(float(np.mean(self.top10)), 4),
-               "search_ms": round(1000 * float(np.mean(self.seconds)), 1)}
+        out = {"queries": len(self.top1), "r1": round(float(np.mean(self.top1)), 4),
+               "r10": round(float(np.mean(self.top10)), 4), "search_ms": round(1000 * float(np.mean(self.seconds)), 1)}
         if self.ious:
             out["iou_mean"] = round(float(np.mean(self.ious)), 4)
             out["iou_ge_0_5"] = round(float(np.mean(np.array(self.ious) >= 0.5)), 4)

@@ -72,7 +72,8 @@ def iou(rect, box: tuple[int, int, int, int]) -> float:
 def detector_dir(tmp_path_factory):
     """The detector, as ``lookalike models install detector`` installs it (into the default
     LOOKALIKE_DETECTOR_DIR, where scripts/test already put it: then this is a no-op)."""
-    done = subprocess.run([sys.executable, "-m", "lookalike.cli", "models", "install", "detector"], capture_output=True, text=True)
+    command = [sys.executable, "-m", "lookalike.cli", "models", "install", "detector"]
+    done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.strip().rsplit(" ", 1)[-1].rsplit("/", 1)[0]
 
@@ -176,13 +177,15 @@ def test_category_picks_the_subject_of_that_kind(client, catalogue, base_url):
     bags = search(client, "shop", query, CategoryId=3)
     assert bags.Object.CategoryId != 3
 
-    native = httpx.post(f"{base_url}/v1/groups/shop/search", json={"image": {"base64": b64(query)}, "category_id": 3}, timeout=120)
+    url = f"{base_url}/v1/groups/shop/search"
+    native = httpx.post(url, json={"image": {"base64": b64(query)}, "category_id": 3}, timeout=120)
     assert native.status_code == 200, native.text
     subject = native.json()["object"]
     assert subject["requested"] == 3 and subject["honoured"] is False and subject["category"] != 3
-    native = httpx.post(f"{base_url}/v1/groups/shop/search", json={"image": {"base64": b64(query)}, "category_id": 4}, timeout=120)
+    native = httpx.post(url, json={"image": {"base64": b64(query)}, "category_id": 4}, timeout=120)
     subject = native.json()["object"]
-    assert subject["honoured"] is True and subject["label"] == "Footwear" and set(subject["box"]) == {"x", "y", "width", "height"}
+    assert subject["honoured"] is True and subject["label"] == "Footwear"
+    assert set(subject["box"]) == {"x", "y", "width", "height"}
 
 
 def test_detection_off_searches_the_whole_picture(client, catalogue):
@@ -217,6 +220,140 @@ def test_a_missing_detector_names_the_install_command(server_factory, tmp_path):
     create_group(client, "no_detector", 7)
     err = sdk_error(lambda: create_image(client, "no_detector", "e", "p", jpeg(scene((640, 480)))))
     assert err.code == "FailedOperation.InnerError" and "lookalike models install detector" in err.message
-    create_image(client, "no_detector", "e", "p", jpeg(scene((640, 480))), EnableDetect=False)  # without detection: fine
-    native = httpx.post(f"{url}/v1/groups/no_detector/search", json={"image": {"base64": b64(jpeg(scene((640, 480))))}}, timeout=120)
+    create_image(client, "no_detector", "e", "p", jpeg(scene((640, 480))), EnableDetect=False)  # no detection: fine
+    body = {"image": {"base64": b64(jpeg(scene((640, 480))))}}
+    native = httpx.post(f"{url}/v1/groups/no_detector/search", json=body, timeout=120)
     assert native.status_code == 503 and native.json()["error"]["code"] == "ModelUnavailable"
+
+
+# ---------------------------------------------------------------- the query's region (in process)
+# The window search of lookalike.gallery.windows on a score whose landscape is known, then the
+# whole query path (real detector, real region model, real SSCD vectors of the stored views).
+
+
+def _overlap(cells, other) -> int:
+    width = max(0, min(cells[2], other[2]) - max(cells[0], other[0]))
+    height = max(0, min(cells[3], other[3]) - max(cells[1], other[1]))
+    return width * height
+
+
+def _area(cells) -> int:
+    return (cells[2] - cells[0]) * (cells[3] - cells[1])
+
+
+SUBJECT, PART = (5, 3, 13, 9), (9, 4, 12, 7)
+"""On a 16 x 12 map: the subject, and its most distinctive part (what pooled windows score best)."""
+
+
+def subject_like_score(cells_list):
+    """Highest on PART (its IoU with the window), a little lower anywhere inside SUBJECT, falling
+    fast with the share of the window outside SUBJECT: the landscape the clutter set measured
+    (the best window is a distinctive part of the subject, about half of it)."""
+    import numpy as np
+
+    out = []
+    for cells in cells_list:
+        part = _overlap(cells, PART) / (_area(cells) + _area(PART) - _overlap(cells, PART))
+        outside = 1 - _overlap(cells, SUBJECT) / _area(cells)
+        out.append(0.36 + 0.04 * part - 0.3 * outside)
+    return np.asarray(out)
+
+
+def test_window_search_finds_the_part_then_grows_to_the_subject():
+    from lookalike.gallery import windows
+
+    start = (0, 0, 8, 6)
+    found, found_score = windows.refine(subject_like_score, start, float(subject_like_score([start])[0]), 16, 12)
+    assert found == PART and found_score == pytest.approx(subject_like_score([PART])[0])
+    grown = windows.grow(subject_like_score, found, found_score, 16, 12)
+    assert grown == SUBJECT  # outwards while within GROW_MARGIN of the part's score, never past the subject
+    assert windows.grow(subject_like_score, found, found_score, 16, 12, margin=0.0) == PART
+    cells, score = windows.best_window(subject_like_score, 16, 12)
+    assert cells == SUBJECT and score == pytest.approx(found_score)
+
+
+def test_window_grid_covers_the_map_without_duplicates():
+    from lookalike.gallery import windows
+
+    found = windows.coarse(16, 12)
+    assert found[0] == (0, 0, 16, 12) and len(found) == len(set(found)) == 1 + 3 * 25
+    assert all(0 <= x0 < x1 <= 16 and 0 <= y0 < y1 <= 12 for x0, y0, x1, y1 in found)
+    tiny = windows.coarse(2, 1)
+    assert len(tiny) == len(set(tiny)) and all(x1 <= 2 and y1 <= 1 for _, _, x1, y1 in tiny)
+
+
+@pytest.fixture(scope="module")
+def finder(detector_dir):
+    from lookalike.config import Settings
+    from lookalike.gallery.subject import SubjectFinder
+
+    return SubjectFinder(Settings(detector_dir=detector_dir, threads=2))
+
+
+def stored_views(first: str):
+    """The SSCD vectors of an object's other three views, as a product group stores them."""
+    from lookalike.engine import Engine
+
+    engine = Engine()
+    number = int(first[7:12])
+    views = [ukbench(f"ukbench{number + view:05d}.jpg") for view in (1, 2, 3)]
+    return engine.vectors(views, engine.pipeline())
+
+
+@pytest.mark.parametrize("first, place", [(OTHERS[2], (90, 330, 380)), (OTHERS[5], (520, 60, 330))])
+def test_the_query_region_lands_on_a_pasted_object(finder, first, place):
+    """An object no detector knows, pasted into a scene: the region map's best window, refined
+    and grown, overlaps the pasted box by half or more; without the growth it is only a part."""
+    import numpy as np
+
+    from lookalike.gallery import windows
+
+    background = scene()
+    box = paste(background, ukbench(first), *place)
+    stored = stored_views(first)
+    asked: list[int] = []
+
+    def neighbours(vectors):
+        asked.append(len(vectors))
+        return stored
+
+    found = finder.for_query(background, None, neighbours)
+    assert found.label == "region" and 0.0 < found.score <= 1.0
+    rect = models.ImageRect()
+    rect.X, rect.Y, rect.Width, rect.Height = found.box.x, found.box.y, found.box.width, found.box.height
+    assert iou(rect, box) >= 0.5
+    assert len(asked) == 1  # the stored neighbours are looked up once, for the seed windows
+
+    region_map = finder.regions.map(background, finder.settings.subject_side)
+    score = lambda cells: (region_map.vectors(np.asarray(cells)) @ stored.T).max(axis=1)  # noqa: E731
+    part, _ = windows.best_window(score, region_map.columns, region_map.rows, margin=0.0)
+    assert _area(region_map.to_cells(found.box)) > _area(part)
+
+
+def test_a_clean_photo_is_searched_whole(finder):
+    found = finder.for_query(ukbench(OTHERS[3]), None, lambda vectors: stored_views(OTHERS[3]))
+    assert found.label == "image" and found.score >= 0.4
+
+
+def test_an_empty_group_searches_the_whole_picture(finder):
+    import numpy as np
+
+    found = finder.for_query(scene(), None, lambda vectors: np.zeros((0, 512), np.float32))
+    assert found.label == "image" and found.box.width == 1000
+
+
+def test_a_missing_region_model_names_the_install_command(server_factory, tmp_path, detector_dir):
+    """A detector installed before the region model existed: a product search says what to run."""
+    from pathlib import Path
+
+    from lookalike.models.detector import LABELS_FILE, MODEL_FILE
+
+    partial = tmp_path / "detector_only"
+    partial.mkdir()
+    for name in (MODEL_FILE, LABELS_FILE):
+        (partial / name).symlink_to(Path(detector_dir) / name)
+    client = make_client(server_factory(env={"LOOKALIKE_DETECTOR_DIR": str(partial)}).base_url)
+    create_group(client, "no_regions", 5)
+    create_image(client, "no_regions", "e", "p", jpeg(ukbench(OTHERS[0])))  # storing needs the detector only
+    err = sdk_error(lambda: search(client, "no_regions", jpeg(scene((640, 480)))))
+    assert err.code == "FailedOperation.InnerError" and "lookalike models install detector" in err.message

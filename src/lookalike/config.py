@@ -33,16 +33,9 @@ class Settings(BaseSettings):
         True, description="product groups: a query's class-agnostic windows compete with the detector's boxes"
     )
     subject_side: int = Field(
-        288,
-        ge=64,
-        le=1024,
-        description="product groups: shorter side a query's regions are scored at "
-        "(224: faster, R@1 0.936 against 0.976)",
-    )
-    subject_model: str = Field(
-        "sscd-small",
-        description="product groups: the model that scores a query's regions "
-        "(SSCD's own space; '' = the group's model)",
+        512, ge=128, le=1024,
+        description="product groups: shorter side of a query's region map, whose windows are scored against the group "
+        "(larger: a finer box, slower)",
     )
 
     # Retrieval quality (each measured in docs/benchmarks.md, "Quality"; the defaults won there)

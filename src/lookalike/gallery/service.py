@@ -34,7 +34,6 @@ from lookalike.gallery.reviews import ReviewStore
 from lookalike.images.decode import Rect
 from lookalike.limits import RateLimiter
 from lookalike.models import get_spec
-from lookalike.models.inputs import InputGeometry
 from lookalike.storage.base import GroupRecord, ImageRecord, Store
 from lookalike.storage.filters import Expr
 
@@ -72,7 +71,6 @@ class GalleryService:
         self._closed = threading.Event()
         self._group_qps = RateLimiter()
         self.subjects = sj.SubjectFinder(engine.settings)
-        self._region_geometry = InputGeometry.parse(f"short{engine.settings.subject_side}")
 
     def for_tenant(self, tenant: str) -> GalleryService:
         """The same galleries as seen by ``tenant`` ("" is the default tenant of open mode)."""
@@ -455,21 +453,18 @@ class GalleryService:
         if not detect:
             return self.engine.decode(image, model=group.model), None
         full = self.engine.decode(image, model=group.model, full=True)
-        subject = self.subjects.for_query(full, requested, lambda crops: self._closeness(group, crops, where))
+        subject = self.subjects.for_query(full, requested, lambda vectors: self._neighbours(group, vectors, where))
         return sj.crop(full, subject.box), subject
 
-    def _closeness(self, group: GroupRecord, crops: list, where) -> np.ndarray:
-        """Each crop's best cosine with a stored picture of the group (its filter applied), the
-        crops embedded at LOOKALIKE_SUBJECT_SIDE. On the 250 clutter queries 288 px (the default)
-        gave R@1 0.976 at +144% search time, 224 px 0.936 at +60% (docs/benchmarks.md)."""
-        model = self.engine.settings.subject_model or group.model
-        vectors = self.engine.run([self._region_geometry.pixels(c) for c in crops], model=model)
-        best = np.full(len(crops), -1.0, dtype=np.float32)
-        for i, vector in enumerate(vectors):
-            hits = self.store.search(group.group_id, vector, limit=1, min_cosine=-1.0, where=where)
-            if hits:
-                best[i] = hits[0].cosine
-        return best
+    def _neighbours(self, group: GroupRecord, vectors: np.ndarray, where) -> np.ndarray:
+        """The stored unit vectors (its filter applied) nearest to each query vector, stacked:
+        what a product query's windows are scored against (:mod:`lookalike.gallery.subject`)."""
+        names: dict[str, None] = {}
+        for vector in vectors:
+            for hit in self.store.search(group.group_id, vector, limit=sj.NEIGHBOURS, min_cosine=-1.0, where=where):
+                names[hit.image.pic_name] = None
+        found = self.store.get_vectors(group.group_id, list(names))
+        return np.stack(list(found.values())) if found else np.zeros((0, len(vectors[0])), dtype=np.float32)
 
     def _ranked(self, group: GroupRecord, decoded, lim: int, off: int, cutoff: float, where) -> list[m.SearchHit]:
         """The hits of decoded pixels: store search, then geometric re-ranking and expansion."""

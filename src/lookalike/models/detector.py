@@ -122,7 +122,7 @@ def _nms(boxes: np.ndarray, scores: np.ndarray) -> list[int]:
         keep.append(best)
         if order:
             overlap = _iou(boxes[best], boxes[order])
-            order = [i for i, o in zip(order, overlap) if o < NMS_IOU]
+            order = [i for i, o in zip(order, overlap, strict=True) if o < NMS_IOU]
     return keep
 
 
@@ -156,7 +156,7 @@ class SubjectDetector:
     def detect(self, image: Image.Image) -> list[Detection]:
         """Boxes scoring at least MIN_SCORE after non-maximum suppression, best first."""
         width, height = image.size
-        small = image.convert("RGB").resize((INPUT_SIDE, INPUT_SIDE), Image.BILINEAR)
+        small = image.convert("RGB").resize((INPUT_SIDE, INPUT_SIDE), Image.Resampling.BILINEAR)
         tensor = (np.asarray(small, dtype=np.float32)[None] / 127.5) - 1.0
         if self.channels_first:
             tensor = np.ascontiguousarray(tensor.transpose(0, 3, 1, 2))

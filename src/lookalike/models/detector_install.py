@@ -22,6 +22,7 @@ import numpy as np
 
 from lookalike.errors import ModelUnavailable
 from lookalike.models.detector import INPUT_SIDE, LABELS_FILE, MODEL_FILE
+from lookalike.models.regions import install_regions
 
 NPM_PACKAGE = "@mediapipe/objectron@0.4.1675468480"
 ASSETS = "package/objectron_solution_packed_assets.data"
@@ -64,7 +65,8 @@ def _convert(tflite: Path, onnx_path: Path) -> None:
         import tflite2onnx
     except ImportError:
         raise ModelUnavailable(
-            "installing the detector needs tflite2onnx: `pip install 'lookalike[detector]'` (or `pip install tflite2onnx`)"
+            "installing the detector needs tflite2onnx: "
+            "`pip install 'lookalike[detector]'` (or `pip install tflite2onnx`)"
         ) from None
     tflite2onnx.convert(str(tflite), str(onnx_path))
 
@@ -83,8 +85,10 @@ def _check(onnx_path: Path, classes: int) -> None:
 
 
 def install_detector(directory: Path) -> Path:
-    """Writes the detector (ONNX) and its labels into ``directory``; returns the model's path.
-    Idempotent: an installed detector is left as it is."""
+    """Writes the detector (ONNX) and its labels, and the region model of product queries
+    (:func:`lookalike.models.regions.install_regions`), into ``directory``; returns the
+    detector's path. Idempotent: what is installed is left as it is."""
+    install_regions(directory)
     model_path = directory / MODEL_FILE
     if model_path.is_file() and (directory / LABELS_FILE).is_file():
         return model_path
