@@ -3,9 +3,10 @@ through the HNSW index, however the group was built (issue 18's "unreachable pic
 
 HNSW's neighbour pruning can leave a tight family of near-copies linked only among itself, an
 island no graph walk reaches. The sets here are many such families (1,000 of four, noise well
-inside a family's spread); without the store's reachability checks 1-9 pictures of such a set
-missed themselves per build. Several builds (seeds), each by single adds, by a bulk import, and
-after a restart that loads the saved index file.
+inside a family's spread); without the store's reachability checks, building the index over
+these seeds in chunks left 1-2 pictures of a set unreachable in 4 of 8 builds (usearch builds
+with two threads, so the count varies from build to build). Several builds: by single adds,
+then after a restart that loads the saved index file, and by bulk imports.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def missing_themselves(store: SqliteStore, vectors: np.ndarray) -> list[int]:
     return [i for i, v in enumerate(vectors) if [h.image.pic_name for h in store.search("g", v, limit=1)] != [f"p{i}"]]
 
 
-@pytest.mark.parametrize("seed", [1, 5])
+@pytest.mark.timeout(900)  # 4,000 durable single adds and 8,000 searches: minutes on 2 busy cores
+@pytest.mark.parametrize("seed", [5])
 def test_single_adds_then_a_restart(tmp_path: Path, seed: int) -> None:
     vectors = families(seed)
     store = SqliteStore(tmp_path / "d", dim=DIM, exact_threshold=THRESHOLD)
@@ -65,7 +67,8 @@ def test_single_adds_then_a_restart(tmp_path: Path, seed: int) -> None:
         again.close()
 
 
-@pytest.mark.parametrize("seed", [2, 3])
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("seed", [1, 4, 6])
 def test_a_bulk_import(tmp_path: Path, seed: int) -> None:
     vectors = families(seed)
     store = SqliteStore(tmp_path / "d", dim=DIM, exact_threshold=THRESHOLD)

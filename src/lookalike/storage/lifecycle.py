@@ -8,7 +8,9 @@ by 1/``SWEEP_SHARE`` since the last sweep; after much work it is saved (SAVE) so
 start need not rebuild it. Shrunk under half the threshold, the index is dropped (DROP).
 
 The state is computed from the handle's fields each time (never stored), so it cannot drift
-from them; the merger computes it again under the group lock before acting.
+from them. Read it under the group lock: the merger changes several fields at once under the
+write lock (attaching an index sets it before its pending rows), and a reader without the lock
+can see an index with nothing pending in between and take it for a finished one.
 """
 
 from __future__ import annotations
@@ -37,9 +39,7 @@ def ann_state(handle: GroupVectors, exact_threshold: int) -> AnnState:
         return AnnState.BUILD if handle.n >= exact_threshold else AnnState.IDLE
     if handle.n < exact_threshold // 2:
         return AnnState.DROP
-    if handle.merging:
-        return AnnState.IDLE  # a chunk is in flight; the merger itself finishes it
-    if handle.pending or handle.removed:
+    if handle.merging or handle.pending or handle.removed:  # merging: a chunk is in flight
         return AnnState.MERGE
     if handle.wants_sweep():
         return AnnState.SWEEP

@@ -138,13 +138,19 @@ class IndexMerger(ChangeLog):
                 continue
             with self._handles_lock:
                 handles = list(self._handles.values())
-            if all(ann_state(h, self.exact_threshold) in _SETTLED and not h.merging for h in handles):
+            if all(self._settled(handle) for handle in handles):
                 return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             self._wake.set()
             with self._idle:
                 self._idle.wait(0.05)
+
+    def _settled(self, handle: GroupVectors) -> bool:
+        """Whether ``handle``'s index has nothing left to do, read under its lock (see
+        :mod:`~lookalike.storage.lifecycle`: without it a half-attached index looks finished)."""
+        with handle.lock.read():
+            return ann_state(handle, self.exact_threshold) in _SETTLED
 
     def _save(self, group_id: str, handle: GroupVectors) -> None:
         """Save ``handle``'s index if it changed; one save at a time, so that a caller of
