@@ -20,7 +20,9 @@ KILL_AFTER = 12
 
 
 def make_client(base_url: str) -> tiia_client.TiiaClient:
-    profile = ClientProfile(httpProfile=HttpProfile(endpoint=base_url.removeprefix("http://"), protocol="http", reqTimeout=60))
+    profile = ClientProfile(
+        httpProfile=HttpProfile(endpoint=base_url.removeprefix("http://"), protocol="http", reqTimeout=60)
+    )
     return tiia_client.TiiaClient(credential.Credential("AKIDkill9", "secret"), "ap-guangzhou", profile)
 
 

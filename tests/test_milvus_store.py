@@ -44,13 +44,34 @@ def make(milvus_uri):
 
 def fill(store: MilvusStore, vectors: np.ndarray, tags: list[dict], group: str = "g") -> None:
     store.create_group(GroupRecord(group, group))
-    for i, (vec, tag) in enumerate(zip(vectors, tags)):
+    for i, (vec, tag) in enumerate(zip(vectors, tags, strict=True)):
         store.add_image(ImageRecord(group, f"e{i}", f"p{i}", tags=tag), vec, max_per_entity=10)
 
 
 # Tag values that trip naive translations: numbers as text, text that is not a number, quotes,
 # backslashes, non-ASCII keys, "inf" and "nan" as text, exponents, whitespace around numbers.
-TAG_VALUES = [0, 1, 2, -1.5, 3.25, 1e300, "0", "1", "2", " 2 ", "1e1", "inf", "-inf", "nan", "red", "Red", 'a"b', "c\\d", "", "名"]
+TAG_VALUES = [
+    0,
+    1,
+    2,
+    -1.5,
+    3.25,
+    1e300,
+    "0",
+    "1",
+    "2",
+    " 2 ",
+    "1e1",
+    "inf",
+    "-inf",
+    "nan",
+    "red",
+    "Red",
+    'a"b',
+    "c\\d",
+    "",
+    "名",
+]
 KEYS = ["n", "colour", "名字", 'q"k', "b\\s"]
 
 
@@ -62,7 +83,9 @@ def random_filter(rng: random.Random, depth: int = 0):
     if depth < 2 and rng.random() < 0.4:
         items = tuple(random_filter(rng, depth + 1) for _ in range(rng.randint(2, 3)))
         return And(items) if rng.random() < 0.5 else Or(items)
-    value = rng.choice([v for v in TAG_VALUES if not (isinstance(v, str) and v in ("nan", "inf", "-inf"))] + [10, 1e308, "x"])
+    value = rng.choice(
+        [v for v in TAG_VALUES if not (isinstance(v, str) and v in ("nan", "inf", "-inf"))] + [10, 1e308, "x"]
+    )
     return Compare(rng.choice(KEYS + ["missing"]), rng.choice([">", ">=", "<", "<=", "=", "!="]), value)
 
 
@@ -73,7 +96,9 @@ def test_filters_select_exactly_what_the_reference_semantics_select(make) -> Non
     vectors = unit(nrng, len(tags))
     store = make()
     fill(store, vectors, tags)
-    filters = [random_filter(rng) for _ in range(60)] + [parse_filter(t) for t in ('colour = "a\\"b"', "n >= 2", "n != 2", "名字 = 名")]
+    filters = [random_filter(rng) for _ in range(60)] + [
+        parse_filter(t) for t in ('colour = "a\\"b"', "n >= 2", "n != 2", "名字 = 名")
+    ]
     for expr in filters:
         got = {h.image.pic_name for h in store.search("g", vectors[0], limit=200, where=expr)}
         want = {f"p{i}" for i, t in enumerate(tags) if matches(expr, t)}
@@ -156,7 +181,7 @@ def test_milvus_down_is_store_unavailable_and_a_crash_loses_no_acknowledged_writ
         vectors = unit(np.random.default_rng(4), 50)
         store.create_group(GroupRecord("g", "g"))
         for i in range(50):
-            store.add_image(ImageRecord("g", "e%d" % (i // 10), f"p{i}"), vectors[i], max_per_entity=10)
+            store.add_image(ImageRecord("g", f"e{i // 10}", f"p{i}"), vectors[i], max_per_entity=10)
         server.kill()  # SIGKILL right after the last acknowledged insert
         started = time.monotonic()
         with pytest.raises(errors.StoreUnavailable):
@@ -184,8 +209,12 @@ def test_the_server_on_milvus_answers_503_when_milvus_is_gone(tmp_path, server_f
             milvus.kill()
             r = api.get("/v1/groups")
             assert r.status_code == 503 and r.json()["error"]["code"] == "StoreUnavailable", r.text
-            tc = api.post("/", json={"GroupId": "g"}, headers={"X-TC-Action": "DescribeGroups", "X-TC-Version": "2019-05-29"})
-            assert tc.status_code == 200 and tc.json()["Response"]["Error"]["Code"] == "FailedOperation.InnerError", tc.text
+            tc = api.post(
+                "/", json={"GroupId": "g"}, headers={"X-TC-Action": "DescribeGroups", "X-TC-Version": "2019-05-29"}
+            )
+            assert tc.status_code == 200 and tc.json()["Response"]["Error"]["Code"] == "FailedOperation.InnerError", (
+                tc.text
+            )
         server.stop()
     finally:
         milvus.stop()

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends import backend  # noqa: F401 - fixture: every test here runs on each storage backend
 from lookalike.models import local
 from lookalike.storage import open_store
 from lookalike.storage.base import GroupRecord, ImageRecord
@@ -48,7 +47,9 @@ def store(tmp_path, backend):
     opened.close()
 
 
-def add(store, group: str, name: str, vec: np.ndarray, features: bytes | None = None, entity: str | None = None) -> None:
+def add(
+    store, group: str, name: str, vec: np.ndarray, features: bytes | None = None, entity: str | None = None
+) -> None:
     store.add_image(ImageRecord(group, entity or name, name), vec, max_per_entity=10, features=features)
 
 
@@ -58,7 +59,7 @@ def test_features_and_vectors_are_read_back_by_name(store) -> None:
     vectors = unit(rng, 4)
     feats = {"a": real_features(1), "b": blob(rng, 10), "c": b""}
     assert len(feats["a"]) > 9 + 132 * 20  # SIFT found keypoints in the synthetic photo
-    for (name, data), vec in zip(feats.items(), vectors):
+    for (name, data), vec in zip(feats.items(), vectors[: len(feats)], strict=True):
         add(store, "g", name, 3.0 * vec, data)  # stored as the unit vector
     add(store, "g", "plain", vectors[3])  # no features
 
@@ -207,7 +208,10 @@ def test_milvus_never_hands_a_picture_its_predecessors_features(backend, store) 
 def migrate(to: str, data_dir: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "lookalike.cli", "migrate", "--to", to, "--data-dir", str(data_dir), "--batch", "4"],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=600,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -218,7 +222,7 @@ def test_migrate_carries_the_features_both_ways(tmp_path, milvus_uri) -> None:
     names = [f"photos/{i:02d}.jpg" for i in range(10)]
     with SqliteStore(data_dir, dim=DIM) as source:
         source.create_group(GroupRecord("acme/g", "g"))
-        for i, (name, vec) in enumerate(zip(names, unit(rng, len(names)))):
+        for i, (name, vec) in enumerate(zip(names, unit(rng, len(names)), strict=True)):
             data = None if i % 3 == 2 else real_features(i) if i % 3 else blob(rng, 1000)
             source.add_image(ImageRecord("acme/g", f"e{i}", name), vec, max_per_entity=10, features=data)
             if data is not None:
