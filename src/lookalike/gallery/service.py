@@ -34,6 +34,7 @@ from lookalike.gallery.reviews import ReviewStore
 from lookalike.images.decode import Rect
 from lookalike.limits import RateLimiter
 from lookalike.models import get_spec
+from lookalike.storage import rules
 from lookalike.storage.base import GroupRecord, ImageRecord, Store
 from lookalike.storage.filters import Expr
 
@@ -155,7 +156,7 @@ class GalleryService:
         gid = v.group_id(group_id)
         group = self.store.get_group(self._key(gid), count=count)
         if group is None:
-            raise errors.ImageGroupIdNotExist(f"group {gid!r} does not exist")
+            raise rules.no_such_group(gid)
         return group
 
     def describe_groups(
@@ -281,9 +282,7 @@ class GalleryService:
         content = v.custom_content(new.custom_content)
         tags = v.tags(new.tags)
         if self.store.get_image(group.group_id, pic) is not None:  # fail before the costly part
-            raise errors.PicNameAlreadyExist(
-                f"picture {pic!r} already exists in group {self._public(group).group_id!r}"
-            )
+            raise rules.picture_exists(group.group_id, pic)
         decoded, subject = self._stored_region(group, new)
         pixels = self.engine.geometry.pixels(decoded)
         check_not_solid(pixels, f"picture {pic!r}")

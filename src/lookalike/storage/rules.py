@@ -44,6 +44,10 @@ def no_such_group(group_id: str) -> errors.ImageGroupIdNotExist:
     return errors.ImageGroupIdNotExist(f"group {public_group_id(group_id)!r} does not exist")
 
 
+def picture_exists(group_id: str, pic_name: str) -> errors.PicNameAlreadyExist:
+    return errors.PicNameAlreadyExist(f"picture {pic_name!r} already exists in group {public_group_id(group_id)!r}")
+
+
 def check_new_picture(
     group_id: str,
     pic_name: str,
@@ -59,7 +63,7 @@ def check_new_picture(
     entity has room, the group has room (``capacity`` 0: unlimited). ``group_count=None``: the
     backend checks the capacity itself (with :func:`group_full`), where counting costs a query."""
     if name_taken:
-        raise errors.PicNameAlreadyExist(f"picture {pic_name!r} already exists in the group")
+        raise picture_exists(group_id, pic_name)
     if entity_count >= max_per_entity:
         raise errors.ImageEntityCountExceed(
             f"entity {entity_id!r} already has {entity_count} pictures (at most {max_per_entity})"
