@@ -73,8 +73,8 @@ class Settings(BaseSettings):
     )
     pair_feature_side: int = Field(
         320, ge=128, le=2048,
-        description="pairs: longer side the keypoints of a compared pair are found at (SIFT costs a third of 512's "
-        "and verifies the same copies; docs/benchmarks.md)",
+        description="pairs: longer side the keypoints of a compared pair are found at (SIFT costs a third of 512's; "
+        "under 512 a copy needs 45% of the shared keypoints instead of 40%; docs/benchmarks.md)",
     )
     verify_from: float = Field(
         0.2, ge=-1.0, le=1.0,
