@@ -278,11 +278,12 @@ class Engine:
         # that boundary without the full model.
         above = s.cascade_margin if used != full and scores.COPY_COSINE in boundaries else 0.0
         verification = self._verify_pair(images, cosine, verify, above)
-        if used != full and self._in_doubt(cosine, verification, boundaries):
+        copy_share = scores.copy_share(s.pair_feature_side)
+        first = Comparison(cosine, used.model, 0.0, verification, used.tag, copy_share)
+        if used != full and self._in_doubt(first, boundaries):
             used, cosine = full, self.pair_cosine(images, full)
             if verification is None:
                 verification = self._verify_pair(images, cosine, verify)
-        copy_share = scores.copy_share(s.pair_feature_side)
         return Comparison(cosine, used.model, time.perf_counter() - start, verification, used.tag, copy_share)
 
     def _verify_pair(
@@ -299,15 +300,12 @@ class Engine:
         fa, fb = self._decoders.map(lambda image: local.extract(image, s.local_features, s.pair_feature_side), images)
         return local.verify(fa, fb)
 
-    def _in_doubt(
-        self, cosine: float, verification: local.Verification | None, boundaries: tuple[float, ...]
-    ) -> bool:
+    def _in_doubt(self, opinion: Comparison, boundaries: tuple[float, ...]) -> bool:
         """Whether the fast opinion leaves the verdict close: its similarity lies within the
         cascade margin of one of ``boundaries``. A verified copy settles every boundary up to the
         copy one; above it only the cosine speaks ("same image")."""
-        inliers = None if verification is None else verification.inliers
-        share = 0.0 if verification is None else verification.share
-        margin, copy_share = self.settings.cascade_margin, scores.copy_share(self.settings.pair_feature_side)
-        if scores.verified_copy(inliers, share, copy_share):
-            return scores.near_boundary(cosine, margin, tuple(b for b in boundaries if b > scores.COPY_COSINE))
-        return scores.near_boundary(scores.similarity(cosine, inliers, share, copy_share), margin, boundaries)
+        margin = self.settings.cascade_margin
+        share = 0.0 if opinion.verification is None else opinion.verification.share
+        if scores.verified_copy(opinion.inliers, share, opinion.copy_share):
+            return scores.near_boundary(opinion.cosine, margin, tuple(b for b in boundaries if b > scores.COPY_COSINE))
+        return scores.near_boundary(opinion.similarity, margin, boundaries)
