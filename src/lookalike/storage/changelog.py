@@ -34,11 +34,9 @@ class ChangeLog(StoreCore):
         self._txn_own.extend(seqs)
         self._own.update(seqs)
 
-    def _log(self, conn: sqlite3.Connection, group_id: str, op: str, ids: list[int]) -> None:
-        conn.executemany(
-            "INSERT INTO changes (gid, op, image_id) VALUES ((SELECT gid FROM groups WHERE group_id = ?), ?, ?)",
-            [(group_id, op, i) for i in ids],
-        )
+    def _log(self, conn: sqlite3.Connection, gid: int, op: str, ids: list[int]) -> None:
+        """Log ``op`` ('add', 'tags', 'del') of the pictures ``ids`` in the open transaction."""
+        conn.executemany("INSERT INTO changes (gid, op, image_id) VALUES (?, ?, ?)", [(gid, op, i) for i in ids])
         (last,) = conn.execute("SELECT last_insert_rowid()").fetchone()
         self._claim(range(int(last) - len(ids) + 1, int(last) + 1))
 

@@ -33,7 +33,7 @@ import numpy as np
 from lookalike.storage.base import GroupRecord, Hit, ImageRecord, unit_vector
 from lookalike.storage.filters import Expr
 from lookalike.storage.merger import IndexMerger
-from lookalike.storage.rules import check_new_picture, group_exists, no_such_group, stamps
+from lookalike.storage.rules import check_new_picture, group_exists, stamps
 from lookalike.storage.sqlite_tables import (
     EXACT_THRESHOLD,
     GROUP_COLUMNS,
@@ -109,21 +109,17 @@ class SqliteStore(IndexMerger):
         return [group_record(r) for r in rows], int(total)
 
     def delete_group(self, group_id: str) -> None:
-        with self._writing(group_id) as handle:
-            if handle is None:
-                raise no_such_group(group_id)
-            with self._write() as conn:
-                gid = self._gid(conn, group_id)
-                if gid is None:
-                    raise no_such_group(group_id)
-                sub = "SELECT id FROM images WHERE gid = ?"
-                conn.execute(f"DELETE FROM thumbnails WHERE image_id IN ({sub})", (gid,))
-                conn.execute(f"DELETE FROM features WHERE image_id IN ({sub})", (gid,))
-                conn.execute(f"DELETE FROM vectors WHERE image_id IN ({sub})", (gid,))
-                conn.execute("DELETE FROM images WHERE gid = ?", (gid,))
-                conn.execute("DELETE FROM groups WHERE gid = ?", (gid,))
-                cursor = conn.execute("INSERT INTO changes (gid, op) VALUES (?, 'drop')", (gid,))
-                self._claim([int(cursor.lastrowid)])  # type: ignore[arg-type]
+        with self._group_write(group_id) as write:
+            conn, gid, handle = write.conn, write.gid, write.handle
+            sub = "SELECT id FROM images WHERE gid = ?"
+            conn.execute(f"DELETE FROM thumbnails WHERE image_id IN ({sub})", (gid,))
+            conn.execute(f"DELETE FROM features WHERE image_id IN ({sub})", (gid,))
+            conn.execute(f"DELETE FROM vectors WHERE image_id IN ({sub})", (gid,))
+            conn.execute("DELETE FROM images WHERE gid = ?", (gid,))
+            conn.execute("DELETE FROM groups WHERE gid = ?", (gid,))
+            cursor = conn.execute("INSERT INTO changes (gid, op) VALUES (?, 'drop')", (gid,))
+            self._claim([int(cursor.lastrowid)])  # type: ignore[arg-type]
+            write.commit()
             handle.dead = True
             handle.loaded = False
             handle.ann = None
@@ -142,40 +138,35 @@ class SqliteStore(IndexMerger):
         vec = unit_vector(vector, self.dim)
         now = time.time()
         tags = dict(image.tags)
-        with self._writing(image.group_id) as handle:
-            if handle is None:
-                raise no_such_group(image.group_id)
-            with self._write() as conn:
-                row = conn.execute(
-                    "SELECT gid, max_capacity, pic_count, "
-                    "EXISTS (SELECT 1 FROM images WHERE gid = g.gid AND pic_name = ?), "
-                    "(SELECT COUNT(*) FROM images WHERE gid = g.gid AND entity_id = ?) "
-                    "FROM groups g WHERE group_id = ?",
-                    (image.pic_name, image.entity_id, image.group_id),
-                ).fetchone()
-                if row is None:
-                    raise no_such_group(image.group_id)
-                gid, capacity, count, taken, per_entity = row
-                check_new_picture(
-                    image.group_id,
-                    image.pic_name,
-                    image.entity_id,
-                    name_taken=bool(taken),
-                    entity_count=per_entity,
-                    max_per_entity=max_per_entity,
-                    group_count=count,
-                    capacity=capacity,
-                )
-                cursor = conn.execute(INSERT_IMAGE, image_row(gid, image, now))
-                image_id = int(cursor.lastrowid)  # type: ignore[arg-type]
-                conn.execute("INSERT INTO vectors (image_id, vec) VALUES (?, ?)", (image_id, vec.tobytes()))
-                if thumbnail is not None:
-                    conn.execute("INSERT INTO thumbnails (image_id, data) VALUES (?, ?)", (image_id, thumbnail))
-                if features is not None:
-                    conn.execute("INSERT INTO features (image_id, data) VALUES (?, ?)", (image_id, features))
-                conn.execute("UPDATE groups SET pic_count = pic_count + 1 WHERE gid = ?", (gid,))
-                cursor = conn.execute("INSERT INTO changes (gid, op, image_id) VALUES (?, 'add', ?)", (gid, image_id))
-                self._claim([int(cursor.lastrowid)])  # type: ignore[arg-type]
+        with self._group_write(image.group_id) as write:
+            conn, gid, handle = write.conn, write.gid, write.handle
+            capacity, count, taken, per_entity = conn.execute(
+                "SELECT max_capacity, pic_count, "
+                "EXISTS (SELECT 1 FROM images WHERE gid = g.gid AND pic_name = ?), "
+                "(SELECT COUNT(*) FROM images WHERE gid = g.gid AND entity_id = ?) "
+                "FROM groups g WHERE gid = ?",
+                (image.pic_name, image.entity_id, gid),
+            ).fetchone()
+            check_new_picture(
+                image.group_id,
+                image.pic_name,
+                image.entity_id,
+                name_taken=bool(taken),
+                entity_count=per_entity,
+                max_per_entity=max_per_entity,
+                group_count=count,
+                capacity=capacity,
+            )
+            cursor = conn.execute(INSERT_IMAGE, image_row(gid, image, now))
+            image_id = int(cursor.lastrowid)  # type: ignore[arg-type]
+            conn.execute("INSERT INTO vectors (image_id, vec) VALUES (?, ?)", (image_id, vec.tobytes()))
+            if thumbnail is not None:
+                conn.execute("INSERT INTO thumbnails (image_id, data) VALUES (?, ?)", (image_id, thumbnail))
+            if features is not None:
+                conn.execute("INSERT INTO features (image_id, data) VALUES (?, ?)", (image_id, features))
+            conn.execute("UPDATE groups SET pic_count = pic_count + 1 WHERE gid = ?", (gid,))
+            self._log(conn, gid, "add", [image_id])
+            write.commit()
             if handle.loaded:
                 handle.add(image_id, vec, tags)
                 if handle.ann is not None or handle.n >= self.exact_threshold:
@@ -191,44 +182,40 @@ class SqliteStore(IndexMerger):
             by_group.setdefault(record.group_id, []).append((record, unit_vector(vector, self.dim), thumb))
         stored = 0
         for group_id, items in by_group.items():
-            with self._writing(group_id, load=False) as handle:
-                if handle is None:
-                    raise no_such_group(group_id)
-                with self._write() as conn:
-                    gid = self._gid(conn, group_id)
-                    if gid is None:
-                        raise no_such_group(group_id)
-                    names = list({r.pic_name for r, _, _ in items})
-                    taken: set[str] = set()
-                    for start in range(0, len(names), 500):
-                        chunk = names[start : start + 500]
-                        marks = ",".join("?" * len(chunk))
-                        taken.update(
-                            n for (n,) in conn.execute(
-                                f"SELECT pic_name FROM images WHERE gid = ? AND pic_name IN ({marks})", (gid, *chunk)
-                            )
+            with self._group_write(group_id, load=False) as write:
+                conn, gid, handle = write.conn, write.gid, write.handle
+                names = list({r.pic_name for r, _, _ in items})
+                taken: set[str] = set()
+                for start in range(0, len(names), 500):
+                    chunk = names[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    taken.update(
+                        n for (n,) in conn.execute(
+                            f"SELECT pic_name FROM images WHERE gid = ? AND pic_name IN ({marks})", (gid, *chunk)
                         )
-                    new = []
-                    for item in items:
-                        if item[0].pic_name not in taken:
-                            taken.add(item[0].pic_name)
-                            new.append(item)
-                    if not new:
-                        continue
-                    conn.executemany(INSERT_IMAGE, [image_row(gid, r, now) for r, _, _ in new])
-                    # One writer inside one transaction: AUTOINCREMENT gave consecutive ids.
-                    (last,) = conn.execute("SELECT last_insert_rowid()").fetchone()
-                    ids = list(range(int(last) - len(new) + 1, int(last) + 1))
-                    conn.executemany(
-                        "INSERT INTO vectors (image_id, vec) VALUES (?, ?)",
-                        [(i, vec.tobytes()) for i, (_, vec, _) in zip(ids, new, strict=True)],
                     )
-                    conn.executemany(
-                        "INSERT INTO thumbnails (image_id, data) VALUES (?, ?)",
-                        [(i, thumb) for i, (_, _, thumb) in zip(ids, new, strict=True) if thumb is not None],
-                    )
-                    conn.execute("UPDATE groups SET pic_count = pic_count + ? WHERE gid = ?", (len(new), gid))
-                    self._log(conn, group_id, "add", ids)
+                new = []
+                for item in items:
+                    if item[0].pic_name not in taken:
+                        taken.add(item[0].pic_name)
+                        new.append(item)
+                if not new:
+                    continue  # leaves the block: the empty transaction commits
+                conn.executemany(INSERT_IMAGE, [image_row(gid, r, now) for r, _, _ in new])
+                # One writer inside one transaction: AUTOINCREMENT gave consecutive ids.
+                (last,) = conn.execute("SELECT last_insert_rowid()").fetchone()
+                ids = list(range(int(last) - len(new) + 1, int(last) + 1))
+                conn.executemany(
+                    "INSERT INTO vectors (image_id, vec) VALUES (?, ?)",
+                    [(i, vec.tobytes()) for i, (_, vec, _) in zip(ids, new, strict=True)],
+                )
+                conn.executemany(
+                    "INSERT INTO thumbnails (image_id, data) VALUES (?, ?)",
+                    [(i, thumb) for i, (_, _, thumb) in zip(ids, new, strict=True) if thumb is not None],
+                )
+                conn.execute("UPDATE groups SET pic_count = pic_count + ? WHERE gid = ?", (len(new), gid))
+                self._log(conn, gid, "add", ids)
+                write.commit()
                 if handle.loaded:
                     for i, (record, vec, _) in zip(ids, new, strict=True):
                         handle.add(i, vec, dict(record.tags))
@@ -268,17 +255,22 @@ class SqliteStore(IndexMerger):
                 for row in rows
             ]
 
-    def _where(self, group_id: str, entity_id: str, pic_name: str | None) -> tuple[str, tuple[object, ...]]:
-        sql = "gid = (SELECT gid FROM groups WHERE group_id = ?) AND entity_id = ?"
-        args: tuple[object, ...] = (group_id, entity_id)
+    @staticmethod
+    def _pictures(gid: int, entity_id: str, pic_name: str | None) -> tuple[str, tuple[object, ...]]:
+        """The WHERE clause (and its arguments) of an entity's pictures, or of its one ``pic_name``."""
+        sql = "gid = ? AND entity_id = ?"
+        args: tuple[object, ...] = (gid, entity_id)
         if pic_name is not None:
             sql += " AND pic_name = ?"
             args += (pic_name,)
         return sql, args
 
     def get_images(self, group_id: str, entity_id: str, pic_name: str | None = None) -> list[ImageRecord]:
-        where, args = self._where(group_id, entity_id, pic_name)
         with self._read() as conn:
+            gid = self._gid(conn, group_id)
+            if gid is None:
+                return []
+            where, args = self._pictures(gid, entity_id, pic_name)
             rows = conn.execute(f"SELECT {IMAGE_COLUMNS} FROM images WHERE {where} ORDER BY id", args).fetchall()
         return [image_record(group_id, r) for r in rows]
 
@@ -367,7 +359,6 @@ class SqliteStore(IndexMerger):
         tags: dict[str, object] | None = None,
         custom_content: str | None = None,
     ) -> int:
-        where, args = self._where(group_id, entity_id, pic_name)
         new_tags = None if tags is None else dict(tags)
         sets, values = ["update_time = ?"], [time.time()]
         if new_tags is not None:
@@ -376,37 +367,37 @@ class SqliteStore(IndexMerger):
         if custom_content is not None:
             sets.append("custom_content = ?")
             values.append(custom_content)  # type: ignore[arg-type]
-        with self._writing(group_id) as handle:
-            if handle is None:
+        with self._group_write_if_any(group_id) as write:
+            if write is None:
                 return 0
-            with self._write() as conn:
-                ids = [int(i) for (i,) in conn.execute(f"SELECT id FROM images WHERE {where}", args)]
-                if ids:
-                    conn.execute(f"UPDATE images SET {', '.join(sets)} WHERE {where}", (*values, *args))
-                    if new_tags is not None:
-                        self._log(conn, group_id, "tags", ids)
-            if handle.loaded and new_tags is not None:
+            where, args = self._pictures(write.gid, entity_id, pic_name)
+            ids = [int(i) for (i,) in write.conn.execute(f"SELECT id FROM images WHERE {where}", args)]
+            if ids:
+                write.conn.execute(f"UPDATE images SET {', '.join(sets)} WHERE {where}", (*values, *args))
+                if new_tags is not None:
+                    self._log(write.conn, write.gid, "tags", ids)
+            write.commit()
+            if write.handle.loaded and new_tags is not None:
                 for image_id in ids:
-                    handle.set_tags(image_id, new_tags)
+                    write.handle.set_tags(image_id, new_tags)
         return len(ids)
 
     def delete_images(self, group_id: str, entity_id: str, pic_name: str | None = None) -> int:
-        where, args = self._where(group_id, entity_id, pic_name)
-        with self._writing(group_id) as handle:
-            if handle is None:
+        with self._group_write_if_any(group_id) as write:
+            if write is None:
                 return 0
-            with self._write() as conn:
-                ids = [int(i) for (i,) in conn.execute(f"SELECT id FROM images WHERE {where}", args)]
-                if ids:
-                    sub = f"SELECT id FROM images WHERE {where}"
-                    conn.execute(f"DELETE FROM thumbnails WHERE image_id IN ({sub})", args)
-                    conn.execute(f"DELETE FROM features WHERE image_id IN ({sub})", args)
-                    conn.execute(f"DELETE FROM vectors WHERE image_id IN ({sub})", args)
-                    conn.execute(f"DELETE FROM images WHERE {where}", args)
-                    conn.execute(
-                        "UPDATE groups SET pic_count = pic_count - ? WHERE group_id = ?", (len(ids), group_id)
-                    )
-                    self._log(conn, group_id, "del", ids)
+            conn, gid, handle = write.conn, write.gid, write.handle
+            where, args = self._pictures(gid, entity_id, pic_name)
+            ids = [int(i) for (i,) in conn.execute(f"SELECT id FROM images WHERE {where}", args)]
+            if ids:
+                sub = f"SELECT id FROM images WHERE {where}"
+                conn.execute(f"DELETE FROM thumbnails WHERE image_id IN ({sub})", args)
+                conn.execute(f"DELETE FROM features WHERE image_id IN ({sub})", args)
+                conn.execute(f"DELETE FROM vectors WHERE image_id IN ({sub})", args)
+                conn.execute(f"DELETE FROM images WHERE {where}", args)
+                conn.execute("UPDATE groups SET pic_count = pic_count - ? WHERE gid = ?", (len(ids), gid))
+                self._log(conn, gid, "del", ids)
+            write.commit()
             if handle.loaded:
                 for image_id in ids:
                     handle.remove(image_id)

@@ -15,14 +15,15 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from lookalike.storage.ann import AnnIndex
 from lookalike.storage.memory import GroupVectors
-from lookalike.storage.rules import in_namespace
+from lookalike.storage.rules import in_namespace, no_such_group
 from lookalike.storage.sqlite_tables import (
     EXACT_THRESHOLD,
     SCHEMA,
@@ -32,6 +33,22 @@ from lookalike.storage.sqlite_tables import (
 )
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class GroupWrite:
+    """One write to one group: its handle under the write lock, the open transaction and the
+    group's gid in it. Memory changes after :meth:`commit`, still under the lock (see
+    :meth:`StoreCore._group_write`)."""
+
+    handle: GroupVectors
+    conn: sqlite3.Connection
+    gid: int
+    _transaction: ExitStack = field(repr=False)
+
+    def commit(self) -> None:
+        """Commit now (idempotent); a body that never calls it commits when it ends."""
+        self._transaction.close()
 
 
 class StoreCore:
@@ -265,6 +282,34 @@ class StoreCore:
                     continue
                 yield handle
                 return
+
+    @contextmanager
+    def _group_write(self, group_id: str, *, load: bool = True) -> Iterator[GroupWrite]:
+        """A write to an existing group (else :func:`~lookalike.storage.rules.no_such_group`):
+        see :meth:`_group_write_if_any`."""
+        with self._group_write_if_any(group_id, load=load) as write:
+            if write is None:
+                raise no_such_group(group_id)
+            yield write
+
+    @contextmanager
+    def _group_write_if_any(self, group_id: str, *, load: bool = True) -> Iterator[GroupWrite | None]:
+        """Every write to a group's pictures, in one order: the group's write lock
+        (:meth:`_writing`), then one transaction (:meth:`_write`) in which the group still exists.
+        None when there is no such group, either before the lock or inside the transaction (it
+        was deleted meanwhile, maybe by another process).
+
+        The body writes its rows, calls :meth:`GroupWrite.commit`, then changes memory, still
+        under the lock: a search never sees the tables and memory disagree, and a failed commit
+        (an exception from ``commit``, or from the body: both roll back) leaves memory as it was."""
+        with self._writing(group_id, load=load) as handle:
+            if handle is None:
+                yield None
+                return
+            with ExitStack() as transaction:
+                conn = transaction.enter_context(self._write())
+                gid = self._gid(conn, group_id)
+                yield None if gid is None else GroupWrite(handle, conn, gid, transaction)
 
     def _forget(self, group_id: str, handle: GroupVectors) -> None:
         with self._handles_lock:
