@@ -17,10 +17,7 @@ import numpy as np
 
 from lookalike.storage.memory import GroupVectors
 from lookalike.storage.sqlite_core import StoreCore
-from lookalike.storage.sqlite_tables import (
-    CHANGES_KEPT,
-    tags_load,
-)
+from lookalike.storage.sqlite_tables import CHANGES_KEPT, in_batches, tags_load
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +87,7 @@ class ChangeLog(StoreCore):
             if gid in by_gid:
                 group_id, handle = by_gid[gid]
                 with handle.lock.write():
-                    handle.dead = True
-                    handle.loaded = False
-                    handle.ann = None
-                self._forget(group_id, handle)
+                    self._bury(group_id, handle)
         for gid, ids in touched.items():
             if gid in by_gid and gid not in dropped:
                 self._refresh(*by_gid[gid], sorted(ids))
@@ -105,9 +99,7 @@ class ChangeLog(StoreCore):
                 return  # it reads the tables when it loads
             current: dict[int, tuple[str, bytes]] = {}
             with self._read() as conn:
-                for start in range(0, len(ids), 500):
-                    chunk = ids[start : start + 500]
-                    marks = ",".join("?" * len(chunk))
+                for chunk, marks in in_batches(ids):
                     for image_id, tag_text, blob in conn.execute(
                         f"SELECT i.id, i.tags, v.vec FROM images i JOIN vectors v ON v.image_id = i.id "
                         f"WHERE i.id IN ({marks})",

@@ -23,6 +23,7 @@ inside its one write transaction.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -39,9 +40,11 @@ from lookalike.storage.sqlite_tables import (
     GROUP_COLUMNS,
     IMAGE_COLUMNS,
     INSERT_IMAGE,
+    PICTURE_TABLES,
     group_record,
     image_record,
     image_row,
+    in_batches,
     storage_full,
     tags_json,
 )
@@ -110,21 +113,21 @@ class SqliteStore(IndexMerger):
 
     def delete_group(self, group_id: str) -> None:
         with self._group_write(group_id) as write:
-            conn, gid, handle = write.conn, write.gid, write.handle
-            sub = "SELECT id FROM images WHERE gid = ?"
-            conn.execute(f"DELETE FROM thumbnails WHERE image_id IN ({sub})", (gid,))
-            conn.execute(f"DELETE FROM features WHERE image_id IN ({sub})", (gid,))
-            conn.execute(f"DELETE FROM vectors WHERE image_id IN ({sub})", (gid,))
-            conn.execute("DELETE FROM images WHERE gid = ?", (gid,))
+            conn, gid = write.conn, write.gid
+            self._delete_pictures(conn, "gid = ?", (gid,))
             conn.execute("DELETE FROM groups WHERE gid = ?", (gid,))
             cursor = conn.execute("INSERT INTO changes (gid, op) VALUES (?, 'drop')", (gid,))
             self._claim([int(cursor.lastrowid)])  # type: ignore[arg-type]
             write.commit()
-            handle.dead = True
-            handle.loaded = False
-            handle.ann = None
-            self._forget(group_id, handle)
+            self._bury(group_id, write.handle)
             self._unlink_index(gid)
+
+    @staticmethod
+    def _delete_pictures(conn: sqlite3.Connection, where: str, args: tuple[object, ...]) -> None:
+        """Delete the pictures of ``images`` that match ``where``, with every row that is theirs."""
+        for table in PICTURE_TABLES:
+            conn.execute(f"DELETE FROM {table} WHERE image_id IN (SELECT id FROM images WHERE {where})", args)
+        conn.execute(f"DELETE FROM images WHERE {where}", args)
 
     def add_image(
         self,
@@ -186,9 +189,7 @@ class SqliteStore(IndexMerger):
                 conn, gid, handle = write.conn, write.gid, write.handle
                 names = list({r.pic_name for r, _, _ in items})
                 taken: set[str] = set()
-                for start in range(0, len(names), 500):
-                    chunk = names[start : start + 500]
-                    marks = ",".join("?" * len(chunk))
+                for chunk, marks in in_batches(names):
                     taken.update(
                         n for (n,) in conn.execute(
                             f"SELECT pic_name FROM images WHERE gid = ? AND pic_name IN ({marks})", (gid, *chunk)
@@ -320,9 +321,7 @@ class SqliteStore(IndexMerger):
         names = list(dict.fromkeys(pic_names))
         out: list[tuple[str, bytes]] = []
         with self._read() as conn:
-            for start in range(0, len(names), 500):
-                chunk = names[start : start + 500]
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in in_batches(names):
                 out += conn.execute(
                     f"SELECT i.pic_name, t.{column} FROM {table} t JOIN images i ON i.id = t.image_id "
                     f"WHERE i.gid = (SELECT gid FROM groups WHERE group_id = ?) AND i.pic_name IN ({marks})",
@@ -390,11 +389,7 @@ class SqliteStore(IndexMerger):
             where, args = self._pictures(gid, entity_id, pic_name)
             ids = [int(i) for (i,) in conn.execute(f"SELECT id FROM images WHERE {where}", args)]
             if ids:
-                sub = f"SELECT id FROM images WHERE {where}"
-                conn.execute(f"DELETE FROM thumbnails WHERE image_id IN ({sub})", args)
-                conn.execute(f"DELETE FROM features WHERE image_id IN ({sub})", args)
-                conn.execute(f"DELETE FROM vectors WHERE image_id IN ({sub})", args)
-                conn.execute(f"DELETE FROM images WHERE {where}", args)
+                self._delete_pictures(conn, where, args)
                 conn.execute("UPDATE groups SET pic_count = pic_count - ? WHERE gid = ?", (len(ids), gid))
                 self._log(conn, gid, "del", ids)
             write.commit()
@@ -439,9 +434,7 @@ class SqliteStore(IndexMerger):
     def _records(self, group_id: str, ids: list[int]) -> dict[int, ImageRecord]:
         out: dict[int, ImageRecord] = {}
         with self._read() as conn:
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in in_batches(ids):
                 for row in conn.execute(f"SELECT {IMAGE_COLUMNS} FROM images WHERE id IN ({marks})", chunk):
                     out[int(row[0])] = image_record(group_id, row)
         return out

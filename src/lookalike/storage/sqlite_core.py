@@ -311,6 +311,14 @@ class StoreCore:
                 gid = self._gid(conn, group_id)
                 yield None if gid is None else GroupWrite(handle, conn, gid, transaction)
 
+    def _bury(self, group_id: str, handle: GroupVectors) -> None:
+        """The group was deleted (here or by another process): its handle is dead, holds nothing,
+        and is no longer the group's (the caller holds its write lock; a waiter finds it dead)."""
+        handle.dead = True
+        handle.loaded = False
+        handle.ann = None
+        self._forget(group_id, handle)
+
     def _forget(self, group_id: str, handle: GroupVectors) -> None:
         with self._handles_lock:
             if self._handles.get(group_id) is handle:

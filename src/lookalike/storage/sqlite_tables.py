@@ -11,7 +11,7 @@ import errno
 import json
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from lookalike import errors
@@ -113,6 +113,21 @@ def tags_json(tags: dict[str, object]) -> str:
 
 def tags_load(text: str) -> dict[str, object]:
     return EMPTY_TAGS if text == "{}" else json.loads(text)
+
+
+PARAMETERS_PER_QUERY = 500
+"""Values bound in one ``IN (...)``: well under SQLite's host parameter limit (999 in old builds)."""
+
+
+def in_batches[T](values: Sequence[T]) -> Iterator[tuple[list[T], str]]:
+    """``values`` a batch at a time, each with its ``?, ?, ...`` placeholders for ``IN (...)``."""
+    for start in range(0, len(values), PARAMETERS_PER_QUERY):
+        batch = list(values[start : start + PARAMETERS_PER_QUERY])
+        yield batch, ",".join("?" * len(batch))
+
+
+PICTURE_TABLES = ("thumbnails", "features", "vectors")
+"""The tables whose rows belong to one picture (keyed by ``image_id``): they go with it."""
 
 
 INSERT_IMAGE = (
