@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
+from lookalike import scores
 from lookalike.images.decode import Rect
 from lookalike.storage.base import ImageRecord
 
@@ -79,6 +80,15 @@ class SearchHit:
     the similarity (the cosine raised by geometric verification), rounded."""
     inliers: int | None = None
     """Keypoint matches with the query that agree on one transform (None: not verified)."""
+
+    @classmethod
+    def scored(
+        cls, record: ImageRecord, cosine: float, similarity: float | None = None, inliers: int | None = None
+    ) -> SearchHit:
+        """A picture with its cosine and its Score: the calibrated scale of the similarity (the
+        cosine, raised by geometric verification where it ran), rounded."""
+        sim = float(cosine if similarity is None else similarity)
+        return cls(record, float(cosine), round(float(scores.calibrated_score(sim))), inliers)
 
 
 @dataclass(frozen=True)

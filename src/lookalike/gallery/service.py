@@ -9,8 +9,6 @@ handed to the :class:`~lookalike.storage.base.Store`, which is durable when it r
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import os
 import threading
 import time
@@ -20,14 +18,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from lookalike import errors, scores
 from lookalike.engine import Engine, ImageInput
 from lookalike.gallery import models as m
 from lookalike.gallery import subject as sj
 from lookalike.gallery import validation as v
+from lookalike.gallery.duplicates import GroupDuplicates
 from lookalike.gallery.filters import parse_filter
-from lookalike.gallery.jobs import Job, JobRunner
+from lookalike.gallery.jobs import JobRunner
 from lookalike.gallery.pictures import check_not_solid, thumbnail
 from lookalike.gallery.rerank import rerank
 from lookalike.gallery.reviews import ReviewStore
@@ -48,49 +48,28 @@ class _Prepared:
     subject: sj.Subject | None = None
 
 
-class GalleryService:
-    """Groups, images and search over one store and one engine. Thread-safe.
+class GalleryService(GroupDuplicates):
+    """Groups, images, search and duplicate sets over one store and one engine. Thread-safe.
 
-    One tenant's view: :meth:`for_tenant` gives another tenant's, over the same store, in which
-    the groups of every other tenant do not exist. The store keys a tenant's groups as
-    ``"tenant/GroupId"`` (a GroupId never contains "/"); the default tenant's keys are bare.
+    One tenant's view (:class:`~lookalike.gallery.tenancy.TenantView`): :meth:`for_tenant` gives
+    another tenant's, over the same store, in which the groups of every other tenant do not exist.
+    The duplicate sets, their review marks and jobs are :class:`~lookalike.gallery.duplicates.GroupDuplicates`.
     """
 
     def __init__(
         self, store: Store, engine: Engine, *, workers: int | None = None, reviews: ReviewStore | None = None
     ) -> None:
-        self.store = store
+        super().__init__(store)
         self.engine = engine
         # The operator's review marks beside the galleries, in the data dir (whatever the store).
         self.reviews = reviews or ReviewStore(engine.settings.data_dir / "reviews.db")
         self.jobs = JobRunner()
-        self.tenant = ""
-        self._namespace = ""
         self._pool = ThreadPoolExecutor(
             max_workers=workers or engine.settings.threads or os.cpu_count() or 2, thread_name_prefix="gallery"
         )
         self._closed = threading.Event()
         self._group_qps = RateLimiter()
         self.subjects = sj.SubjectFinder(engine.settings)
-
-    def for_tenant(self, tenant: str) -> GalleryService:
-        """The same galleries as seen by ``tenant`` ("" is the default tenant of open mode)."""
-        if tenant == self.tenant:
-            return self
-        if tenant:
-            v.tenant(tenant)
-        view = copy.copy(self)
-        view.tenant, view._namespace = tenant, f"{tenant}/" if tenant else ""
-        return view
-
-    def _key(self, group_id: str) -> str:
-        return self._namespace + group_id
-
-    def _public(self, record):
-        """A record as its tenant sees it: the GroupId without the tenant's prefix."""
-        if not self._namespace:
-            return record
-        return dataclasses.replace(record, group_id=record.group_id.removeprefix(self._namespace))
 
     def close(self) -> None:
         """Closes the store; idempotent."""
@@ -149,15 +128,6 @@ class GalleryService:
         """The group (ImageGroupIdNotExist if there is none); ``count=False`` when only its
         existence or settings matter (PicCount costs a query on some backends)."""
         return self._public(self._group(group_id, count=count))
-
-    def _group(self, group_id: str, *, count: bool = False) -> GroupRecord:
-        """The stored record (its key carries the tenant); ImageGroupIdNotExist in any other tenant.
-        ``count``: with its PicCount (which costs a query on some backends)."""
-        gid = v.group_id(group_id)
-        group = self.store.get_group(self._key(gid), count=count)
-        if group is None:
-            raise rules.no_such_group(gid)
-        return group
 
     def describe_groups(
         self, offset: int | None = 0, limit: int | None = m.DEFAULT_LIMIT, group_id: str | None = None
@@ -283,7 +253,9 @@ class GalleryService:
         tags = v.tags(new.tags)
         if self.store.get_image(group.group_id, pic) is not None:  # fail before the costly part
             raise rules.picture_exists(group.group_id, pic)
-        decoded, subject = self._stored_region(group, new)
+        decoded, subject = self._region(
+            group, new.image, new.rect, new.detect, new.category_id, self.subjects.for_picture
+        )
         pixels = self.engine.geometry.pixels(decoded)
         check_not_solid(pixels, f"picture {pic!r}")
         features = self.engine.local_features(decoded)
@@ -301,29 +273,44 @@ class GalleryService:
         )
         return _Prepared(record, pixels, thumbnail(decoded), None if features is None else features.to_bytes(), subject)
 
-    def _stored_region(self, group: GroupRecord, new: m.NewImage):
-        """(decoded pixels to store, subject): in a product group with detection on, the
-        subject's region (the ImageRect when given); elsewhere the picture or its ImageRect."""
+    def _region(
+        self,
+        group: GroupRecord,
+        image: ImageInput,
+        rect: Rect | None,
+        detect: bool,
+        category_id: object,
+        find: Callable[[Image.Image, int | None], sj.Subject],
+    ) -> tuple[Image.Image, sj.Subject | None]:
+        """(decoded pixels to embed, subject), the same for a stored picture and a query: in a
+        product group the caller's ImageRect, else with ``detect`` the subject ``find`` picks in
+        the whole picture (``category_id`` the category asked for); other groups embed the picture
+        (or its ImageRect) and have no subject."""
         if not sj.is_product(group.group_type):
-            return self.engine.decode(new.image, model=group.model, rect=new.rect), None
-        requested = sj.category_id(new.category_id)
-        if new.rect is not None:
-            return self.engine.decode(new.image, model=group.model, rect=new.rect), sj.caller_rect(new.rect, requested)
-        if not new.detect:
-            return self.engine.decode(new.image, model=group.model), None
-        full = self.engine.decode(new.image, model=group.model, full=True)
-        subject = self.subjects.for_picture(full, requested)
+            return self.engine.decode(image, model=group.model, rect=rect), None
+        requested = sj.category_id(category_id)
+        if rect is not None:
+            return self.engine.decode(image, model=group.model, rect=rect), sj.caller_rect(rect, requested)
+        if not detect:
+            return self.engine.decode(image, model=group.model), None
+        full = self.engine.decode(image, model=group.model, full=True)
+        subject = find(full, requested)
         return sj.crop(full, subject.box), subject
 
     def describe_images(self, group_id: str, entity_id: str, pic_name: str | None = None) -> list[ImageRecord]:
         """An entity's pictures (or one of them); ImageNotFound when there are none."""
-        group = self._group(group_id)
-        entity = v.entity_id(entity_id)
-        pic = v.pic_name(pic_name) if pic_name else None
+        group, entity, pic = self._entity_pictures(group_id, entity_id, pic_name)
         found = self.store.get_images(group.group_id, entity, pic)
         if not found:
-            raise self._not_found(group, entity, pic)
+            raise self._not_found(group, pic, entity)
         return [self._public(r) for r in found]
+
+    def _entity_pictures(
+        self, group_id: str, entity_id: str, pic_name: str | None
+    ) -> tuple[GroupRecord, str, str | None]:
+        """(group, entity, picture or None) of a request about an entity's pictures (or one of
+        them), each checked; an empty PicName means all the entity's pictures."""
+        return self._group(group_id), v.entity_id(entity_id), v.pic_name(pic_name) if pic_name else None
 
     def list_images(self, group_id: str, offset: int = 0, limit: int = 50) -> tuple[list[ImageRecord], int]:
         group = self._group(group_id)
@@ -347,7 +334,7 @@ class GalleryService:
         pic = v.pic_name(pic_name)
         found = self.store.get_image(group.group_id, pic)
         if found is None:
-            raise errors.ImageNotFound(f"picture {pic!r} is not in group {self._public(group).group_id!r}")
+            raise self._not_found(group, pic)
         return self._public(found)
 
     def thumbnail(self, group_id: str, pic_name: str) -> bytes:
@@ -369,14 +356,12 @@ class GalleryService:
         custom_content: str | None = None,
     ) -> int:
         """New Tags and/or CustomContent for an entity's pictures (or one); ImageNotFound when none."""
-        group = self._group(group_id)
-        entity = v.entity_id(entity_id)
-        pic = v.pic_name(pic_name) if pic_name else None
+        group, entity, pic = self._entity_pictures(group_id, entity_id, pic_name)
         new_tags = None if tags is None else v.tags(tags)
         content = None if custom_content is None else v.custom_content(custom_content)
         changed = self.store.update_images(group.group_id, entity, pic, tags=new_tags, custom_content=content)
         if changed == 0:
-            raise self._not_found(group, entity, pic)
+            raise self._not_found(group, pic, entity)
         return changed
 
     def update_image(
@@ -395,17 +380,11 @@ class GalleryService:
         return self.delete_images(group_id, record.entity_id, record.pic_name)
 
     def delete_images(self, group_id: str, entity_id: str, pic_name: str | None = None) -> int:
-        group = self._group(group_id)
-        entity = v.entity_id(entity_id)
-        pic = v.pic_name(pic_name) if pic_name else None
+        group, entity, pic = self._entity_pictures(group_id, entity_id, pic_name)
         deleted = self.store.delete_images(group.group_id, entity, pic)
         if deleted == 0:
-            raise self._not_found(group, entity, pic)
+            raise self._not_found(group, pic, entity)
         return deleted
-
-    def _not_found(self, group: GroupRecord, entity: str, pic: str | None) -> errors.ImageNotFound:
-        what = f"picture {pic!r} of entity {entity!r}" if pic else f"entity {entity!r}"
-        return errors.ImageNotFound(f"{what} is not in group {self._public(group).group_id!r}")
 
     # ------------------------------------------------------------------ search
 
@@ -439,21 +418,11 @@ class GalleryService:
         threshold = v.match_threshold(match_threshold) or self.default_threshold(group)
         where = filter if filter is None or not isinstance(filter, str) else parse_filter(filter)
         cutoff = scores.cosine_for_score(threshold) if min_cosine is None else min_cosine
-        decoded, subject = self._query_region(group, image, rect, detect, category_id, where)
-        return self._ranked(group, decoded, lim, off, cutoff, where), subject
+        def find(full: Image.Image, requested: int | None) -> sj.Subject:
+            return self.subjects.for_query(full, requested, lambda vectors: self._neighbours(group, vectors, where))
 
-    def _query_region(self, group: GroupRecord, image: ImageInput, rect: Rect | None, detect: bool, category_id, where):
-        """(decoded pixels to search with, subject): see :meth:`search_subject`."""
-        if not sj.is_product(group.group_type):
-            return self.engine.decode(image, model=group.model, rect=rect), None
-        requested = sj.category_id(category_id)
-        if rect is not None:
-            return self.engine.decode(image, model=group.model, rect=rect), sj.caller_rect(rect, requested)
-        if not detect:
-            return self.engine.decode(image, model=group.model), None
-        full = self.engine.decode(image, model=group.model, full=True)
-        subject = self.subjects.for_query(full, requested, lambda vectors: self._neighbours(group, vectors, where))
-        return sj.crop(full, subject.box), subject
+        decoded, subject = self._region(group, image, rect, detect, category_id, find)
+        return self._ranked(group, decoded, lim, off, cutoff, where), subject
 
     def _neighbours(self, group: GroupRecord, vectors: np.ndarray, where) -> np.ndarray:
         """The stored unit vectors (its filter applied) nearest to each query vector, stacked:
@@ -476,7 +445,7 @@ class GalleryService:
         features = keypoints.result() if keypoints else None
         if features is None and not settings.query_expansion:
             hits = self.store.search(group.group_id, vector, limit=lim, offset=off, min_cosine=cutoff, where=where)
-            out = [_hit(self._public(h.image), h.cosine) for h in hits]
+            out = [m.SearchHit.scored(self._public(h.image), h.cosine) for h in hits]
             out.sort(key=lambda h: -h.cosine)
             return out
         ranked = rerank(
@@ -492,72 +461,7 @@ class GalleryService:
             verify_from=settings.verify_from,
         )
         passed = [r for r in ranked if r.similarity >= cutoff][off : off + lim]
-        return [_hit(self._public(r.hit.image), r.hit.cosine, r.similarity, r.inliers) for r in passed]
-
-    def duplicates(
-        self,
-        group_id: str,
-        level: str = "near",
-        match_threshold: float | None = None,
-        *,
-        reviewed: bool = False,
-        progress: Callable[[str, int, int], None] | None = None,
-    ) -> m.Duplicates:
-        """Sets of near-duplicate pictures in a group: ``level`` near or scene (as ``lookalike
-        dedup``), or a 0..100 ``match_threshold`` instead. Sets marked reviewed are left out
-        unless ``reviewed``; ``progress(stage, done, total)`` hears how far it got.
-
-        The same nearest-neighbour pairs as the folder dedup (never all pairs), so a large group
-        costs about n log n; the vectors are read once from the store.
-        """
-        min_cosine = duplicate_cosine(level, match_threshold)
-        group = self._group(group_id, count=progress is not None)
-        records: list[ImageRecord] = []
-        vectors: list[np.ndarray] = []
-        for batch in self.store.iter_group(group.group_id, thumbnails=False):
-            for record, vector, _none in batch:
-                records.append(self._public(record))
-                vectors.append(vector)
-            if progress:
-                progress("reading vectors", len(records), max(group.pic_count, len(records)))
-        if progress:
-            progress("matching", len(records), len(records))
-        found = duplicate_sets(records, vectors, min_cosine, level, threads=self.engine.settings.threads)
-        return found if reviewed else self.without_reviewed(group_id, found)
-
-    def without_reviewed(self, group_id: str, found: m.Duplicates) -> m.Duplicates:
-        """``found`` less the sets marked reviewed since (or before) it was computed."""
-        marked = self.reviews.reviewed(self._group(group_id).group_id)
-        kept = [d for d in found.sets if d.key not in marked]
-        return dataclasses.replace(found, sets=kept, reviewed=found.reviewed + len(found.sets) - len(kept))
-
-    def mark_reviewed(self, group_id: str, pic_names: Sequence[str]) -> str:
-        """Keeps a duplicate set as it is: it is left out of later results while its members are
-        these. Every picture must be in the group (ImageNotFound). Returns the set's key."""
-        group = self._group(group_id)
-        names = [v.pic_name(name) for name in pic_names]
-        if len(set(names)) < 2:
-            raise errors.InvalidParameterValue("a duplicate set has at least two different pictures")
-        for name in names:
-            if self.store.get_image(group.group_id, name) is None:
-                raise errors.ImageNotFound(f"picture {name!r} is not in group {self._public(group).group_id!r}")
-        return self.reviews.mark(group.group_id, names)
-
-    def start_duplicates(self, group_id: str, level: str = "near", match_threshold: float | None = None) -> Job:
-        """:meth:`duplicates` as a background job (every set, reviewed ones too: they are left out
-        when the result is read, so a mark made meanwhile counts). Bad input fails here, at once."""
-        duplicate_cosine(level, match_threshold)
-        group = self._group(group_id)
-        params = {"level": level, "match_threshold": match_threshold}
-
-        def work(job: Job) -> m.Duplicates:
-            return self.duplicates(group_id, level, match_threshold, reviewed=True, progress=job.progress)
-
-        return self.jobs.start(group.group_id, "duplicates", params, work)
-
-    def duplicates_job(self, group_id: str, job_id: str) -> Job:
-        """A job of this group (ResourceNotFound for another group's or tenant's)."""
-        return self.jobs.get(self._key(v.group_id(group_id)), job_id)
+        return [m.SearchHit.scored(self._public(r.hit.image), r.hit.cosine, r.similarity, r.inliers) for r in passed]
 
     @staticmethod
     def default_threshold(group: GroupRecord) -> int:
@@ -583,44 +487,3 @@ def batch_status(results: Sequence[ImageRecord | errors.LookalikeError]) -> int:
         return 201 if created == len(results) else 207
     statuses = {r.status for r in results if isinstance(r, errors.LookalikeError)}
     return statuses.pop() if len(statuses) == 1 else 400
-
-
-def duplicate_cosine(level: str, match_threshold: float | None) -> float:
-    """The lowest cosine of a duplicate pair: the level's, or the 0..100 threshold's."""
-    from lookalike.dedup.report import LEVEL_COSINE, Level
-
-    if level not in (Level.NEAR, Level.SCENE):
-        raise errors.InvalidParameterValue(f"level must be near or scene, not {level!r}")
-    threshold = v.match_threshold(match_threshold)
-    return scores.cosine_for_score(threshold) if threshold else LEVEL_COSINE[Level(level)]
-
-
-def duplicate_sets(
-    records: list[ImageRecord], vectors: list[np.ndarray], min_cosine: float, level: str, *, threads: int = 0
-) -> m.Duplicates:
-    """Connected sets of pictures whose vectors are at least ``min_cosine`` alike; in each, the
-    picture added first is kept and the others are scored and labelled against it."""
-    from lookalike.dedup.matching import group_pairs, similar_pairs
-    from lookalike.dedup.report import Level, match_of
-
-    if not records:
-        return m.Duplicates([], 0, min_cosine)
-    matrix = np.stack(vectors).astype(np.float32, copy=False)
-    sets = []
-    for members in group_pairs(len(records), similar_pairs(matrix, min_cosine, threads=threads)):
-        keep = min(members, key=lambda i: (records[i].create_time, records[i].pic_name))
-        cos = np.clip(matrix[members] @ matrix[keep], -1.0, 1.0)
-        hits = [_hit(records[i], c) for i, c in zip(members, cos.tolist(), strict=True) if i != keep]
-        hits.sort(key=lambda h: (-h.cosine, h.image.pic_name))
-        sets.append(m.DuplicateSet(records[keep], hits, [str(match_of(Level(level), h.cosine)) for h in hits]))
-    sets.sort(key=lambda d: (-len(d.duplicates), d.keep.pic_name))
-    return m.Duplicates(sets, len(records), min_cosine)
-
-
-def _hit(
-    record: ImageRecord, cosine: float, similarity: float | None = None, inliers: int | None = None
-) -> m.SearchHit:
-    """A picture with its cosine and Tencent's Score: the calibrated 0..100 scale of the
-    similarity (the cosine, raised by geometric verification where it ran), rounded."""
-    sim = float(cosine if similarity is None else similarity)
-    return m.SearchHit(record, float(cosine), round(float(scores.calibrated_score(sim))), inliers)
