@@ -122,6 +122,13 @@ class SqliteStore(IndexMerger):
             self._bury(group_id, write.handle)
             self._unlink_index(gid)
 
+    def _counted(self, conn: sqlite3.Connection, gid: int, op: str, ids: list[int]) -> None:
+        """Pictures ``ids`` were added ('add') or deleted ('del') in the open transaction: the
+        group's PicCount follows, and the change log says so to the other processes."""
+        change = len(ids) if op == "add" else -len(ids)
+        conn.execute("UPDATE groups SET pic_count = pic_count + ? WHERE gid = ?", (change, gid))
+        self._log(conn, gid, op, ids)
+
     @staticmethod
     def _delete_pictures(conn: sqlite3.Connection, where: str, args: tuple[object, ...]) -> None:
         """Delete the pictures of ``images`` that match ``where``, with every row that is theirs."""
@@ -167,8 +174,7 @@ class SqliteStore(IndexMerger):
                 conn.execute("INSERT INTO thumbnails (image_id, data) VALUES (?, ?)", (image_id, thumbnail))
             if features is not None:
                 conn.execute("INSERT INTO features (image_id, data) VALUES (?, ?)", (image_id, features))
-            conn.execute("UPDATE groups SET pic_count = pic_count + 1 WHERE gid = ?", (gid,))
-            self._log(conn, gid, "add", [image_id])
+            self._counted(conn, gid, "add", [image_id])
             write.commit()
             if handle.loaded:
                 handle.add(image_id, vec, tags)
@@ -214,8 +220,7 @@ class SqliteStore(IndexMerger):
                     "INSERT INTO thumbnails (image_id, data) VALUES (?, ?)",
                     [(i, thumb) for i, (_, _, thumb) in zip(ids, new, strict=True) if thumb is not None],
                 )
-                conn.execute("UPDATE groups SET pic_count = pic_count + ? WHERE gid = ?", (len(new), gid))
-                self._log(conn, gid, "add", ids)
+                self._counted(conn, gid, "add", ids)
                 write.commit()
                 if handle.loaded:
                     for i, (record, vec, _) in zip(ids, new, strict=True):
@@ -390,8 +395,7 @@ class SqliteStore(IndexMerger):
             ids = [int(i) for (i,) in conn.execute(f"SELECT id FROM images WHERE {where}", args)]
             if ids:
                 self._delete_pictures(conn, where, args)
-                conn.execute("UPDATE groups SET pic_count = pic_count - ? WHERE gid = ?", (len(ids), gid))
-                self._log(conn, gid, "del", ids)
+                self._counted(conn, gid, "del", ids)
             write.commit()
             if handle.loaded:
                 for image_id in ids:
