@@ -6,7 +6,6 @@ The gallery's behaviour on Milvus is covered by tests/test_gallery.py and tests/
 
 from __future__ import annotations
 
-import random
 import time
 import uuid
 
@@ -17,8 +16,7 @@ import pytest
 from lookalike import errors
 from lookalike.gallery import parse_filter
 from lookalike.storage.base import GroupRecord, ImageRecord
-from lookalike.storage.filters import And, Compare, Or, matches
-from lookalike.storage.milvus import MilvusStore, compile_filter, picture_key
+from lookalike.storage.milvus import MilvusStore, picture_key
 
 DIM = 16
 
@@ -46,63 +44,6 @@ def fill(store: MilvusStore, vectors: np.ndarray, tags: list[dict], group: str =
     store.create_group(GroupRecord(group, group))
     for i, (vec, tag) in enumerate(zip(vectors, tags, strict=True)):
         store.add_image(ImageRecord(group, f"e{i}", f"p{i}", tags=tag), vec, max_per_entity=10)
-
-
-# Tag values that trip naive translations: numbers as text, text that is not a number, quotes,
-# backslashes, non-ASCII keys, "inf" and "nan" as text, exponents, whitespace around numbers.
-TAG_VALUES = [
-    0,
-    1,
-    2,
-    -1.5,
-    3.25,
-    1e300,
-    "0",
-    "1",
-    "2",
-    " 2 ",
-    "1e1",
-    "inf",
-    "-inf",
-    "nan",
-    "red",
-    "Red",
-    'a"b',
-    "c\\d",
-    "",
-    "名",
-]
-KEYS = ["n", "colour", "名字", 'q"k', "b\\s"]
-
-
-def random_tags(rng: random.Random) -> dict:
-    return {k: rng.choice(TAG_VALUES) for k in KEYS if rng.random() < 0.7}
-
-
-def random_filter(rng: random.Random, depth: int = 0):
-    if depth < 2 and rng.random() < 0.4:
-        items = tuple(random_filter(rng, depth + 1) for _ in range(rng.randint(2, 3)))
-        return And(items) if rng.random() < 0.5 else Or(items)
-    value = rng.choice(
-        [v for v in TAG_VALUES if not (isinstance(v, str) and v in ("nan", "inf", "-inf"))] + [10, 1e308, "x"]
-    )
-    return Compare(rng.choice(KEYS + ["missing"]), rng.choice([">", ">=", "<", "<=", "=", "!="]), value)
-
-
-def test_filters_select_exactly_what_the_reference_semantics_select(make) -> None:
-    """Every filter, compiled to a Milvus expression, picks the same pictures as filters.matches."""
-    rng, nrng = random.Random(7), np.random.default_rng(7)
-    tags = [random_tags(rng) for _ in range(120)]
-    vectors = unit(nrng, len(tags))
-    store = make()
-    fill(store, vectors, tags)
-    filters = [random_filter(rng) for _ in range(60)] + [
-        parse_filter(t) for t in ('colour = "a\\"b"', "n >= 2", "n != 2", "名字 = 名")
-    ]
-    for expr in filters:
-        got = {h.image.pic_name for h in store.search("g", vectors[0], limit=200, where=expr)}
-        want = {f"p{i}" for i, t in enumerate(tags) if matches(expr, t)}
-        assert got == want, (expr, compile_filter(expr))
 
 
 def test_search_pages_threshold_and_selective_filters(make) -> None:

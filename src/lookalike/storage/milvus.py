@@ -65,7 +65,6 @@ from lookalike.storage.base import GroupRecord, Hit, ImageRecord, unit_vector
 from lookalike.storage.filters import Expr
 from lookalike.storage.milvus_schema import (  # noqa: F401 - compile_filter, _collection_name: tests, bench
     _DUMMY,
-    _MAX_DOUBLE,
     FEATURE_BATCH,
     FEATURE_FIELDS,
     FILTERED_EF_FACTOR,
