@@ -96,9 +96,14 @@ def test_writes_are_visible_to_the_next_search_and_constraints_hold(make) -> Non
     assert store.search("g", vectors[0], limit=3) == [] and store.get_group("g").pic_count == 0
 
 
-def test_two_servers_on_one_milvus(make) -> None:
+def test_two_servers_on_one_milvus(make, monkeypatch) -> None:
     """Strong consistency: another process's acknowledged write is seen by the next search. And a
-    PicName added by two processes at once stays one picture (its key is a hash of the name)."""
+    PicName added by two processes at once stays one picture (its key is a hash of the name).
+
+    The race is scheduled, not timed: b's add of p1 lands between a's constraint check (which
+    found no p1) and a's insert. Adding from a after b had finished, as this test once did, only
+    raced while a's Bounded-staleness read was younger than Milvus' window (5 s); on a loaded
+    machine a saw p1 and refused it (PicNameAlreadyExist), which tested nothing."""
     nrng = np.random.default_rng(3)
     vectors = unit(nrng, 4)
     a = make()
@@ -106,8 +111,15 @@ def test_two_servers_on_one_milvus(make) -> None:
     a.create_group(GroupRecord("g", "g"))
     a.add_image(ImageRecord("g", "e", "p0"), vectors[0], max_per_entity=10)
     assert [h.image.pic_name for h in b.search("g", vectors[0], limit=1)] == ["p0"]
-    b.add_image(ImageRecord("g", "e", "p1"), vectors[1], max_per_entity=10)
-    a.add_image(ImageRecord("g", "e", "p1"), vectors[2], max_per_entity=10)  # a raced b: a has not seen p1 yet
+    insert = a._insert
+
+    def b_lands_first(collection: str, rows: list[dict]) -> None:
+        b.add_image(ImageRecord("g", "e", "p1"), vectors[1], max_per_entity=10)  # b's check sees no p1 either
+        insert(collection, rows)
+
+    monkeypatch.setattr(a, "_insert", b_lands_first)
+    a.add_image(ImageRecord("g", "e", "p1"), vectors[2], max_per_entity=10)  # both were told "added"
+    monkeypatch.undo()
     rows = b.client.query(a._images("g"), filter='pic_name == "p1"', output_fields=["pk"], consistency_level="Strong")
     assert [r["pk"] for r in rows] == [picture_key("g", "p1")]
 
