@@ -20,8 +20,9 @@ servers can share one Milvus cluster:
   same name never gets its predecessor's features, whatever a crash or a race left behind.
 
 Tags are kept three times: as given (returned), and two derived JSON fields that hold each tag
-as the filter language compares it: ``tag_num`` (as a number, where it reads as one) and
-``tag_str`` (as text). The filter AST compiles to one Milvus boolean expression over them, so
+in the readings the filter rules compare (:mod:`~lookalike.storage.filters`): ``tag_num``
+(the number reading, where there is one) and ``tag_str`` (the text reading). Each comparison, as
+``filters.decide`` rules it, compiles to a Milvus expression over one of them, so
 Milvus filters inside the search and a selective filter still returns ``limit`` hits.
 
 Consistency (``LOOKALIKE_MILVUS_CONSISTENCY``): by default ("Session") a read of a collection
