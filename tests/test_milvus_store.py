@@ -6,6 +6,8 @@ The gallery's behaviour on Milvus is covered by tests/test_gallery.py and tests/
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 import uuid
 
@@ -146,6 +148,27 @@ def test_milvus_down_is_store_unavailable_and_a_crash_loses_no_acknowledged_writ
         assert after.get_group("g").pic_count == 50
         assert [h.image.pic_name for h in after.search("g", vectors[49], limit=1)] == ["p49"]
         after.close()
+    finally:
+        server.stop()
+
+
+def test_a_frozen_milvus_is_store_unavailable_within_the_timeout(tmp_path) -> None:
+    """A Milvus that accepts connections but answers nothing (SIGSTOP: a stalled or overloaded
+    server) is StoreUnavailable after ``timeout``, also where pymilvus lets gRPC's own
+    DEADLINE_EXCEEDED through (creating the collections), never a raw gRPC error."""
+    from milvus_server import MilvusProcess
+
+    server = MilvusProcess(tmp_path / "milvus")
+    server.start()
+    try:
+        MilvusStore(server.uri, dim=DIM, timeout=60).close()  # the server works
+        assert server.pid is not None
+        os.kill(server.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(errors.StoreUnavailable):
+                MilvusStore(server.uri, prefix="frozen", dim=DIM, timeout=2)
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
     finally:
         server.stop()
 

@@ -160,6 +160,7 @@ class MilvusStore:
         """Milvus' own failures (unreachable, timed out) become StoreUnavailable (503)."""
         if self._closed:
             raise RuntimeError("the store is closed")
+        from grpc import RpcError
         from pymilvus.exceptions import MilvusException
 
         try:
@@ -168,6 +169,8 @@ class MilvusStore:
             raise
         except MilvusException as exc:
             raise errors.StoreUnavailable(f"Milvus at {self.uri} failed: {exc.message}") from exc
+        except RpcError as exc:  # some pymilvus calls (create_collection) let gRPC's own errors through
+            raise errors.StoreUnavailable(f"Milvus at {self.uri} failed: {exc}") from exc
         except (ConnectionError, TimeoutError) as exc:
             raise errors.StoreUnavailable(f"Milvus at {self.uri} is unreachable: {exc}") from exc
 
