@@ -265,6 +265,7 @@ def test_entities_append_up_to_ten_pictures(gallery, photos):
         ("tags", {f"k{i}": i for i in range(11)}, "InvalidParameterValue.TagsKeysExceed"),
         ("tags", {"k": [1, 2]}, "InvalidParameterValue.TagsValueIllegal"),
         ("tags", {"k": True}, "InvalidParameterValue.TagsValueIllegal"),
+        ("tags", '{"k": 1%s}' % ("0" * 400), "InvalidParameterValue.TagsValueIllegal"),  # no double holds it
         ("tags", "[1, 2]", "InvalidParameterValue.TagsValueIllegal"),
         ("tags", "{not json", "InvalidParameterValue.TagsValueIllegal"),
         ("image", b"not an image at all", "ImageDecodeFailed"),

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from filter_cases import random_filter, random_tags
 from lookalike import errors
 from lookalike.storage.base import GroupRecord, ImageRecord
-from lookalike.storage.filters import And, Compare, Expr, Or, matches
-from lookalike.storage.memory import GroupVectors
+from lookalike.storage.filters import Compare, matches
 from lookalike.storage.sqlite import SqliteStore
 from support import small_tmpfs, take_space
 
@@ -166,50 +166,8 @@ def test_records_round_trip(make) -> None:
 # ---------------------------------------------------------------------------- filters
 
 
-def random_tags(rng: random.Random) -> dict[str, object]:
-    values: list[object] = [
-        rng.randint(-5, 5),
-        rng.uniform(-5, 5),
-        str(rng.randint(-5, 5)),
-        rng.choice(["a", "b", "c", "ab", "B", "", " 3 ", "nan", "1e1", "é"]),
-        rng.choice([True, False]),
-        None,
-        [1, 2],
-        {"x": 1},
-    ]
-    return {k: rng.choice(values) for k in ("k1", "k2", "k3") if rng.random() < 0.8}
-
-
-def random_expr(rng: random.Random, depth: int = 0) -> Expr:
-    if depth < 2 and rng.random() < 0.4:
-        items = tuple(random_expr(rng, depth + 1) for _ in range(rng.randint(0, 3)))
-        return And(items) if rng.random() < 0.5 else Or(items)
-    value: str | int | float = rng.choice(
-        [rng.randint(-5, 5), rng.uniform(-5, 5), rng.choice(["a", "b", "3", "-1", "", "nan", "True", "[1, 2]"]), 10.0]
-    )
-    return Compare(rng.choice(["k1", "k2", "k3", "k4"]), rng.choice([">", ">=", "<", "<=", "=", "!="]), value)
-
-
-def test_filter_masks_agree_with_reference_semantics() -> None:
-    rng = random.Random(7)
-    group = GroupVectors(4)
-    tags = [random_tags(rng) for _ in range(400)]
-    for i, t in enumerate(tags):
-        group.add(i + 1, np.ones(4, dtype=np.float32), t)
-    for _ in range(400):
-        expr = random_expr(rng)
-        expected = [matches(expr, group.tags[r]) for r in range(group.n)]
-        assert group.mask(expr).tolist() == expected, expr
-    # Columns are kept in step through removals (swap with the last row) and tag updates.
-    for image_id in rng.sample(range(1, 401), 150):
-        group.remove(image_id)
-    for image_id in rng.sample(list(group.pos), 80):
-        group.set_tags(image_id, random_tags(rng))
-    for i in range(401, 450):
-        group.add(i, np.ones(4, dtype=np.float32), random_tags(rng))
-    for _ in range(200):
-        expr = random_expr(rng)
-        assert group.mask(expr).tolist() == [matches(expr, group.tags[r]) for r in range(group.n)], expr
+# The rules and the mask-versus-reference check live in tests/test_filter_semantics.py; here the
+# same generated cases go through the whole store (index, exact scan, changes between searches).
 
 
 @pytest.mark.parametrize("threshold", [50, 100_000])
@@ -227,7 +185,7 @@ def test_filtered_search_agrees_with_reference_through_changes(make, threshold: 
     assert ann_ready(store) == (threshold == 50)
     q = unit(nrng, 1)[0]
     for round_ in range(30):
-        expr = random_expr(rng)
+        expr = random_filter(rng)
         hits = store.search("g", q, limit=400, where=expr)
         expected = exact_top(vectors, q, [i for i, t in model.items() if matches(expr, t)])
         assert names(hits) == expected, (round_, expr)

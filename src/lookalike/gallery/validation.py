@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Mapping
 from typing import Any
 
 from lookalike import errors
 from lookalike.gallery import models as m
 from lookalike.images.decode import Rect
+
+_MAX_DOUBLE = sys.float_info.max
 
 _GROUP_ID = re.compile(r"[A-Za-z0-9_]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -134,8 +137,9 @@ def tags(value: Any) -> dict[str, object]:
             raise errors.TagsValueSizeExceed(f"tag key {key[:20]!r}... is longer than {m.TAG_KEY_MAX} characters")
         if isinstance(item, bool) or not isinstance(item, (str, int, float)):
             raise errors.TagsValueIllegal(f"tag {key!r}: values must be strings or numbers")
-        if isinstance(item, float) and not math.isfinite(item):
-            raise errors.TagsValueIllegal(f"tag {key!r}: numbers must be finite")
+        if isinstance(item, float) and not math.isfinite(item) or isinstance(item, int) and abs(item) > _MAX_DOUBLE:
+            # an int no double holds: Milvus' JSON refuses it (a 503 there); refused here on every backend
+            raise errors.TagsValueIllegal(f"tag {key!r}: numbers must be finite and fit a double")
         if isinstance(item, str) and len(item) > m.TAG_VALUE_MAX:
             raise errors.TagsValueSizeExceed(f"tag {key!r}: the value is longer than {m.TAG_VALUE_MAX} characters")
         out[key] = item

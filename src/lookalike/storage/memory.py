@@ -12,28 +12,16 @@ later, in the background).
 
 from __future__ import annotations
 
-import operator
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import numpy as np
 
 from lookalike.storage.ann import SWEEP_SHARE, AnnIndex, breadth
-from lookalike.storage.filters import And, Compare, Expr, Or, is_number, matches, tag_number
+from lookalike.storage.filters import COMPARISONS, TEXT, And, Compare, Condition, Expr, Or, decide, tag_number, tag_text
 
-_OPS: dict[str, Callable[[Any, Any], Any]] = {
-    "=": operator.eq,
-    "!=": operator.ne,
-    ">": operator.gt,
-    ">=": operator.ge,
-    "<": operator.lt,
-    "<=": operator.le,
-}
-_EXACT_INT = 2**53
-"""Larger ints lose precision as float64: such comparisons go through the reference code."""
 _MIN_COSINE_MARGIN = 0.01
 """Slack between the index's half-precision cosines and the exact ones."""
 
@@ -87,18 +75,11 @@ class RWLock:
                 self._cond.notify_all()
 
 
-def _as_float(value: object) -> float:
-    """:func:`filters.tag_number`, NaN where that is None: NaN compares false with everything and
-    unequal to everything, which is exactly the reference semantics for a missing or non-numeric
-    tag (only ``!=`` holds)."""
-    number = tag_number(value)
-    return float("nan") if number is None else number
-
-
 class _Column:
-    """One tag key across a group's rows, in the two forms a comparison can need: the value as
-    a float (NaN when missing or not a number) and ``str(value)`` dictionary-encoded (code 0:
-    missing), so a string comparison is decided once per distinct value, then gathered."""
+    """One tag key across a group's rows, in the two readings a condition can test
+    (:mod:`filters`): the number reading as a float (NaN: none; no reading is ever NaN) and the
+    text reading dictionary-encoded (code 0: none), so a text comparison is decided once per
+    distinct value, then gathered."""
 
     def __init__(self, capacity: int) -> None:
         self.num = np.full(capacity, np.nan, dtype=np.float64)
@@ -107,11 +88,12 @@ class _Column:
         self.codes: dict[str, int] = {}
 
     def set(self, row: int, value: object) -> None:
-        self.num[row] = _as_float(value)
-        if value is None:
+        number = tag_number(value)
+        self.num[row] = np.nan if number is None else number
+        text = tag_text(value)
+        if text is None:
             self.code[row] = 0
             return
-        text = str(value)
         code = self.codes.get(text)
         if code is None:
             code = self.codes[text] = len(self.vocab)
@@ -129,10 +111,18 @@ class _Column:
         num[:n], code[:n] = self.num, self.code
         self.num, self.code = num, code
 
-    def text_mask(self, op: Callable[[object, object], object], name: str, value: str, n: int) -> np.ndarray:
-        table = np.fromiter((bool(op(v, value)) for v in self.vocab), dtype=bool, count=len(self.vocab))
-        table[0] = name == "!="  # a missing tag only satisfies !=
-        return table[self.code[:n]]
+    def mask(self, condition: Condition, n: int) -> np.ndarray:
+        """The first ``n`` rows' verdicts on ``condition`` (the translation of :func:`filters.holds`)."""
+        compare = COMPARISONS[condition.op]
+        if condition.reading == TEXT:
+            table = np.fromiter((bool(compare(v, condition.operand)) for v in self.vocab), bool, len(self.vocab))
+            table[0] = condition.missing
+            return table[self.code[:n]]
+        numbers = self.num[:n]
+        with np.errstate(invalid="ignore"):
+            out = np.asarray(compare(numbers, condition.operand), dtype=bool)
+        out[np.isnan(numbers)] = condition.missing
+        return out
 
 
 class GroupVectors:
@@ -266,19 +256,8 @@ class GroupVectors:
             return out
         if not isinstance(expr, Compare):
             raise TypeError(f"not a filter expression: {expr!r}")
-        op = _OPS.get(expr.op)
-        if op is None:
-            raise ValueError(f"unknown operator {expr.op!r}")
-        value = expr.value
-        if not (is_number(value) or isinstance(value, str)) or (
-            isinstance(value, int) and abs(value) > _EXACT_INT
-        ):
-            return np.fromiter((matches(expr, t) for t in self.tags[:n]), dtype=bool, count=n)
-        col = self._column(expr.key)
-        if isinstance(value, str):
-            return col.text_mask(op, expr.op, value, n)
-        with np.errstate(invalid="ignore"):
-            return np.asarray(op(col.num[:n], float(value)), dtype=bool)
+        condition = decide(expr)
+        return self._column(condition.key).mask(condition, n)
 
     # ------------------------------------------------------------------ search
 

@@ -20,8 +20,9 @@ servers can share one Milvus cluster:
   same name never gets its predecessor's features, whatever a crash or a race left behind.
 
 Tags are kept three times: as given (returned), and two derived JSON fields that hold each tag
-as the filter language compares it: ``tag_num`` (as a number, where it reads as one) and
-``tag_str`` (as text). The filter AST compiles to one Milvus boolean expression over them, so
+in the readings the filter rules compare (:mod:`~lookalike.storage.filters`): ``tag_num``
+(the number reading, where there is one) and ``tag_str`` (the text reading). Each comparison, as
+``filters.decide`` rules it, compiles to a Milvus expression over one of them, so
 Milvus filters inside the search and a selective filter still returns ``limit`` hits.
 
 Consistency (``LOOKALIKE_MILVUS_CONSISTENCY``): by default ("Session") a read of a collection
@@ -65,7 +66,6 @@ from lookalike.storage.base import GroupRecord, Hit, ImageRecord, unit_vector
 from lookalike.storage.filters import Expr
 from lookalike.storage.milvus_schema import (  # noqa: F401 - compile_filter, _collection_name: tests, bench
     _DUMMY,
-    _MAX_DOUBLE,
     FEATURE_BATCH,
     FEATURE_FIELDS,
     FILTERED_EF_FACTOR,
@@ -160,6 +160,7 @@ class MilvusStore:
         """Milvus' own failures (unreachable, timed out) become StoreUnavailable (503)."""
         if self._closed:
             raise RuntimeError("the store is closed")
+        from grpc import RpcError
         from pymilvus.exceptions import MilvusException
 
         try:
@@ -168,6 +169,8 @@ class MilvusStore:
             raise
         except MilvusException as exc:
             raise errors.StoreUnavailable(f"Milvus at {self.uri} failed: {exc.message}") from exc
+        except RpcError as exc:  # some pymilvus calls (create_collection) let gRPC's own errors through
+            raise errors.StoreUnavailable(f"Milvus at {self.uri} failed: {exc}") from exc
         except (ConnectionError, TimeoutError) as exc:
             raise errors.StoreUnavailable(f"Milvus at {self.uri} is unreachable: {exc}") from exc
 

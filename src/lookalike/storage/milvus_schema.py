@@ -10,11 +10,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import math
 import re
 from typing import Any
 
-from lookalike.storage.filters import And, Compare, Expr, Or, is_number, tag_number
+from lookalike.storage.filters import (
+    NEGATION,
+    NUMBER,
+    TEXT,
+    And,
+    Compare,
+    Condition,
+    Expr,
+    Or,
+    decide,
+    tag_number,
+    tag_text,
+)
 
 MAX_TOPK = 16384
 """Milvus' largest ``limit`` (and query window); Offset + Limit beyond it finds nothing more."""
@@ -33,7 +44,8 @@ FEATURE_FIELDS = 4
 FEATURE_BATCH = 64
 """Feature rows written or read per call (~12 MB at 1000 keypoints each)."""
 _DUMMY = [0.0, 1.0]
-_MAX_DOUBLE = 1.7976931348623157e308
+_ALWAYS = "(pk >= 0)"
+"""A condition every row meets (keys are 63-bit, never negative): an empty And."""
 
 
 def _escape(text: str) -> str:
@@ -48,36 +60,42 @@ def picture_key(group_id: str, pic_name: str) -> int:
 
 
 def tag_numbers(tags: dict[str, object]) -> dict[str, float]:
-    """Each tag as a number filter compares it (the reference semantics in storage/filters.py)."""
-    out: dict[str, float] = {}
-    for key, value in tags.items():
-        number = tag_number(value)
-        if number is None or math.isnan(number):
-            continue  # compares false with everything, like a missing key
-        out[key] = max(-_MAX_DOUBLE, min(_MAX_DOUBLE, number))
-    return out
+    """The ``tag_num`` JSON: each tag's number reading (:func:`filters.tag_number`); a tag without
+    one is left out, which Milvus' comparisons treat as the rules treat it (false)."""
+    return {key: number for key, value in tags.items() if (number := tag_number(value)) is not None}
 
 
 def tag_texts(tags: dict[str, object]) -> dict[str, str]:
-    return {key: str(value) for key, value in tags.items()}
+    """The ``tag_str`` JSON: each tag's text reading (:func:`filters.tag_text`), likewise."""
+    return {key: text for key, value in tags.items() if (text := tag_text(value)) is not None}
+
+
+_READING_FIELDS = {NUMBER: "tag_num", TEXT: "tag_str"}
+_OPERATORS = {">": ">", ">=": ">=", "<": "<", "<=": "<=", "=": "==", "!=": "!="}
+"""Each filter operator as Milvus spells it."""
+
+
+def compile_condition(condition: Condition) -> str:
+    """One decided Compare as a Milvus expression. Milvus' comparison is false for a row whose JSON
+    lacks the key; a condition that a row without a reading passes is therefore stated as ``not``
+    of its negation (``not (tag_str["k"] == "v")`` for ``k != v``)."""
+    field = f"{_READING_FIELDS[condition.reading]}[{_escape(condition.key)}]"
+    operand = condition.operand
+    value = repr(operand) if isinstance(operand, float) else _escape(operand)
+    if condition.missing:
+        return f"(not ({field} {_OPERATORS[NEGATION[condition.op]]} {value}))"
+    return f"({field} {_OPERATORS[condition.op]} {value})"
 
 
 def compile_filter(expr: Expr) -> str:
     """The Milvus boolean expression that selects exactly what :func:`filters.matches` does."""
     if isinstance(expr, Compare):
-        number = is_number(expr.value)
-        field = f"tag_num[{_escape(expr.key)}]" if number else f"tag_str[{_escape(expr.key)}]"
-        value = repr(float(expr.value)) if number else _escape(str(expr.value))
-        if number and not math.isfinite(float(expr.value)):
-            value = repr(math.copysign(_MAX_DOUBLE, float(expr.value)))
-        if expr.op == "!=":
-            return f"(not ({field} == {value}))"
-        op = "==" if expr.op == "=" else expr.op
-        return f"({field} {op} {value})"
-    if isinstance(expr, And):
-        return "(" + " and ".join(compile_filter(item) for item in expr.items) + ")"
-    if isinstance(expr, Or):
-        return "(" + " or ".join(compile_filter(item) for item in expr.items) + ")"
+        return compile_condition(decide(expr))
+    if isinstance(expr, And | Or):
+        if not expr.items:  # all() of nothing holds, any() of nothing does not
+            return _ALWAYS if isinstance(expr, And) else f"(not {_ALWAYS})"
+        joiner = " and " if isinstance(expr, And) else " or "
+        return "(" + joiner.join(compile_filter(item) for item in expr.items) + ")"
     raise TypeError(f"not a filter expression: {expr!r}")
 
 
