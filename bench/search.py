@@ -99,7 +99,23 @@ def exact_tops(x: np.ndarray, rows: np.ndarray, qs: np.ndarray, k: int = 10) -> 
     return out
 
 
-def run_one(n: int, queries: int, workdir: Path, rebuild_max: int) -> dict[str, object]:
+def self_found(store: SqliteStore, x: np.ndarray, n: int, sample: int) -> dict[str, object]:
+    """Issue 18's reachability at this size: ``sample`` stored rows (evenly spread over the
+    insert order), each searched through the store with its own vector, top 10; misses are rows
+    not returned first with cosine 1 (to float rounding; the store re-scores exactly). The
+    whole group is searched this way by bench/reachability.py at 100k; at 1M a sample."""
+    rows = np.linspace(0, n - 1, min(sample, n)).astype(int)
+    misses = 0
+    began = time.perf_counter()
+    for i in rows:
+        hits = store.search("bench", x[i], limit=10)
+        if not hits or hits[0].cosine < 1 - 1e-5 or not any(h.image.pic_name == f"p{i}" for h in hits):
+            misses += 1
+    log(f"n={n}: {misses} of {len(rows)} sampled rows not found first by their own vector")
+    return {"self_sample": len(rows), "self_misses": misses, "self_search_s": time.perf_counter() - began}
+
+
+def run_one(n: int, queries: int, workdir: Path, rebuild_max: int, sample: int) -> dict[str, object]:
     """One size, in this process (the parent runs each size in a fresh one)."""
     out: dict[str, object] = {"n": n}
     log(f"n={n}: generating data")
@@ -141,6 +157,8 @@ def run_one(n: int, queries: int, workdir: Path, rebuild_max: int) -> dict[str, 
         out[f"p50_ms_{name}"] = pct(lat, 50)
         out[f"p99_ms_{name}"] = pct(lat, 99)
         out[f"recall10_{name}"] = float(np.mean(recall))
+    out["stranded"] = len(handle.stranded)
+    out.update(self_found(store, x, n, sample))
     lat = []
     for q in qs[:50]:
         t = time.perf_counter()
@@ -209,7 +227,8 @@ def crossover(sizes: list[int], queries: int = 100) -> list[dict[str, float]]:
 def table(results: list[dict[str, object]]) -> str:
     head = (
         "| vectors | insert/s | index catch-up s | p50 / p99 ms | p50 / p99 ms, filter 10% | p50 / p99 ms, filter 1% "
-        "| recall@10 (none / 10% / 1%) | exact brute force p50 ms | reopen to first hit s | RSS MB | disk MB |"
+        "| recall@10 (none / 10% / 1%) | own vector not first | stranded | exact brute force p50 ms "
+        "| reopen to first hit s | RSS MB | disk MB |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
@@ -218,6 +237,7 @@ def table(results: list[dict[str, object]]) -> str:
             f"| {r['p50_ms_none']:.2f} / {r['p99_ms_none']:.2f} | {r['p50_ms_10%']:.2f} / {r['p99_ms_10%']:.2f} "
             f"| {r['p50_ms_1%']:.2f} / {r['p99_ms_1%']:.2f} "
             f"| {r['recall10_none']:.3f} / {r['recall10_10%']:.3f} / {r['recall10_1%']:.3f} "
+            f"| {r.get('self_misses', '-')} of {r.get('self_sample', '-')} | {r.get('stranded', '-')} "
             f"| {r['exact_bruteforce_p50_ms']:.1f} | {r['reopen_first_search_s']:.1f} | {r['rss_mb']:,.0f} "
             f"| {r['disk_mb']:,.0f} |"
         )
@@ -232,13 +252,14 @@ def main() -> None:
     ap.add_argument(
         "--rebuild-max", type=int, default=200_000, help="time a rebuild without index file up to this size"
     )
+    ap.add_argument("--self-sample", type=int, default=20_000, help="rows searched by their own vector per size")
     ap.add_argument("--crossover", action="store_true", help="also time exact vs HNSW at 1k-100k")
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results" / "search.json")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--one-out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        res = run_one(args.one, args.queries, args.workdir, args.rebuild_max)
+        res = run_one(args.one, args.queries, args.workdir, args.rebuild_max, args.self_sample)
         args.one_out.write_text(json.dumps(res))
         return
     results: list[dict[str, object]] = []
@@ -246,6 +267,7 @@ def main() -> None:
         with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
             cmd = [sys.executable, __file__, "--one", str(n), "--one-out", tmp.name, "--queries", str(args.queries)]
             cmd += ["--workdir", str(args.workdir), "--rebuild-max", str(args.rebuild_max)]
+            cmd += ["--self-sample", str(args.self_sample)]
             subprocess.run(cmd, check=True)
             results.append(json.loads(Path(tmp.name).read_text()))
     cross = crossover([1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000]) if args.crossover else None
