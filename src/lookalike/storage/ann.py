@@ -40,14 +40,6 @@ LARGE = 300_000
 HUGE = 600_000
 """From this size, four times as broad: the store's recall@10 at 1M was 0.974-0.989 with 256
 candidates, under the 0.99 wanted; the index alone gave 0.991 with 512 (+0.7 ms)."""
-CHECK_BREADTH = EXPANSION_SEARCH
-"""How wide the reachability checks walk: as wide as the narrowest store search (usearch never
-walks narrower than the index's expansion_search), not as wide as the group's own searches
-(512 candidates from HUGE on). A row the narrow walk misses is taken out and scanned exactly,
-so a narrow check can only strand a few reachable rows, never leave an unreachable one in; and
-it costs a quarter: at 1M vectors, checking at the search's 512 made the checks (one self
-search per added row, and about one more per row in the sweeps) five times the cost of the
-build itself, over 40 minutes of both cores (bench/search.py, docs/benchmarks.md)."""
 DTYPE = "i8"
 """Quantised copy inside the index; candidates are re-scored in float32 by the store."""
 ADD_THREADS = max(1, min(8, os.cpu_count() or 1))
@@ -127,9 +119,10 @@ class AnnIndex:
         keys[np.arange(keys.shape[1])[None, :] >= counts] = -1
         return keys
 
-    def unreachable(self, keys: np.ndarray, vectors: np.ndarray, *, width: int = CHECK_BREADTH) -> np.ndarray:
-        """Those of ``keys`` that a search for their own vector, ``width`` candidates wide (see
-        CHECK_BREADTH), does not return: an island of the graph. HNSW's neighbour pruning can leave a tight
+    def unreachable(self, keys: np.ndarray, vectors: np.ndarray, *, width: int | None = None) -> np.ndarray:
+        """Those of ``keys`` that a search for their own vector, ``width`` candidates wide (by
+        default as wide as a store's search of this index, :func:`breadth`), does not return: an
+        island of the graph. HNSW's neighbour pruning can leave a tight
         family of near-copies (identical once quantised to int8) linked only among itself, so
         no walk from the entry point reaches it (measured: 3-8 of 7,244 real SSCD vectors with
         near-copy families, per build; 1-9 of 4,000 synthetic family vectors over six builds,
@@ -137,7 +130,10 @@ class AnnIndex:
         keys = np.asarray(keys, dtype=np.int64)
         if not len(keys):
             return keys
-        found = self.search_many(vectors, width, threads=ADD_THREADS)
+        # As wide as the store's own searches, not narrower: at 1M vectors a check 128 wide took
+        # 47,577 rows (4.8%) out of the index, and every search then scanned them exactly (p50
+        # 52 ms against 5; docs/benchmarks.md, "Vector search").
+        found = self.search_many(vectors, breadth(len(self)) if width is None else width, threads=ADD_THREADS)
         return keys[~(found == keys[:, None]).any(axis=1)]
 
     def save(self, path: Path) -> None:
