@@ -31,7 +31,7 @@ if str(REPO_ROOT / "src") not in sys.path:
     sys.path.insert(0, str(REPO_ROOT / "src"))
 
 import common  # noqa: E402
-from lookalike.storage.ann import ADD_CHUNK, AnnIndex, breadth  # noqa: E402
+from lookalike.storage.ann import ADD_CHUNK, AnnIndex  # noqa: E402
 
 DIM = 512
 PER_FAMILY = 4
@@ -73,8 +73,7 @@ def build(vectors: np.ndarray, *, checks: bool) -> dict[str, float]:
         sweep_s = time.perf_counter() - began
     out = np.concatenate(stranded) if stranded else np.empty(0, dtype=np.int64)
     indexed = np.setdiff1d(keys, out)
-    wide = breadth(len(index))  # as broad as the store's own searches of this index
-    still = np.concatenate([index.unreachable(indexed[s : s + 4096], vectors[indexed[s : s + 4096]], width=wide)
+    still = np.concatenate([index.unreachable(indexed[s : s + 4096], vectors[indexed[s : s + 4096]])
                             for s in range(0, len(indexed), 4096)])
     return {"add_s": add_s, "check_s": check_s, "sweep_s": sweep_s, "taken_out": len(out), "unreachable": len(still)}
 

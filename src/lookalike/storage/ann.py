@@ -119,10 +119,9 @@ class AnnIndex:
         keys[np.arange(keys.shape[1])[None, :] >= counts] = -1
         return keys
 
-    def unreachable(self, keys: np.ndarray, vectors: np.ndarray, *, width: int | None = None) -> np.ndarray:
-        """Those of ``keys`` that a search for their own vector, ``width`` candidates wide (by
-        default as wide as a store's search of this index, :func:`breadth`), does not return: an
-        island of the graph. HNSW's neighbour pruning can leave a tight
+    def unreachable(self, keys: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        """Those of ``keys`` that a search for their own vector, as broad as a store's search,
+        does not return: an island of the graph. HNSW's neighbour pruning can leave a tight
         family of near-copies (identical once quantised to int8) linked only among itself, so
         no walk from the entry point reaches it (measured: 3-8 of 7,244 real SSCD vectors with
         near-copy families, per build; 1-9 of 4,000 synthetic family vectors over six builds,
@@ -133,7 +132,7 @@ class AnnIndex:
         # As wide as the store's own searches, not narrower: at 1M vectors a check 128 wide took
         # 47,577 rows (4.8%) out of the index, and every search then scanned them exactly (p50
         # 52 ms against 5; docs/benchmarks.md, "Vector search").
-        found = self.search_many(vectors, breadth(len(self)) if width is None else width, threads=ADD_THREADS)
+        found = self.search_many(vectors, breadth(len(self)), threads=ADD_THREADS)
         return keys[~(found == keys[:, None]).any(axis=1)]
 
     def save(self, path: Path) -> None:
