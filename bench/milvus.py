@@ -178,6 +178,27 @@ def timed_searches(search, qs: np.ndarray, truth: list[set[str]] | None, warm: i
     return out
 
 
+def paired_searches(searches: dict[str, object], qs: np.ndarray, truth: list[set[str]]) -> dict[str, dict]:
+    """:func:`timed_searches` of several searches interleaved query by query, the order turning
+    each query, so that compactions or other load in the run weigh on each alike."""
+    names = list(searches)
+    for q in qs[:3]:
+        for name in names:
+            searches[name](q)
+    lat: dict[str, list[float]] = {name: [] for name in names}
+    recall: dict[str, list[float]] = {name: [] for name in names}
+    for i, q in enumerate(qs):
+        for name in names[i % len(names):] + names[: i % len(names)]:
+            t = time.perf_counter()
+            found = searches[name](q)
+            lat[name].append(time.perf_counter() - t)
+            recall[name].append(len(set(found) & truth[i]) / 10)
+    return {
+        name: {"p50_ms": pct(lat[name], 50), "p99_ms": pct(lat[name], 99), "recall10": float(np.mean(recall[name]))}
+        for name in names
+    }
+
+
 def batches(n: int, size: int):
     for s in range(0, n, size):
         yield range(s, min(n, s + size))
@@ -418,6 +439,23 @@ def run_milvus(args: argparse.Namespace) -> dict[str, object]:
                 log(f"milvus: ef {ef} {name}: {sweep[f'{ef}_{name}']}")
             stores[f"ef{ef}"] = st  # closed at the end: pymilvus shares one connection per uri
         out["ef_sweep"] = sweep
+        # What the reach-key lookup costs (MilvusStore._reached, run by every search that does
+        # not return its own vector first, as all these queries): the same searches without it,
+        # interleaved with them.
+        bare = open_store("Bounded")
+        bare._keyed.clear()
+        for name, f in (("none", None), ("filter", where)):
+            paired = paired_searches(
+                {
+                    "": lambda q, f=f: [h.image.pic_name for h in store.search(GROUP, q, limit=10, where=f)],
+                    "_no_reach": lambda q, f=f: [h.image.pic_name for h in bare.search(GROUP, q, limit=10, where=f)],
+                },
+                qs, truth[name],
+            )
+            for tail, figures in paired.items():
+                out[f"reach_{name}{tail}"] = figures
+            log(f"milvus: with / without the reach lookup, {name}: {paired}")
+        stores["no_reach"] = bare
         # Compactions re-indexing in the background while the searches ran: the cores they took.
         out["search_phase_server_cores"] = (cpu_s(pid) - cpu0) / (time.perf_counter() - t)
         out["pending_after_searches"] = pending_rows(client, collection)
@@ -595,6 +633,18 @@ def tables(report: dict) -> str:
                 )
             ],
         ))
+        if "reach_none_no_reach" in m:
+            def cells(tail: str) -> list[str]:
+                figures = [m[f"reach_{name}{tail}"] for name in ("none", "filter")]
+                return [
+                    cell for f in figures for cell in (f"{f['p50_ms']:.1f} / {f['p99_ms']:.1f}", f"{f['recall10']:.3f}")
+                ]
+
+            lines.append("\n" + common.markdown_table(
+                ["Milvus search (Bounded), interleaved", "p50 / p99 ms", "recall@10", f"p50 / p99 ms, {FILTER}",
+                 "recall@10, filter"],
+                [["with the reach-key lookup", *cells("")], ["without it", *cells("_no_reach")]],
+            ))
     if m and m.get("ef_sweep"):
         sweep = {(int(k.split("_")[0]), k.split("_")[1]): v for k, v in m["ef_sweep"].items()}
         sweep |= {(m["hnsw"]["ef"], name): m[f"search_{name}"] for name in ("none", "filter")}

@@ -472,9 +472,11 @@ def save(rows: list[dict[str, Any]]) -> None:
 
 def table(rows: list[dict[str, Any]]) -> str:
     return common.markdown_table(
-        ["backend", "path", "N", "misses", "not found", "build s", "ready s", "check s"],
+        ["backend", "path", "N", "checked", "misses", "not found", "build s", "ready s", "check s"],
         [
-            [r["backend"], r["path"], f"{r['n']:,}", r["misses"], r["not_found"], f"{r['build_s']:.0f}",
+            [r["backend"], r["path"], f"{r['n']:,}",
+             "all, store" if r.get("screened") is None else f"screen, {r['screened']}+{r['sampled']} store",
+             r["misses"], r["not_found"], f"{r['build_s']:.0f}",
              f"{r['ready_s']:.0f}", f"{r['check_s']:.0f}"]
             for r in rows
         ],

@@ -41,6 +41,13 @@ its group and PicName, so two servers racing to add the same PicName cannot make
 last write wins. An acknowledged write is in Milvus' write-ahead log (its message queue) and
 survives the lookalike process being killed.
 
+No unreachable picture: HNSW's neighbour pruning can leave a tight family of near-copies linked
+only among itself, an island no search walks into (2 of 20k imported pictures, siblings at
+cosine 0.998). Milvus' graph is not ours to check or repair, so each row also carries a
+*reach key*, 16 bits of random-hyperplane hashing of its vector, and a search that does not
+return its own vector first also reads the rows sharing its key and merges them in
+(:meth:`MilvusStore._reached`): a picture searched with its own bytes is always among them.
+
 Three modules: :mod:`~lookalike.storage.milvus_schema` (the layout: keys, tag encodings, the
 filter compiler, blobs), :mod:`~lookalike.storage.milvus_session` (session consistency and the
 recent-writes overlay) and this one, the store. The gallery rules are
@@ -70,6 +77,7 @@ from lookalike.storage.milvus_schema import (  # noqa: F401 - compile_filter, _c
     FEATURE_FIELDS,
     FILTERED_EF_FACTOR,
     MAX_TOPK,
+    REACH_ROWS,
     THUMB_CHUNK,
     THUMB_FIELDS,
     _blob,
@@ -80,6 +88,7 @@ from lookalike.storage.milvus_schema import (  # noqa: F401 - compile_filter, _c
     _in_group,
     compile_filter,
     picture_key,
+    reach_key,
     tag_numbers,
     tag_texts,
 )
@@ -87,6 +96,9 @@ from lookalike.storage.milvus_session import RECENT_S, SESSION_S, RecentWrites  
 from lookalike.storage.rules import check_new_picture, group_exists, group_full, in_namespace, no_such_group, stamps
 
 log = logging.getLogger(__name__)
+
+SAME_VECTOR_COSINE = 1.0 - 1e-6
+"""A hit this close is the query's own vector (float32 rounding aside): nothing can rank above it."""
 
 class MilvusStore:
     """The :class:`~lookalike.storage.base.Store` over a Milvus server or cluster. Thread-safe."""
@@ -137,6 +149,8 @@ class MilvusStore:
         of others' for :data:`SESSION_S` seconds."""
         self._ready: set[str] = set()
         self._ready_lock = threading.Lock()
+        self._keyed: set[str] = set()
+        """Images collections whose rows carry a reach key (:func:`reach_key`)."""
         with self._unavailable():
             kwargs: dict[str, Any] = {"uri": uri, "timeout": timeout}
             if token:
@@ -191,7 +205,24 @@ class MilvusStore:
                     if not self.client.has_collection(name, timeout=self.timeout):
                         raise
             self.client.load_collection(name, timeout=self.timeout)
+            if schema_of == self._images_schema:
+                self._note_reach_keys(name)
             self._ready.add(name)
+
+    def _note_reach_keys(self, name: str) -> None:
+        """Whether an images collection has reach keys (collections made before them do not:
+        Milvus 2.3 cannot add a field, so such a collection keeps working without the island
+        remedy until its galleries are copied out and back into a new prefix, ``lookalike migrate``)."""
+        fields = {field["name"] for field in self.client.describe_collection(name, timeout=self.timeout)["fields"]}
+        if "reach_key" in fields:
+            self._keyed.add(name)
+        else:
+            log.warning(
+                "Milvus collection %s predates reach keys: a picture on an island of its HNSW graph may not be "
+                "found even by its own bytes; to add them, copy the galleries out and back: `lookalike migrate "
+                "--to sqlite`, then `lookalike migrate --to milvus` with a new LOOKALIKE_MILVUS_PREFIX",
+                name,
+            )
 
     def _base_schema(self, pk_type):
         from pymilvus import DataType, MilvusClient
@@ -249,6 +280,7 @@ class MilvusStore:
         schema.add_field("rect", T.VARCHAR, max_length=128)
         schema.add_field("create_time", T.DOUBLE)
         schema.add_field("update_time", T.DOUBLE)
+        schema.add_field("reach_key", T.INT64)
         schema.add_field("vec", T.FLOAT_VECTOR, dim=self.dim)
         index = self.client.prepare_index_params()
         index.add_index("vec", index_type="HNSW", metric_type="IP", params=self.hnsw)
@@ -440,9 +472,8 @@ class MilvusStore:
 
     # ------------------------------------------------------------------ images
 
-    @staticmethod
-    def _row(image: ImageRecord, key: int, vec: Sequence[float]) -> dict[str, Any]:
-        return {
+    def _row(self, collection: str, image: ImageRecord, key: int, vec: np.ndarray) -> dict[str, Any]:
+        row = {
             "pk": key,
             "group_id": image.group_id,
             "entity_id": image.entity_id,
@@ -454,8 +485,11 @@ class MilvusStore:
             "rect": "" if image.rect is None else json.dumps(list(image.rect)),
             "create_time": image.create_time,
             "update_time": image.update_time,
-            "vec": vec,
+            "vec": vec.tolist(),
         }
+        if collection in self._keyed:
+            row["reach_key"] = reach_key(vec)
+        return row
 
     @staticmethod
     def _record(row: dict) -> ImageRecord:
@@ -524,7 +558,7 @@ class MilvusStore:
             )
             if group.max_capacity > 0:
                 self._check_capacity(collection, group)
-            self._insert(collection, [self._row(record, key, vec.tolist())])
+            self._insert(collection, [self._row(collection, record, key, vec)])
             if thumbnail is not None and self.thumbnails:
                 self._put_thumbnail(key, thumbnail)
             if features is not None and self.features:
@@ -654,7 +688,7 @@ class MilvusStore:
                 if collection is None:
                     raise no_such_group(record.group_id)
                 key = picture_key(record.group_id, record.pic_name)
-                image_row = self._row(record, key, unit_vector(vector, self.dim).tolist())
+                image_row = self._row(collection, record, key, unit_vector(vector, self.dim))
                 by_collection.setdefault(collection, []).append(image_row)
                 if thumb is not None and self.thumbnails:
                     thumbs.append((key, thumb))
@@ -751,8 +785,8 @@ class MilvusStore:
                 if custom_content is not None:
                     record.custom_content = custom_content
                 record.update_time = now
-                updated.append((record, int(row["pk"]), row["vec"]))
-            self._upsert(collection, [self._row(r, k, list(v)) for r, k, v in updated])
+                updated.append((record, int(row["pk"]), np.asarray(row["vec"], dtype=np.float32)))
+            self._upsert(collection, [self._row(collection, r, k, v) for r, k, v in updated])
             for record, key, _ in updated:
                 self._recent.put(key, group_id, record)
         return len(updated)
@@ -780,7 +814,8 @@ class MilvusStore:
         min_cosine: float = -1.0,
         where: Expr | None = None,
     ) -> list[Hit]:
-        """HNSW inside Milvus, the group and the tag filter applied by Milvus during the search."""
+        """HNSW inside Milvus, the group and the tag filter applied by Milvus during the search,
+        merged with the rows that share the query's reach key (:meth:`_reached`)."""
         if limit <= 0:
             return []
         q = unit_vector(vector, self.dim)
@@ -807,13 +842,46 @@ class MilvusStore:
                 consistency_level=self._level(collection),
                 timeout=self.timeout,
             )
+            ranked = [(min(1.0, float(item["distance"])), int(item["id"]), item["entity"]) for item in result[0]]
+            if collection in self._keyed and not (ranked and ranked[0][0] >= SAME_VECTOR_COSINE):
+                ranked = self._reached(collection, expr, q, ranked)[:top]
         hits = []
-        for item in result[0][offset:]:
-            cosine = min(1.0, float(item["distance"]))
+        for cosine, _, row in ranked[offset:]:
             if cosine < min_cosine:
                 break
-            hits.append(Hit(self._record(item["entity"]), cosine))
+            hits.append(Hit(self._record(row), cosine))
         return hits
+
+    def _reached(
+        self, collection: str, expr: str, q: np.ndarray, ranked: list[tuple[float, int, dict]]
+    ) -> list[tuple[float, int, dict]]:
+        """``ranked`` (cosine, key, row) with the rows that share the query's reach key merged in.
+
+        Milvus' HNSW, like any, prunes neighbour links so that a tight family of near-copies can
+        end up linked only among itself: an island no walk reaches. Measured: in a 20k group
+        built by imports, 2 pictures whose siblings sit at cosine 0.998 were not among their own
+        top 10 (docs/benchmarks.md, "No unreachable picture"), and raising ``ef`` cannot reach a
+        node with no links into it. A picture's reach key is a function of its vector, so the
+        picture searched with its own bytes is among these rows whatever the graph. Skipped when
+        the graph already returned the query's own vector first. Cost: one scalar query per
+        other search (docs/benchmarks.md, "Milvus")."""
+        rows = self.client.query(
+            collection,
+            filter=f"reach_key == {reach_key(q)} and {expr}",
+            output_fields=[*self._IMAGE_FIELDS, "vec"],
+            limit=REACH_ROWS,
+            consistency_level=self._level(collection),
+            timeout=self.timeout,
+        )
+        seen = {key for _, key, _ in ranked}
+        extra = [
+            (min(1.0, float(np.dot(q, np.asarray(row["vec"], dtype=np.float32)))), int(row["pk"]), row)
+            for row in rows
+            if int(row["pk"]) not in seen
+        ]
+        if not extra:
+            return ranked
+        return sorted(ranked + extra, key=lambda item: -item[0])
 
     # ------------------------------------------------------------------ life cycle
 

@@ -8,10 +8,13 @@ functions: nothing here talks to Milvus.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import re
 from typing import Any
+
+import numpy as np
 
 from lookalike.storage.filters import (
     NEGATION,
@@ -43,6 +46,13 @@ FEATURE_FIELDS = 4
 (1000 keypoints take ~132 KB; larger ones are not stored in Milvus)."""
 FEATURE_BATCH = 64
 """Feature rows written or read per call (~12 MB at 1000 keypoints each)."""
+REACH_BITS = 16
+"""Bits of a picture's reach key (:func:`reach_key`): ~15 pictures a key at 1M uniform vectors,
+more where vectors cluster, each read back by a search whose key matches."""
+REACH_ROWS = 1024
+"""The most rows a reach-key lookup reads: a key shared by more (mass exact duplicates, which
+all tie with the query) adds nothing the first 1024 do not."""
+_REACH_SEED = 0x1_0CA1_1CE
 _DUMMY = [0.0, 1.0]
 _ALWAYS = "(pk >= 0)"
 """A condition every row meets (keys are 63-bit, never negative): an empty And."""
@@ -57,6 +67,21 @@ def picture_key(group_id: str, pic_name: str) -> int:
     """The primary key of a picture: 63 bits of its group and name, the same in every process."""
     digest = hashlib.blake2b(f"{group_id}\x00{pic_name}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 1
+
+
+@functools.cache
+def _reach_planes(dim: int) -> np.ndarray:
+    return np.random.default_rng(_REACH_SEED).standard_normal((REACH_BITS, dim))
+
+
+def reach_key(vector: np.ndarray) -> int:
+    """Which side of :data:`REACH_BITS` fixed random hyperplanes a (unit) vector lies on
+    (random-hyperplane hashing). The same vector always gets the same key, so a search with a
+    picture's own bytes reads it back by its key even where Milvus' HNSW graph cannot reach it
+    (an island: :meth:`MilvusStore.search`). A near-copy shares the key unless a hyperplane
+    falls between them: each bit differs with probability angle / pi, 2% at cosine 0.998."""
+    sides = _reach_planes(len(vector)) @ np.asarray(vector, dtype=np.float64) > 0
+    return int(sides @ (1 << np.arange(REACH_BITS)))
 
 
 def tag_numbers(tags: dict[str, object]) -> dict[str, float]:
