@@ -25,11 +25,11 @@ PER_FAMILY = 4
 THRESHOLD = 500
 
 
-def families(seed: int) -> np.ndarray:
+def families(seed: int, spread: float = 0.5) -> np.ndarray:
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((FAMILIES, DIM)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    noise = 0.5 / np.sqrt(DIM) * rng.standard_normal((FAMILIES * PER_FAMILY, DIM)).astype(np.float32)
+    noise = spread / np.sqrt(DIM) * rng.standard_normal((FAMILIES * PER_FAMILY, DIM)).astype(np.float32)
     vectors = np.repeat(centres, PER_FAMILY, axis=0) + noise
     return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
 
@@ -48,6 +48,12 @@ def missing_themselves(store: SqliteStore, vectors: np.ndarray) -> list[int]:
 @pytest.mark.timeout(900)  # 4,000 durable single adds and 8,000 searches: minutes on 2 busy cores
 @pytest.mark.parametrize("seed", [5])
 def test_single_adds_then_a_restart(tmp_path: Path, seed: int) -> None:
+    """After a restart the saved index comes back with the same rows kept out of it, and every
+    picture is found without a forced sweep (the state a server settles in by itself).
+
+    Re-adding the stranded rows at the start re-pruned their near-copies' links: 49 of 100k
+    pictures were lost after a restart (bench/reachability.py). Builds this small strand 0-3
+    rows, varying from build to build, so the test strands 20 more the way a sweep does."""
     vectors = families(seed)
     store = SqliteStore(tmp_path / "d", dim=DIM, exact_threshold=THRESHOLD)
     try:
@@ -56,12 +62,22 @@ def test_single_adds_then_a_restart(tmp_path: Path, seed: int) -> None:
             store.add_image(record(i), v, max_per_entity=5)
         assert store.wait_for_index(240, sweep=True)
         assert missing_themselves(store, vectors) == []
+        handle = store._handles["g"]
+        with handle.lock.write():  # as the merger's _sweep_step strands what it finds
+            assert handle.ann is not None
+            handle.ann.remove(handle.strand(handle.ids[:20].copy()))
+            handle.dirty = True
+        stranded = set(handle.stranded)
+        assert len(stranded) >= 20
+        assert missing_themselves(store, vectors) == []
     finally:
         store.close()  # saves the index: the next start loads the file instead of rebuilding
     again = SqliteStore(tmp_path / "d", dim=DIM, exact_threshold=THRESHOLD)
     try:
         again.search("g", vectors[0], limit=1)  # loads the group and its saved index
-        assert again.wait_for_index(240, sweep=True)
+        assert again.wait_for_index(240)
+        handle = again._handles["g"]
+        assert handle.stranded == stranded and not handle.in_ann[[handle.pos[i] for i in stranded]].any()
         assert missing_themselves(again, vectors) == []
     finally:
         again.close()

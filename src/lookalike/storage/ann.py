@@ -69,6 +69,21 @@ def _out_of_space(exc: BaseException, folder: Path, needed: int) -> bool:
     return False
 
 
+def save_ids(path: Path, ids: np.ndarray) -> None:
+    """``ids`` as a .npy file, atomically (a temporary file, then a rename); none when empty."""
+    if not len(ids):
+        path.unlink(missing_ok=True)
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as out:
+            np.save(out, np.asarray(ids, dtype=np.int64))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def breadth(size: int) -> int:
     """Candidates to ask an index of ``size`` for (usearch walks max(ef_search, count) wide)."""
     if size < LARGE:

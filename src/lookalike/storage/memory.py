@@ -355,11 +355,13 @@ class GroupVectors:
 
     # ------------------------------------------------------------------ the index's upkeep
 
-    def start_ann(self, ann: AnnIndex, *, swept: bool = False) -> None:
+    def start_ann(self, ann: AnnIndex, *, swept: bool = False, stranded: np.ndarray | None = None) -> None:
         """Attach ``ann`` (new or loaded) and reconcile it with the rows: the file is never trusted.
 
-        Keys it has that the group lost are removed; rows it lacks become pending. ``swept``: the
-        file was saved right after a full reachability sweep, so its rows need none now.
+        Keys it has that the group lost are removed; rows it lacks become pending, except the
+        ``stranded`` ones saved with it (found unreachable before: they stay in the exact scan).
+        ``swept``: the file was saved right after a full reachability sweep, so its rows need
+        none now.
         """
         keys = ann.keys()
         stale = keys[~np.isin(keys, self.ids[: self.n])] if len(keys) else keys
@@ -370,10 +372,12 @@ class GroupVectors:
             self.in_ann[: self.n] = False
         self.ann = ann
         self.removed = []
-        self.pending = deque(int(i) for i in self.ids[: self.n][~self.in_ann[: self.n]])
-        self.n_pending = len(self.pending)
+        outside = self.ids[: self.n][~self.in_ann[: self.n]]
+        kept_out = np.isin(outside, np.empty(0, dtype=np.int64) if stranded is None else stranded)
+        self.pending = deque(int(i) for i in outside[~kept_out])
+        self.n_pending = len(outside)  # stranded rows count as pending: the exact scan has them
         self.added_since_save = 0
-        self.stranded = set()  # pending again: checked again when added
+        self.stranded = {int(i) for i in outside[kept_out]}
         self.sweep_queue = deque()
         self.unswept = 0 if swept else len(ann)
         self.dirty = bool(len(stale) or self.pending)

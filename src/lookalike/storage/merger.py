@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from lookalike import errors
-from lookalike.storage.ann import ADD_CHUNK, SWEEP_CHUNK
+from lookalike.storage.ann import ADD_CHUNK, SWEEP_CHUNK, save_ids
 from lookalike.storage.changelog import ChangeLog
 from lookalike.storage.lifecycle import AnnState, ann_state
 from lookalike.storage.memory import GroupVectors
@@ -166,9 +166,12 @@ class IndexMerger(ChangeLog):
         handle.added_since_save = 0
         handle.dirty = False
         swept = handle.unswept == 0 and not handle.sweep_queue
+        stranded = np.fromiter(handle.stranded, dtype=np.int64, count=len(handle.stranded))
         try:
-            self._swept_path(gid).unlink(missing_ok=True)  # the marker never outlives its file
+            self._swept_path(gid).unlink(missing_ok=True)  # the markers never outlive their file
+            self._stranded_path(gid).unlink(missing_ok=True)
             ann.save(self._ann_path(gid))
+            save_ids(self._stranded_path(gid), stranded)
             if swept:
                 self._swept_path(gid).touch()
         except errors.StorageFull as exc:  # the previous file (or none) is left as it was

@@ -332,15 +332,28 @@ class StoreCore:
         """Present only beside an index file saved right after a full reachability sweep."""
         return self.ann_dir / f"g{gid}.swept"
 
+    def _stranded_path(self, gid: int) -> Path:
+        """The ids the saved index could not reach (kept out of it), saved with it: re-adding
+        them at the next start re-pruned their near-copies' links and stranded others (49 of
+        100k pictures lost after a restart; docs/benchmarks.md, "No unreachable picture")."""
+        return self.ann_dir / f"g{gid}.stranded.npy"
+
     def _unlink_index(self, gid: int) -> None:
         self._swept_path(gid).unlink(missing_ok=True)
+        self._stranded_path(gid).unlink(missing_ok=True)
         self._ann_path(gid).unlink(missing_ok=True)
 
     def _start_ann(self, gid: int | None, handle: GroupVectors) -> None:
         """The group's saved index (reconciled), or a new one (the caller holds the write lock)."""
         loaded = AnnIndex.load(self._ann_path(gid), self.dim) if gid is not None else None
         swept = loaded is not None and gid is not None and self._swept_path(gid).exists()
-        handle.start_ann(loaded or AnnIndex(self.dim), swept=swept)
+        stranded = np.empty(0, dtype=np.int64)
+        if loaded is not None and gid is not None:
+            try:
+                stranded = np.load(self._stranded_path(gid)).astype(np.int64)
+            except (OSError, ValueError):  # none saved (or unreadable): those rows are checked again
+                pass
+        handle.start_ann(loaded or AnnIndex(self.dim), swept=swept, stranded=stranded)
 
     def _remove_orphan_index_files(self) -> None:
         with self._read() as conn:
