@@ -864,7 +864,7 @@ class MilvusStore:
         node with no links into it. A picture's reach key is a function of its vector, so the
         picture searched with its own bytes is among these rows whatever the graph. Skipped when
         the graph already returned the query's own vector first. Cost: one scalar query per
-        other search (docs/benchmarks.md, "Milvus")."""
+        other search (docs/benchmarks.md, "No unreachable picture")."""
         rows = self.client.query(
             collection,
             filter=f"reach_key == {reach_key(q)} and {expr}",
